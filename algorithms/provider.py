@@ -1,0 +1,69 @@
+"""The Fjord Processing provider."""
+
+import configparser
+import os
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .base import ICON
+from .check_environment import CheckEnvironment
+from .rasterize_labels import RasterizeLabels
+from .worker import SETTING_PYTHON
+
+METADATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metadata.txt")
+
+
+def plugin_version():
+    parser = configparser.ConfigParser()
+    parser.read(METADATA, encoding="utf-8")
+    return parser.get("general", "version", fallback="0")
+
+
+class FjordProvider(QgsProcessingProvider):
+    def id(self):
+        return "fjord"
+
+    def name(self):
+        return "Fjord"
+
+    def longName(self):  # noqa: N802 (QGIS API name)
+        return f"Fjord {plugin_version()}: deep-learning classification of satellite imagery"
+
+    def icon(self):
+        return QIcon(ICON)
+
+    def svgIconPath(self):  # noqa: N802 (QGIS API name)
+        return ICON
+
+    def versionInfo(self):  # noqa: N802 (QGIS API name)
+        return plugin_version()
+
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API name)
+        return ["tif"]
+
+    def load(self):
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig, Setting
+        except ImportError:  # Processing plugin absent: settings are optional
+            ProcessingConfig = None
+        if ProcessingConfig is not None:
+            ProcessingConfig.settingIcons[self.name()] = self.icon()
+            ProcessingConfig.addSetting(Setting(
+                self.name(), SETTING_PYTHON,
+                "Python interpreter for deep-learning jobs (empty: automatic)", "",
+                valuetype=Setting.FILE))
+            ProcessingConfig.readSettings()
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self):
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig
+            ProcessingConfig.removeSetting(SETTING_PYTHON)
+        except (ImportError, KeyError):
+            pass
+
+    def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
+        for alg in (RasterizeLabels(), CheckEnvironment()):
+            self.addAlgorithm(alg)

@@ -1,0 +1,182 @@
+"""Run core jobs in a worker: a child Python process, never inside QGIS.
+
+The launcher passes the job as JSON on the child's standard input, turns the JSON lines it
+prints into progress and log messages, stops it within about a second of a cancel, and turns
+a failure (an error the core reported, a crash, a kill) into a QgsProcessingException that
+carries the child's own last lines. See ``core/worker.py`` for the child's side.
+
+The interpreter is, in this order: the environment variable ``FJORD_PYTHON``; the provider
+setting (Processing > Options > Providers > Fjord); the environment that ``checkenvironment``
+creates in the QGIS profile folder; the Python that runs QGIS.
+"""
+
+import collections
+import json
+import os
+import shutil
+import signal
+import sys
+
+from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
+
+from ..core.environment import venv_python
+from ..core.errors import Cancelled
+from ..core.outputs import remove_partials
+from ..core.process import run_streaming
+
+SETTING_PYTHON = "FJORD_PYTHON"
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def managed_environment_dir():
+    """Where ``checkenvironment`` creates the dedicated environment: the QGIS profile folder."""
+    return os.path.join(QgsApplication.qgisSettingsDirPath(), "fjord", "venv")
+
+
+def qgis_python():
+    """The Python interpreter of the Python that runs QGIS (``sys.executable`` may be QGIS)."""
+    exe = sys.executable or ""
+    if os.path.basename(exe).lower().startswith("python") and os.path.isfile(exe):
+        return exe
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    names = ([f"python{version}.exe", "python3.exe", "python.exe"] if os.name == "nt"
+             else [f"python{version}", "python3", "python"])
+    prefixes = []
+    for prefix in (getattr(sys, "_base_executable", None), sys.exec_prefix, sys.base_exec_prefix,
+                   sys.prefix, os.path.dirname(exe)):
+        if prefix and prefix not in prefixes:
+            prefixes.append(prefix)
+    for prefix in prefixes:
+        if os.path.isfile(prefix) and os.path.basename(prefix).lower().startswith("python"):
+            return prefix
+        for sub in ("bin", "", "Scripts", os.path.join("..", "bin")):
+            for name in names:
+                candidate = os.path.normpath(os.path.join(prefix, sub, name))
+                if os.path.isfile(candidate):
+                    return candidate
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _setting_python():
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+    except ImportError:
+        return None
+    value = ProcessingConfig.getSetting(SETTING_PYTHON)
+    return str(value).strip() if value else None
+
+
+def worker_python():
+    """The interpreter that runs worker jobs, and where that choice came from."""
+    from_env = os.environ.get("FJORD_PYTHON", "").strip()
+    if from_env:
+        if not os.path.isfile(from_env):
+            raise QgsProcessingException(
+                f"The environment variable FJORD_PYTHON names {from_env!r}, which does not exist. "
+                "Point it at a Python interpreter or unset it.")
+        return from_env, "FJORD_PYTHON"
+    setting = _setting_python()
+    if setting:
+        if not os.path.isfile(setting):
+            raise QgsProcessingException(
+                f"The Fjord provider setting 'Python interpreter' names {setting!r}, which does not "
+                "exist. Fix it in Processing > Options > Providers > Fjord, or clear it.")
+        return setting, "provider setting"
+    managed = venv_python(managed_environment_dir())
+    if os.path.isfile(managed):
+        return managed, "Fjord environment"
+    found = qgis_python()
+    if not found:
+        raise QgsProcessingException(
+            "No Python interpreter found for the Fjord worker. Run 'Check environment' with "
+            "INSTALL=true, or set FJORD_PYTHON or Processing > Options > Providers > Fjord.")
+    return found, "QGIS Python"
+
+
+def _signal_name(code):
+    try:
+        return signal.Signals(-code).name
+    except (ValueError, AttributeError):
+        return f"signal {-code}"
+
+
+def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=None):
+    """Run ``function`` (``module:callable``; leading dot = in ``fjord.core``) in a worker.
+
+    Progress and messages go to ``feedback``; returns the function's result. Raises
+    QgsProcessingException on error, crash or cancel, after removing partial ``outputs``.
+    """
+    feedback = feedback or QgsProcessingFeedback()
+    if python is None:
+        python, _ = worker_python()
+    parent = os.path.dirname(PLUGIN_DIR)
+    package = os.path.basename(PLUGIN_DIR)
+    if not package.isidentifier():
+        raise QgsProcessingException(
+            f"The plugin folder {PLUGIN_DIR!r} must be named 'fjord' for the worker to import it.")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra_env or {})
+    job = {"function": function, "kwargs": kwargs, "outputs": list(outputs)}
+    state = {"result": None, "done": False, "error": None, "kind": None}
+    tail = collections.deque(maxlen=25)
+
+    def on_stdout(line):
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            feedback.pushDebugInfo(line)
+            return
+        if "progress" in msg:
+            if msg["progress"] is not None:
+                feedback.setProgress(100.0 * msg["progress"])
+            if msg.get("message"):
+                feedback.pushInfo(msg["message"])
+        elif "result" in msg:
+            state["result"], state["done"] = msg["result"], True
+        elif "error" in msg:
+            state["error"], state["kind"] = msg["error"], msg.get("kind")
+
+    def on_stderr(line):
+        tail.append(line)
+        feedback.pushDebugInfo(line)
+
+    def cleanup():
+        for path in outputs:
+            remove_partials(path)
+
+    cmd = [python, "-m", f"{package}.core", "run"]
+    feedback.pushDebugInfo(f"Worker: {' '.join(cmd)}")
+    try:
+        code = run_streaming(cmd, on_stdout, on_stderr, should_stop=feedback.isCanceled, env=env,
+                             stdin_data=json.dumps(job) + "\n", grace=1.0)
+    except Cancelled:
+        cleanup()
+        raise QgsProcessingException("Cancelled: the worker was stopped and no output was written.")
+    except OSError as exc:
+        raise QgsProcessingException(f"Cannot start the worker Python {python!r}: {exc}.") from None
+    if code == 0 and state["done"]:
+        return state["result"]
+    cleanup()
+    last = "\n".join(line for line in tail if line.strip())
+    if state["kind"] == "input":
+        raise QgsProcessingException(state["error"])
+    if state["error"]:
+        raise QgsProcessingException(
+            f"The worker failed: {state['error']}" + (f"\nLast worker messages:\n{last}" if last else ""))
+    if code < 0:
+        why = _signal_name(code)
+        if -code == getattr(signal, "SIGKILL", 9):
+            why += " (often: the system ran out of memory)"
+        raise QgsProcessingException(
+            f"The worker process was killed by {why}." + (f"\nLast worker messages:\n{last}" if last else ""))
+    raise QgsProcessingException(
+        f"The worker process {python} exited with code {code} without a result."
+        + (f"\nLast worker messages:\n{last}" if last else ""))

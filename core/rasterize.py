@@ -1,0 +1,384 @@
+"""Rasterise training polygons into a class raster on the grid of an image.
+
+Overlap rule
+------------
+Where polygons overlap, the **smallest polygon wins**: polygons are burned in order of
+decreasing area (ties in order of feature id), so a lake digitised inside a forest polygon
+stays a lake. The rule is deterministic and independent of the order of the features in the
+file. Class value 0 means unlabelled; a polygon whose class is 0 therefore clears labels.
+"""
+
+import json
+import os
+
+import numpy as np
+from osgeo import gdal, ogr, osr
+
+from . import schema as schemas
+from .errors import Cancelled, FjordError
+from .outputs import AtomicOutputs, check_writable
+
+gdal.UseExceptions()
+ogr.UseExceptions()
+osr.UseExceptions()
+
+_POLYGON_TYPES = {ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon, ogr.wkbMultiSurface}
+_MIXED_TYPES = {ogr.wkbUnknown, ogr.wkbGeometryCollection}
+
+
+def _noop_progress(fraction, message=None):
+    pass
+
+
+def _never():
+    return False
+
+
+def _polygonal_part(geom):
+    """The polygonal part of a geometry (None when it has none)."""
+    gtype = ogr.GT_Flatten(geom.GetGeometryType())
+    if gtype in _POLYGON_TYPES:
+        return geom
+    if gtype == ogr.wkbGeometryCollection:
+        parts = ogr.Geometry(ogr.wkbMultiPolygon)
+        for i in range(geom.GetGeometryCount()):
+            part = _polygonal_part(geom.GetGeometryRef(i))
+            if part is None:
+                continue
+            part = ogr.ForceToMultiPolygon(part.Clone())
+            for j in range(part.GetGeometryCount()):
+                parts.AddGeometry(part.GetGeometryRef(j))
+        return parts if parts.GetGeometryCount() else None
+    return None
+
+
+def _open_layer(vector, layer):
+    try:
+        ds = ogr.Open(vector)
+    except RuntimeError as exc:
+        raise FjordError(f"Cannot open the polygon layer {vector!r}: {exc}.") from None
+    if ds is None:
+        raise FjordError(f"Cannot open the polygon layer {vector!r}.")
+    if ds.GetLayerCount() == 0:
+        raise FjordError(f"{vector!r} holds no layer.")
+    if layer in (None, ""):
+        lyr = ds.GetLayerByIndex(0)
+    else:
+        lyr = ds.GetLayerByName(str(layer))
+        if lyr is None:
+            raise FjordError(f"{vector!r} has no layer named {layer!r}.")
+    return ds, lyr
+
+
+def _field_index(lyr, field):
+    defn = lyr.GetLayerDefn()
+    names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+    for i, name in enumerate(names):
+        if name == field:
+            return i
+    for i, name in enumerate(names):
+        if name.lower() == str(field).lower():
+            return i
+    raise FjordError(f"The polygon layer has no field {field!r}; its fields are: "
+                     f"{', '.join(names) or 'none'}. Choose the field that holds the classes.")
+
+
+def read_polygons(vector, field, target_wkt, layer=None, progress=_noop_progress,
+                  should_stop=_never):
+    """Read polygons and their class labels, reprojected to ``target_wkt``.
+
+    Returns
+    -------
+    features : list of (ogr.Geometry, label, area, fid)
+    kind : 'integer' or 'string' (the type of the class field)
+    counts : dict with 'read', 'null', 'empty', 'non_polygon', 'invalid_repaired',
+        'invalid_skipped' feature counts
+    """
+    ds, lyr = _open_layer(vector, layer)
+    idx = _field_index(lyr, field)
+    fdefn = lyr.GetLayerDefn().GetFieldDefn(idx)
+    ftype = fdefn.GetType()
+    if ftype in (ogr.OFTInteger, ogr.OFTInteger64):
+        kind = "integer"
+    elif ftype == ogr.OFTReal:
+        kind = "real"
+    elif ftype == ogr.OFTString:
+        kind = "string"
+    else:
+        raise FjordError(f"The class field {fdefn.GetName()!r} is of type "
+                         f"{fdefn.GetFieldTypeName(ftype)}; use an integer or a text field.")
+    layer_type = ogr.GT_Flatten(lyr.GetGeomType())
+    if layer_type not in _POLYGON_TYPES | _MIXED_TYPES:
+        raise FjordError(
+            f"The layer holds {ogr.GeometryTypeToName(layer_type).lower()} geometries; training "
+            "labels must be polygons. Buffer points or lines into polygons first "
+            "(Vector geometry > Buffer).")
+
+    source_srs = lyr.GetSpatialRef()
+    target_srs = osr.SpatialReference()
+    if target_wkt:
+        target_srs.ImportFromWkt(target_wkt)
+    if source_srs is not None and not target_wkt:
+        raise FjordError("The reference raster has no coordinate reference system but the polygon "
+                         "layer has one, so they cannot be matched. Assign the raster its CRS "
+                         "(Raster > Projections > Assign Projection) and run again.")
+    transform = None
+    if source_srs is not None and target_wkt and not source_srs.IsSame(target_srs):
+        source_srs = source_srs.Clone()
+        source_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        target_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        transform = osr.CoordinateTransformation(source_srs, target_srs)
+
+    counts = dict(read=0, null=0, empty=0, non_polygon=0, invalid_repaired=0, invalid_skipped=0)
+    features = []
+    total = max(lyr.GetFeatureCount(), 1)
+    lyr.ResetReading()
+    for n, feat in enumerate(lyr):
+        if n % 200 == 0:
+            if should_stop():
+                raise Cancelled()
+            progress(n / total, None)
+        counts["read"] += 1
+        if not feat.IsFieldSetAndNotNull(idx):
+            counts["null"] += 1
+            continue
+        label = feat.GetField(idx)
+        if kind == "string":
+            label = str(label).strip()
+            if not label:
+                counts["null"] += 1
+                continue
+        geom = feat.GetGeometryRef()
+        if geom is None or geom.IsEmpty():
+            counts["empty"] += 1
+            continue
+        geom = _polygonal_part(geom.Clone())
+        if geom is None:
+            counts["non_polygon"] += 1
+            continue
+        if not geom.IsValid():
+            try:
+                repaired = geom.MakeValid()
+            except RuntimeError:
+                repaired = None
+            repaired = _polygonal_part(repaired) if repaired is not None else None
+            if repaired is None or repaired.IsEmpty():
+                counts["invalid_skipped"] += 1
+                continue
+            geom = repaired
+            counts["invalid_repaired"] += 1
+        if transform is not None:
+            geom.Transform(transform)
+        features.append((geom, label, geom.GetArea(), feat.GetFID()))
+    ds = None
+    if counts["read"] == 0:
+        raise FjordError("The polygon layer has no features.")
+    if not features:
+        raise FjordError(
+            f"None of the {counts['read']} features can be used: {_describe_skipped(counts)}.")
+    return features, kind, counts
+
+
+def _describe_skipped(counts):
+    parts = []
+    for key, text in (("null", "without a class value"), ("empty", "without geometry"),
+                      ("non_polygon", "not polygons"), ("invalid_skipped", "invalid and unrepairable"),
+                      ("invalid_repaired", "invalid and repaired")):
+        if counts.get(key):
+            parts.append(f"{counts[key]} {text}")
+    return ", ".join(parts) or "none skipped"
+
+
+def class_mapping(labels, kind, schema=None):
+    """Map raw labels to class values and settle the schema.
+
+    Integer labels are class values. Text labels match the names of ``schema`` (case does not
+    matter); without a schema they become classes 1..N in sorted order.
+
+    Returns ``(mapping, schema)`` where ``mapping`` maps each raw label to its value.
+    """
+    distinct = sorted(set(labels), key=lambda v: (str(type(v)), v))
+    if kind == "string":
+        if schema is None:
+            schema = schemas.schema_from_names(distinct)
+        by_name = {c["name"].lower(): c["value"] for c in schema["classes"]}
+        missing = [lab for lab in distinct if lab.lower() not in by_name]
+        if missing:
+            raise FjordError(
+                f"Class names {', '.join(map(repr, missing[:10]))} are not in the class schema "
+                f"({', '.join(c['name'] for c in schema['classes'])}). Fix the field values, or "
+                "use another schema, or none to number the names 1..N.")
+        return {lab: by_name[lab.lower()] for lab in distinct}, schema
+    mapping = {}
+    for lab in distinct:
+        value = float(lab)
+        if value != int(value):
+            raise FjordError(f"The class field holds {lab!r}, which is not a whole number. "
+                             "Class values must be integers (0 = unlabelled).")
+        value = int(value)
+        if not 0 <= value <= 65535:
+            raise FjordError(f"Class value {value} is outside 0..65535.")
+        mapping[lab] = value
+    values = sorted(v for v in set(mapping.values()) if v != 0)
+    if schema is None:
+        if not values:
+            raise FjordError("Every polygon has class 0 (unlabelled): there is nothing to rasterise.")
+        schema = schemas.schema_from_values(values)
+    else:
+        known = {c["value"] for c in schema["classes"]}
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            raise FjordError(
+                f"Class values {unknown[:10]} are not in the class schema "
+                f"{schema.get('name', '')!r} (values {sorted(known)}). Fix the field or the schema.")
+    return mapping, schema
+
+
+def rasterize_labels(vector, field, reference, output, *, layer=None, schema=None,
+                     all_touched=False, progress=None, should_stop=None):
+    """Burn training polygons into a class raster on the grid of ``reference``.
+
+    Parameters
+    ----------
+    vector : str
+        Polygon file readable by OGR (GeoPackage, Shapefile, GeoJSON, ...).
+    field : str
+        Class field: integer values, or text labels (matched to ``schema`` names, or numbered
+        1..N in sorted order when there is no schema).
+    reference : str
+        Raster whose grid (size, geotransform, CRS) the output takes.
+    output : str
+        GeoTIFF to write: Byte (UInt16 beyond 255), 0 = unlabelled, with the schema in its
+        metadata, a GDAL colour table, category names, and the sidecars ``<stem>.schema.json``
+        and ``<stem>.qml``.
+    layer : str, optional
+        Layer name inside ``vector`` (default: the first).
+    schema : dict, optional
+        Class schema (see :mod:`.schema`).
+    all_touched : bool
+        Burn every pixel a polygon touches, not only those whose centre it covers.
+    progress : callable(fraction, message), optional
+    should_stop : callable() -> bool, optional
+
+    Returns
+    -------
+    dict with ``output``, ``schema``, ``pixel_counts`` ({value: count}), ``labelled_pixels``,
+    ``features`` (read/used/skipped counts) and ``warnings`` (list of str).
+    """
+    progress = progress or _noop_progress
+    should_stop = should_stop or _never
+    if schema is not None:
+        schema = schemas.validate_schema(schema)
+    try:
+        ref = gdal.Open(reference)
+    except RuntimeError as exc:
+        raise FjordError(f"Cannot open the reference raster {reference!r}: {exc}.") from None
+    width, height = ref.RasterXSize, ref.RasterYSize
+    transform = ref.GetGeoTransform()
+    wkt = ref.GetProjection()
+    ref = None
+    check_writable(output, "class raster")
+    if os.path.abspath(output) == os.path.abspath(reference):
+        raise FjordError("The output would overwrite the reference raster; choose another path.")
+
+    progress(0.0, "Reading polygons")
+    features, kind, counts = read_polygons(
+        vector, field, wkt, layer=layer,
+        progress=lambda f, m=None: progress(0.4 * f, m), should_stop=should_stop)
+    mapping, schema = class_mapping([f[1] for f in features], kind, schema)
+
+    # Keep the polygons that reach the raster.
+    x0, y0 = transform[0], transform[3]
+    x1 = x0 + transform[1] * width + transform[2] * height
+    y1 = y0 + transform[4] * height + transform[5] * width
+    xmin, xmax, ymin, ymax = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+    inside = []
+    for geom, label, area, fid in features:
+        gx0, gx1, gy0, gy1 = geom.GetEnvelope()
+        if gx1 >= xmin and gx0 <= xmax and gy1 >= ymin and gy0 <= ymax:
+            inside.append((geom, mapping[label], area, fid))
+    if not inside:
+        raise FjordError(
+            f"None of the {len(features)} polygons overlaps the reference raster. Check that the "
+            "polygons and the raster cover the same area and that both have the right CRS.")
+
+    top = max(c["value"] for c in schema["classes"])
+    dtype = gdal.GDT_Byte if top <= 255 else gdal.GDT_UInt16
+    srs = osr.SpatialReference()
+    if wkt:
+        srs.ImportFromWkt(wkt)
+    mem = ogr.GetDriverByName("Memory").CreateDataSource("labels")
+    mem_layer = mem.CreateLayer("labels", srs=srs if wkt else None, geom_type=ogr.wkbMultiPolygon)
+    mem_layer.CreateField(ogr.FieldDefn("burn", ogr.OFTInteger))
+    defn = mem_layer.GetLayerDefn()
+    # Largest first, so that smaller polygons are burned last and win where they overlap.
+    for geom, value, area, fid in sorted(inside, key=lambda f: (-f[2], f[3])):
+        feat = ogr.Feature(defn)
+        feat.SetGeometryDirectly(geom)
+        feat.SetField(0, int(value))
+        mem_layer.CreateFeature(feat)
+
+    warnings = []
+    skipped = counts["null"] + counts["empty"] + counts["non_polygon"] + counts["invalid_skipped"]
+    if skipped or counts["invalid_repaired"]:
+        warnings.append(f"Of {counts['read']} features: {_describe_skipped(counts)}.")
+    if len(inside) < len(features):
+        warnings.append(f"{len(features) - len(inside)} polygons lie outside the raster and were ignored.")
+
+    with AtomicOutputs() as out:
+        tmp = out.add(output)
+        side = schemas.sidecar_paths(output)
+        tmp_schema, tmp_qml = out.add(side["schema"]), out.add(side["qml"])
+        ds = gdal.GetDriverByName("GTiff").Create(
+            tmp, width, height, 1, dtype,
+            options=["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
+        ds.SetGeoTransform(transform)
+        if wkt:
+            ds.SetProjection(wkt)
+        band = ds.GetRasterBand(1)
+        band.Fill(0)
+        band.SetDescription("class")
+        band.SetColorTable(schemas.gdal_color_table(schema))
+        band.SetCategoryNames(schemas.category_names(schema))
+        ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema, ensure_ascii=False))
+
+        def callback(complete, message, data):
+            progress(0.4 + 0.5 * complete, None)
+            return 0 if should_stop() else 1
+
+        progress(0.4, f"Burning {len(inside)} polygons into a {width} x {height} grid")
+        options = ["ATTRIBUTE=burn"] + (["ALL_TOUCHED=TRUE"] if all_touched else [])
+        try:
+            gdal.RasterizeLayer(ds, [1], mem_layer, options=options, callback=callback)
+        except RuntimeError:
+            if should_stop():
+                raise Cancelled() from None
+            raise
+        progress(0.9, "Counting pixels per class")
+        pixel_counts = _count_values(band, top, should_stop)
+        ds.FlushCache()
+        band = ds = None
+        with open(tmp_schema, "w", encoding="utf-8") as f:
+            f.write(schemas.dumps(schema))
+        with open(tmp_qml, "w", encoding="utf-8") as f:
+            f.write(schemas.paletted_qml(schema))
+    mem = None
+    labelled = int(sum(v for k, v in pixel_counts.items() if k != 0))
+    if labelled == 0:
+        warnings.append("The polygons overlap the raster but cover no pixel centre; try ALL_TOUCHED.")
+    progress(1.0, None)
+    counts["used"] = len(inside)
+    return {"output": os.path.abspath(output), "schema": schema,
+            "pixel_counts": {int(k): int(v) for k, v in pixel_counts.items() if v},
+            "labelled_pixels": labelled, "features": counts, "warnings": warnings}
+
+
+def _count_values(band, top, should_stop, rows=512):
+    """Pixel count per value of a class band, read in strips."""
+    hist = np.zeros(top + 1, dtype=np.int64)
+    for y in range(0, band.YSize, rows):
+        if should_stop():
+            raise Cancelled()
+        block = band.ReadAsArray(0, y, band.XSize, min(rows, band.YSize - y))
+        hist += np.bincount(block.ravel(), minlength=top + 1)[: top + 1]
+    return {v: int(c) for v, c in enumerate(hist)}

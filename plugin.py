@@ -1,0 +1,24 @@
+"""QGIS plugin object: registers the Fjord Processing provider."""
+
+from qgis.core import QgsApplication
+
+
+class FjordPlugin:
+    def __init__(self, iface):
+        self.iface = iface
+        self.provider = None
+
+    def initProcessing(self):  # noqa: N802 (QGIS API name)
+        if self.provider is None:
+            from .algorithms.provider import FjordProvider
+
+            self.provider = FjordProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self):  # noqa: N802 (QGIS API name)
+        self.initProcessing()
+
+    def unload(self):
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None

