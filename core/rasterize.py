@@ -249,7 +249,7 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
         Raster whose grid (size, geotransform, CRS) the output takes.
     output : str
         GeoTIFF to write: Byte (UInt16 beyond 255), 0 = unlabelled, with the schema in its
-        metadata, a GDAL colour table, category names, and the sidecars ``<stem>.schema.json``
+        metadata, a GDAL colour table, and the sidecars ``<stem>.schema.json``
         and ``<stem>.qml``.
     layer : str, optional
         Layer name inside ``vector`` (default: the first).
@@ -314,7 +314,7 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
     # Largest first, so that smaller polygons are burned last and win where they overlap.
     for geom, value, area, fid in sorted(inside, key=lambda f: (-f[2], f[3])):
         feat = ogr.Feature(defn)
-        feat.SetGeometryDirectly(geom)
+        feat.SetGeometry(geom)
         feat.SetField(0, int(value))
         mem_layer.CreateFeature(feat)
 
@@ -332,32 +332,32 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
         ds = gdal.GetDriverByName("GTiff").Create(
             tmp, width, height, 1, dtype,
             options=["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
-        ds.SetGeoTransform(transform)
-        if wkt:
-            ds.SetProjection(wkt)
-        band = ds.GetRasterBand(1)
-        band.Fill(0)
-        band.SetDescription("class")
-        band.SetColorTable(schemas.gdal_color_table(schema))
-        band.SetCategoryNames(schemas.category_names(schema))
-        ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema, ensure_ascii=False))
+        try:  # the dataset is closed before the partial files are removed or renamed
+            ds.SetGeoTransform(transform)
+            if wkt:
+                ds.SetProjection(wkt)
+            band = ds.GetRasterBand(1)
+            band.Fill(0)
+            band.SetDescription("class")
+            band.SetColorTable(schemas.gdal_color_table(schema))
+            ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema, ensure_ascii=False))
 
-        def callback(complete, message, data):
-            progress(0.4 + 0.5 * complete, None)
-            return 0 if should_stop() else 1
+            def callback(complete, message, data):
+                progress(0.4 + 0.5 * complete, None)
+                return 0 if should_stop() else 1
 
-        progress(0.4, f"Burning {len(inside)} polygons into a {width} x {height} grid")
-        options = ["ATTRIBUTE=burn"] + (["ALL_TOUCHED=TRUE"] if all_touched else [])
-        try:
-            gdal.RasterizeLayer(ds, [1], mem_layer, options=options, callback=callback)
-        except RuntimeError:
-            if should_stop():
-                raise Cancelled() from None
-            raise
-        progress(0.9, "Counting pixels per class")
-        pixel_counts = _count_values(band, top, should_stop)
-        ds.FlushCache()
-        band = ds = None
+            progress(0.4, f"Burning {len(inside)} polygons into a {width} x {height} grid")
+            options = ["ATTRIBUTE=burn"] + (["ALL_TOUCHED=TRUE"] if all_touched else [])
+            try:
+                gdal.RasterizeLayer(ds, [1], mem_layer, options=options, callback=callback)
+            except RuntimeError:
+                if should_stop():
+                    raise Cancelled() from None
+                raise
+            progress(0.9, "Counting pixels per class")
+            pixel_counts = _count_values(band, top, should_stop)
+        finally:
+            band = ds = None
         with open(tmp_schema, "w", encoding="utf-8") as f:
             f.write(schemas.dumps(schema))
         with open(tmp_qml, "w", encoding="utf-8") as f:

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up everything Fjord needs on a fresh Debian 12 / Ubuntu machine, idempotently:
+# the Debian packages (QGIS, GDAL, venv), then .venv with the pinned Python requirements.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES="qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-venv python3-pip"
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "== Installing Debian packages:$missing"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "Need root to install:$missing (run: apt-get install -y$missing)" >&2; exit 1; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# The venv sees QGIS and GDAL from the system; it holds TensorFlow, Keras and friends.
+stamp=.venv/.fjord-requirements
+want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ]; then
+  echo "== Creating .venv"
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "== Installing the Python requirements into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+  echo "$want" > "$stamp"
+fi
+.venv/bin/python -c "import qgis.core, osgeo.gdal_array, keras, skimage, sklearn" \
+  || { echo "The environment does not import; see the messages above." >&2; exit 1; }
