@@ -34,31 +34,27 @@ def managed_environment_dir():
 
 
 def qgis_python():
-    """The Python interpreter of the Python that runs QGIS (``sys.executable`` may be QGIS)."""
+    """The interpreter of the Python that runs QGIS.
+
+    ``sys.executable`` cannot be trusted inside QGIS: it may be the QGIS binary, or whatever
+    ``python3`` comes first on PATH (a pyenv shim, say). The interpreter installed under
+    ``sys.exec_prefix`` with the same version is the one that imports QGIS's own GDAL.
+    """
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if os.name == "nt":
+        names, subs = ["python.exe", f"python{version}.exe", "python3.exe"], ["", "bin", "Scripts"]
+    else:
+        names, subs = [f"python{version}", "python3", "python"], ["bin"]
+    for prefix in dict.fromkeys(p for p in (sys.exec_prefix, sys.base_exec_prefix, sys.prefix) if p):
+        for sub in subs:
+            for name in names:
+                candidate = os.path.join(prefix, sub, name)
+                if os.path.isfile(candidate):
+                    return candidate
     exe = sys.executable or ""
     if os.path.basename(exe).lower().startswith("python") and os.path.isfile(exe):
         return exe
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    names = ([f"python{version}.exe", "python3.exe", "python.exe"] if os.name == "nt"
-             else [f"python{version}", "python3", "python"])
-    prefixes = []
-    for prefix in (getattr(sys, "_base_executable", None), sys.exec_prefix, sys.base_exec_prefix,
-                   sys.prefix, os.path.dirname(exe)):
-        if prefix and prefix not in prefixes:
-            prefixes.append(prefix)
-    for prefix in prefixes:
-        if os.path.isfile(prefix) and os.path.basename(prefix).lower().startswith("python"):
-            return prefix
-        for sub in ("bin", "", "Scripts", os.path.join("..", "bin")):
-            for name in names:
-                candidate = os.path.normpath(os.path.join(prefix, sub, name))
-                if os.path.isfile(candidate):
-                    return candidate
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    return shutil.which(f"python{version}") or shutil.which("python3")
 
 
 def _setting_python():

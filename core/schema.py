@@ -33,6 +33,18 @@ _PALETTE = (
     "#fb9a99", "#fdbf6f", "#cab2d6", "#ffff99", "#17becf", "#7f7f7f", "#bcbd22", "#8c564b",
     "#e377c2", "#2ca02c", "#9edae5", "#c49c94",
 )
+# Conventional colours for common class names, so that made-up schemas look as expected.
+_NAMED = {
+    "water": "#1f78b4", "open water": "#03719c", "sea": "#1f78b4", "lake": "#1f78b4",
+    "river": "#1f78b4", "forest": "#1b7837", "wood": "#1b7837", "trees": "#1b7837",
+    "scrub": "#8c9c3c", "shrub": "#8c9c3c", "grass": "#7fc97f", "grassland": "#7fc97f",
+    "meadow": "#b8e186", "pasture": "#c2d96a", "farm": "#f6d55c", "farmland": "#f6d55c",
+    "cropland": "#f6d55c", "arable": "#f6d55c", "wetland": "#6fa8a0", "marsh": "#6fa8a0",
+    "residential": "#d6604d", "urban": "#d6604d", "built-up": "#d6604d", "industrial": "#a05195",
+    "sand": "#f2e0a9", "bare soil": "#c8a27a", "sediment": "#c8a27a", "vegetation": "#33a02c",
+    "snow": "#f5fffa", "ice": "#b9ebee", "glacier": "#b9ebee", "rock": "#775b5a",
+    "cloud": "#ffffff", "shadow": "#4d4d4d",
+}
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _CSS_NAMES = {"black": "#000000", "white": "#ffffff", "red": "#ff0000", "mintcream": "#f5fffa"}
 
@@ -138,9 +150,16 @@ def schema_from_values(values, name="classes"):
 
 
 def schema_from_names(names, name="classes"):
-    """Make a schema for string class labels: sorted labels become classes 1..N."""
-    classes = [{"value": i + 1, "name": str(n), "color": palette_color(i)}
-               for i, n in enumerate(sorted(set(names)))]
+    """Make a schema for string class labels: sorted labels become classes 1..N.
+
+    Common names (water, forest, farm, snow...) get their conventional colours, the others
+    colours of a qualitative palette.
+    """
+    labels = sorted(set(str(n) for n in names))
+    colors = {lab: _NAMED.get(lab.strip().lower()) for lab in labels}
+    spare = (c for c in _PALETTE if c not in colors.values())
+    classes = [{"value": i + 1, "name": lab, "color": colors[lab] or next(spare, palette_color(i))}
+               for i, lab in enumerate(labels)]
     return validate_schema({"name": name, "classes": classes})
 
 
