@@ -1,0 +1,154 @@
+"""The Fjord demo: runs the chain through qgis_process and writes a styled QGIS project.
+
+    make demo                 (or: .venv/bin/python scripts/demo.py [OUTPUT_FOLDER])
+
+Land cover: the bundled real Sentinel-2 scene (resources/demo) and its OpenStreetMap polygons
+are rasterised onto the image grid. Glacier: a synthetic Sentinel-2-like fjord scene is
+generated and its training polygons rasterised with the glacial class schema. Everything runs
+as a user's script would run it, through ``qgis_process``; the project ``fjord-demo.qgz``
+opens every output styled and grouped, and a PNG of each map is written beside it.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_DATA = os.path.join(REPO, "resources", "demo")
+QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # the Debian wrapper passes a flag 3.22 rejects
+
+
+def main(out_dir):
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    plugins = os.path.join(out_dir, ".plugins")
+    os.makedirs(plugins, exist_ok=True)
+    link = os.path.join(plugins, "fjord")
+    if os.path.islink(link) and os.readlink(link) != REPO:
+        os.remove(link)
+    if not os.path.islink(link):
+        os.symlink(REPO, link)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=plugins,
+               QGIS_CUSTOM_CONFIG_PATH=os.path.join(out_dir, ".qgis-profile"),
+               FJORD_PYTHON=os.environ.get("FJORD_PYTHON", sys.executable),
+               PYTHONPATH=os.pathsep.join([plugins] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    rows = []
+    started = time.monotonic()
+
+    def step(title, cmd):
+        print(f"== {title}", flush=True)
+        t = time.monotonic()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+            raise SystemExit(f"demo step failed: {title}")
+        return proc.stdout, time.monotonic() - t
+
+    def alg(title, alg_id, **params):
+        args = [QGIS_PROCESS, "--json", "run", alg_id, "--"] + [f"{k}={v}" for k, v in params.items()]
+        stdout, seconds = step(title, args)
+        results = json.loads(stdout)["results"]
+        rows.append((title, alg_id, results, seconds))
+        return results
+
+    step("Enabling the Fjord plugin in a demo QGIS profile", [QGIS_PROCESS, "plugins", "enable", "fjord"])
+
+    # Land cover: the real scene.
+    lc = os.path.join(out_dir, "landcover")
+    os.makedirs(lc, exist_ok=True)
+    image = os.path.join(DEMO_DATA, "S2L1C_T33UUU_20170216_B4B3B2B8.tif")
+    polygons = os.path.join(DEMO_DATA, "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg")
+    lc_labels = alg("Land cover: rasterise 604 OpenStreetMap polygons onto the Sentinel-2 grid",
+                    "fjord:rasterizelabels", INPUT=polygons, FIELD="fclass", REFERENCE=image,
+                    OUTPUT=os.path.join(lc, "osm_labels.tif"))
+
+    # Glacier: the synthetic fjord.
+    gl = os.path.join(out_dir, "glacier")
+    scene = os.path.join(gl, "scene")
+    stdout, seconds = step("Glacier: generate the synthetic fjord scene (seed 0, 768 x 1024)",
+                           [sys.executable, "-m", "fjord.core", "synthetic", scene, "--seed", "0"])
+    paths = json.loads(stdout)
+    rows.append(("Glacier: synthetic fjord scene", "python -m fjord.core synthetic",
+                 {"OUTPUT": paths["image"]}, seconds))
+    gl_labels = alg("Glacier: rasterise the training polygons with the glacial schema",
+                    "fjord:rasterizelabels", INPUT=paths["labels"], FIELD="name",
+                    REFERENCE=paths["image"], PRESET=1, OUTPUT=os.path.join(gl, "labels.tif"))
+
+    print("== Writing the QGIS project and map images", flush=True)
+    t = time.monotonic()
+    project = write_project(out_dir, [
+        ("Land cover: Sentinel-2, Havel lakes (real)", [
+            ("OpenStreetMap land-use labels", lc_labels["OUTPUT"], "raster"),
+            ("Sentinel-2 B4/B3/B2, 2017-02-16", image, "raster"),
+        ], "landcover.png"),
+        ("Glacier: synthetic fjord", [
+            ("Reference calving front", paths["front"], "vector"),
+            ("Training labels (rasterised)", gl_labels["OUTPUT"], "raster"),
+            ("True classes", paths["classes"], "raster"),
+            ("Synthetic Sentinel-2 B4/B3/B2", paths["image"], "raster"),
+        ], "glacier.png"),
+    ])
+    rows.append(("QGIS project and map images", "PyQGIS", {"OUTPUT": project}, time.monotonic() - t))
+
+    print()
+    print(f"{'step':<72} {'classes':>7} {'labelled px':>12} {'s':>6}")
+    for title, alg_id, results, seconds in rows:
+        classes = results.get("CLASS_COUNT", "")
+        labelled = f"{results['LABELLED_PIXELS']:,}" if "LABELLED_PIXELS" in results else ""
+        print(f"{title[:72]:<72} {classes:>7} {labelled:>12} {seconds:6.1f}")
+    print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Open {project} in QGIS;")
+    print(f"map images: {os.path.join(out_dir, 'landcover.png')}, {os.path.join(out_dir, 'glacier.png')}")
+
+
+def write_project(out_dir, groups):
+    """A .qgz with one group per demo, every layer styled; one PNG per group."""
+    sys.path.append("/usr/share/qgis/python/plugins")
+    from qgis.core import (QgsApplication, QgsLineSymbol, QgsMapRendererParallelJob,
+                           QgsMapSettings, QgsProject, QgsRasterLayer, QgsRectangle,
+                           QgsSingleSymbolRenderer, QgsVectorLayer)
+    from qgis.PyQt.QtCore import QSize
+    from qgis.PyQt.QtGui import QColor
+
+    app = QgsApplication([], False)
+    QgsApplication.setPrefixPath("/usr", True)
+    app.initQgis()
+    project = QgsProject.instance()
+    project.clear()
+    root = project.layerTreeRoot()
+    for title, layers, png in groups:
+        group = root.addGroup(title)
+        loaded = []
+        for name, path, kind in layers:
+            layer = QgsRasterLayer(path, name) if kind == "raster" else QgsVectorLayer(path, name, "ogr")
+            if not layer.isValid():
+                raise SystemExit(f"cannot open {path}")
+            if kind == "vector":
+                symbol = QgsLineSymbol.createSimple({"line_color": "#e8202a", "line_width": "1.2"})
+                layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+            project.addMapLayer(layer, False)
+            group.addLayer(layer)
+            loaded.append(layer)
+        settings = QgsMapSettings()
+        settings.setLayers(loaded)
+        settings.setDestinationCrs(loaded[-1].crs())
+        extent = QgsRectangle(loaded[-1].extent())
+        settings.setOutputSize(QSize(1200, int(1200 * extent.height() / extent.width())))
+        settings.setExtent(extent)
+        settings.setBackgroundColor(QColor("white"))
+        job = QgsMapRendererParallelJob(settings)
+        job.start()
+        job.waitForFinished()
+        job.renderedImage().save(os.path.join(out_dir, png))
+    path = os.path.join(out_dir, "fjord-demo.qgz")
+    project.setCrs(groups[0][1][-1] and QgsRasterLayer(groups[0][1][-1][1]).crs())
+    if not project.write(path):
+        raise SystemExit(f"cannot write {path}")
+    project.clear()
+    return path
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "demo-output"))
