@@ -12,8 +12,10 @@ class FjordPlugin:
         if self.provider is None:
             from .algorithms.provider import FjordProvider
 
-            self.provider = FjordProvider()
-            QgsApplication.processingRegistry().addProvider(self.provider)
+            provider = FjordProvider()
+            # The registry takes ownership; it refuses (and deletes) a second "fjord" provider.
+            if QgsApplication.processingRegistry().addProvider(provider):
+                self.provider = provider
 
     def initGui(self):  # noqa: N802 (QGIS API name)
         self.initProcessing()
