@@ -68,20 +68,18 @@ def _setting_python():
 
 def worker_python():
     """The interpreter that runs worker jobs, and where that choice came from."""
-    from_env = os.environ.get("FJORD_PYTHON", "").strip()
-    if from_env:
-        if not os.path.isfile(from_env):
-            raise QgsProcessingException(
-                f"The environment variable FJORD_PYTHON names {from_env!r}, which does not exist. "
-                "Point it at a Python interpreter or unset it.")
-        return from_env, "FJORD_PYTHON"
-    setting = _setting_python()
-    if setting:
-        if not os.path.isfile(setting):
-            raise QgsProcessingException(
-                f"The Fjord provider setting 'Python interpreter' names {setting!r}, which does not "
-                "exist. Fix it in Processing > Options > Providers > Fjord, or clear it.")
-        return setting, "provider setting"
+    chosen = (
+        (os.environ.get("FJORD_PYTHON", "").strip(), "FJORD_PYTHON",
+         "the environment variable FJORD_PYTHON", "Point it at a Python interpreter or unset it."),
+        (_setting_python(), "provider setting", "the Fjord provider setting 'Python interpreter'",
+         "Fix it in Processing > Options > Providers > Fjord, or clear it."),
+    )
+    for path, source, where, fix in chosen:
+        if path:
+            if not os.path.isfile(path):
+                raise QgsProcessingException(f"{where[0].upper()}{where[1:]} names {path!r}, "
+                                             f"which does not exist. {fix}")
+            return path, source
     managed = venv_python(managed_environment_dir())
     if os.path.isfile(managed):
         return managed, "Fjord environment"

@@ -109,6 +109,10 @@ def test_interpreter_order(qgis_app, monkeypatch, tmp_path):
     fake.write_text("")
     monkeypatch.setenv("FJORD_PYTHON", str(fake))
     assert worker.worker_python() == (str(fake), "FJORD_PYTHON")
+    monkeypatch.setenv("FJORD_PYTHON", str(tmp_path / "missing"))
+    from qgis.core import QgsProcessingException
+    with pytest.raises(QgsProcessingException, match="FJORD_PYTHON names .* which does not exist"):
+        worker.worker_python()
     monkeypatch.delenv("FJORD_PYTHON")
     managed = worker.venv_python(worker.managed_environment_dir())
     if not os.path.exists(managed):
