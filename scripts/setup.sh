@@ -29,5 +29,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
-.venv/bin/python -c "import qgis.core, osgeo.gdal_array, keras, skimage, sklearn" \
-  || { echo "The environment does not import; see the messages above." >&2; exit 1; }
+if ! check=$(TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -c "import qgis.core, osgeo.gdal_array, keras, skimage, sklearn" 2>&1); then
+  echo "$check" >&2
+  echo "The environment does not import; see the messages above." >&2
+  exit 1
+fi
