@@ -1,0 +1,31 @@
+"""`make demo`'s script, run as the README's command runs it, into a temporary folder."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/qgis_process.bin"),
+                                reason="qgis_process not installed")
+
+
+def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
+    env = dict(os.environ, FJORD_PYTHON=sys.executable)
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Demo finished" in proc.stdout
+    for path in ("landcover/osm_labels.tif", "landcover/osm_labels.qml", "glacier/labels.tif",
+                 "glacier/scene/image.tif", "glacier/scene/front.gpkg", "landcover.png",
+                 "glacier.png", "fjord-demo.qgz"):
+        assert (tmp_path / path).is_file(), path
+    from qgis.core import QgsProject
+    project = QgsProject()
+    assert project.read(str(tmp_path / "fjord-demo.qgz"))
+    layers = {layer.name(): layer for layer in project.mapLayers().values()}
+    assert len(layers) == 6 and all(layer.isValid() for layer in layers.values())
+    assert layers["OpenStreetMap land-use labels"].renderer().type() == "paletted"
+    assert layers["Training labels (rasterised)"].renderer().type() == "paletted"
