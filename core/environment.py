@@ -76,10 +76,13 @@ def _nvidia_smi():
 
 
 def _backend_gpus(backend):
-    """GPUs as the Keras backend sees them (names, memory where the backend tells)."""
+    """GPUs as the Keras backend sees them (names, memory where the backend tells).
+
+    The backend is imported by name: this is a probe of whichever engine Keras runs on.
+    """
     try:
         if backend == "tensorflow":
-            import tensorflow as tf
+            tf = importlib.import_module("tensorflow")
             gpus = []
             for dev in tf.config.list_physical_devices("GPU"):
                 details = tf.config.experimental.get_device_details(dev)
@@ -87,11 +90,11 @@ def _backend_gpus(backend):
                              "compute_capability": details.get("compute_capability")})
             return gpus
         if backend == "jax":
-            import jax
+            jax = importlib.import_module("jax")
             return [{"name": getattr(d, "device_kind", str(d)), "device": str(d)}
                     for d in jax.devices() if d.platform == "gpu"]
         if backend == "torch":
-            import torch
+            torch = importlib.import_module("torch")
             return [{"name": torch.cuda.get_device_name(i), "device": f"cuda:{i}",
                      "memory_mb": torch.cuda.get_device_properties(i).total_memory // 2**20}
                     for i in range(torch.cuda.device_count())]
