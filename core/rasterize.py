@@ -170,7 +170,7 @@ def read_polygons(vector, field, target_wkt, layer=None, progress=_noop_progress
         if transform is not None:
             geom.Transform(transform)
         features.append((geom, label, geom.GetArea(), feat.GetFID()))
-    ds = None
+    del lyr, ds  # close the file
     if counts["read"] == 0:
         raise FjordError("The polygon layer has no features.")
     if not features:

@@ -11,7 +11,6 @@ opens every output styled and grouped, and a PNG of each map is written beside i
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
