@@ -1,0 +1,665 @@
+"""Training datasets: tiles (CSC phase one) or image/mask windows (U-Net), streamed to disk.
+
+The published CSC pipeline compiles every tile into one in-memory tensor; here the dataset is
+built in two passes of bounded memory:
+
+1. the class raster (and the image's nodata) is read in strips of ``tile_size`` rows; every
+   candidate window is judged by the rules and only its position is kept;
+2. thinning and the train/validation split work on positions; then the image is read again
+   in strips and each kept window is written, with its augmented copies, to ``.npy`` files by
+   plain sequential writes (see :mod:`.npyio`), while training statistics are accumulated.
+
+Rules (tile classification)
+    A tile is kept when at most ``max_unlabelled`` of its pixels are unlabelled (class 0,
+    nodata, NaN) and its majority class covers at least ``purity`` of its labelled pixels; its
+    label is that class. At most ``max_per_class`` distinct tiles per class are kept (random
+    thinning), before augmentation.
+Rules (segmentation)
+    A window is kept when at least ``min_labelled`` of its pixels are labelled.
+Augmentation
+    Applied to the training split only (a rotated copy of a validation tile in the training set
+    would leak): the 4 rotations, or the 8 rotations and flips, of image and labels together,
+    labels exactly (no interpolation); ``noise`` adds uniform integer noise of at most that many
+    DN to every copy but the original.
+Split
+    ``random``: tiles drawn at random (stratified by class for tiles). ``spatial``: the image is
+    cut into square blocks that go whole to one split; a window that reaches into a block of the
+    other split is dropped, so no pixel is shared between the splits.
+
+The format is documented in the README (section "Dataset format").
+"""
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+from osgeo import gdal
+
+from . import schema as schemas
+from .errors import Cancelled, FjordError
+from .npyio import NpyWriter
+from .outputs import AtomicOutputs
+
+gdal.UseExceptions()
+
+MODES = ("tiles", "segmentation")
+AUGMENTS = ("none", "rotations", "rotations+flips")
+SPLITS = ("random", "spatial")
+SPLIT_NAMES = ("train", "validation")
+FORMAT = "fjord-dataset"
+VERSION = 1
+DEFAULT_TILE = {"tiles": 50, "segmentation": 256}
+
+
+def _noop(fraction, message=None):
+    pass
+
+
+def _never():
+    return False
+
+
+def dihedral(array, k):
+    """The ``k``-th of the 8 rotations/flips (k = 0..7) of the first two axes of ``array``."""
+    out = np.rot90(array, k % 4, axes=(0, 1))
+    return np.flip(out, axis=1) if k >= 4 else out
+
+
+def variants(augment):
+    """The dihedral transforms an augmentation mode writes for each training tile."""
+    return {"none": [0], "rotations": [0, 1, 2, 3], "rotations+flips": list(range(8))}[augment]
+
+
+def scaling_rule(dtype, maximum):
+    """The published scaling: DN / 255 when the image maximum is below 256, else DN / 8192;
+    floating-point images are used as they are."""
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        return {"rule": "none", "divisor": 1.0}
+    if maximum < 256:
+        return {"rule": "divide", "divisor": 255.0}
+    return {"rule": "divide", "divisor": 8192.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rasters
+
+
+class _Image:
+    """The image and class raster pair, checked to share one grid."""
+
+    def __init__(self, image, labels):
+        try:
+            self.ds = gdal.Open(image)
+        except RuntimeError as exc:
+            raise FjordError(f"Cannot open the image {image!r}: {exc}.") from None
+        try:
+            self.lds = gdal.Open(labels)
+        except RuntimeError as exc:
+            raise FjordError(f"Cannot open the class raster {labels!r}: {exc}.") from None
+        self.path, self.labels_path = image, labels
+        self.width, self.height, self.bands = self.ds.RasterXSize, self.ds.RasterYSize, self.ds.RasterCount
+        self.transform = self.ds.GetGeoTransform()
+        self.crs = self.ds.GetProjection()
+        grid = (self.lds.RasterXSize, self.lds.RasterYSize)
+        same = grid == (self.width, self.height) and np.allclose(
+            self.lds.GetGeoTransform(), self.transform, rtol=0, atol=1e-6 * abs(self.transform[1]))
+        if same and self.crs and self.lds.GetProjection():
+            from osgeo import osr
+            a, b = osr.SpatialReference(), osr.SpatialReference()
+            a.ImportFromWkt(self.crs)
+            b.ImportFromWkt(self.lds.GetProjection())
+            same = bool(a.IsSame(b))
+        if not same:
+            raise FjordError(
+                f"The class raster ({grid[0]} x {grid[1]} px, pixel {self.lds.GetGeoTransform()[1]:g}) is "
+                f"not on the grid of the image ({self.width} x {self.height} px, pixel "
+                f"{self.transform[1]:g}). Make it on the image's grid: run 'Rasterize training "
+                "labels' with this image as REFERENCE (or Raster > Align Rasters).")
+        if self.lds.RasterCount != 1:
+            raise FjordError("The class raster must have exactly one band.")
+        band0 = self.ds.GetRasterBand(1)
+        self.dtype = np.dtype(gdal.GetDataTypeName(band0.DataType).lower().replace("byte", "uint8"))
+        for b in range(2, self.bands + 1):
+            other = self.ds.GetRasterBand(b).DataType
+            if other != band0.DataType:
+                self.dtype = np.result_type(self.dtype, np.dtype(
+                    gdal.GetDataTypeName(other).lower().replace("byte", "uint8")))
+        self.nodata = [self.ds.GetRasterBand(b + 1).GetNoDataValue() for b in range(self.bands)]
+        self.check_nodata = any(v is not None for v in self.nodata) or np.issubdtype(self.dtype, np.floating)
+        self.band_names = [self.ds.GetRasterBand(b + 1).GetDescription() or f"band {b + 1}"
+                           for b in range(self.bands)]
+        self.label_nodata = self.lds.GetRasterBand(1).GetNoDataValue()
+
+    def read_image(self, row, rows):
+        """Bands of rows ``row .. row + rows`` as (rows, width, bands), and the valid mask."""
+        data = self.ds.ReadAsArray(0, row, self.width, rows)
+        if data.ndim == 2:
+            data = data[None]
+        data = np.moveaxis(data, 0, -1)
+        valid = np.ones(data.shape[:2], bool)
+        if self.check_nodata:
+            for b, nodata in enumerate(self.nodata):
+                if nodata is not None:
+                    valid &= data[..., b] != nodata
+            if np.issubdtype(data.dtype, np.floating):
+                valid &= np.isfinite(data).all(axis=-1)
+        return data, valid
+
+    def read_labels(self, row, rows):
+        raw = self.lds.GetRasterBand(1).ReadAsArray(0, row, self.width, rows)
+        bad = np.zeros(raw.shape, bool)
+        if self.label_nodata is not None:
+            bad |= raw == self.label_nodata
+        if np.issubdtype(raw.dtype, np.floating):
+            bad |= ~np.isfinite(raw)
+            raw = np.where(bad, 0, raw)
+            if (raw != np.round(raw)).any():
+                raise FjordError("The class raster holds values that are not whole numbers; class "
+                                 "values must be integers (0 = unlabelled).")
+        if (raw < 0).any():
+            raise FjordError("The class raster holds negative values; class values are 0 "
+                             "(unlabelled) and positive integers.")
+        labels = raw.astype(np.int64)
+        labels[bad] = 0
+        return labels
+
+    def close(self):
+        self.ds = self.lds = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 1: judge every window by its labels
+
+
+def window_counts(labels, valid, n_values, tile, stride):
+    """Per-window pixel counts of each value (0 = unlabelled or invalid) along one strip.
+
+    ``labels``/``valid``: (tile, width) arrays. Returns (n_windows, n_values) counts for the
+    windows whose left columns are 0, stride, 2*stride, ...
+    """
+    lab = np.where(valid, labels, 0)
+    width = lab.shape[1]
+    starts = np.arange(0, width - tile + 1, stride)
+    col = np.zeros((n_values, width + 1), np.int64)
+    for v in np.unique(lab):
+        col[v, 1:] = np.cumsum((lab == v).sum(axis=0))
+    return (col[:, starts + tile] - col[:, starts]).T
+
+
+def judge_tiles(counts, purity, max_unlabelled):
+    """Apply the tile rules to window counts.
+
+    Returns ``(classes, reasons)``: the majority class of each window and 0 (kept),
+    1 (too many unlabelled pixels) or 2 (not pure enough).
+    """
+    total = counts.sum(axis=1)
+    unlabelled = counts[:, 0]
+    labelled = total - unlabelled
+    if counts.shape[1] > 1:
+        majority = np.argmax(counts[:, 1:], axis=1) + 1
+    else:
+        majority = np.zeros(len(counts), int)
+    major = counts[np.arange(len(counts)), majority] if counts.shape[1] > 1 else np.zeros(len(counts))
+    reasons = np.zeros(len(counts), np.int8)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pure = np.where(labelled > 0, major / np.maximum(labelled, 1), 0.0)
+    reasons[pure < purity - 1e-9] = 2
+    reasons[unlabelled > max_unlabelled * total + 1e-9] = 1
+    reasons[labelled == 0] = 1
+    return np.where(labelled > 0, majority, 0), reasons
+
+
+def _scan(img, mode, tile, stride, n_values, rules, progress, should_stop):
+    """Pass 1. Returns candidate rows, cols, classes, per-window counts and rejection tallies."""
+    rows_out, cols_out, cls_out, counts_out = [], [], [], []
+    rejected = {}
+    starts = list(range(0, img.height - tile + 1, stride))
+    for i, row in enumerate(starts):
+        if should_stop():
+            raise Cancelled()
+        labels = img.read_labels(row, tile)
+        valid = img.read_image(row, tile)[1] if img.check_nodata else np.ones(labels.shape, bool)
+        counts = window_counts(labels, valid, n_values, tile, stride)
+        cols = np.arange(0, img.width - tile + 1, stride)
+        if mode == "tiles":
+            classes, reasons = judge_tiles(counts, rules["purity"], rules["max_unlabelled"])
+            for reason, name in ((1, "unlabelled"), (2, "purity")):
+                for cls in classes[reasons == reason]:
+                    rejected.setdefault(int(cls), {"unlabelled": 0, "purity": 0})[name] += 1
+            keep = reasons == 0
+        else:
+            labelled = 1.0 - counts[:, 0] / (tile * tile)
+            keep = labelled >= rules["min_labelled"] - 1e-9
+            classes = np.zeros(len(counts), int)
+            rejected.setdefault(0, {"min_labelled": 0})["min_labelled"] += int((~keep).sum())
+        rows_out.append(np.full(int(keep.sum()), row))
+        cols_out.append(cols[keep])
+        cls_out.append(classes[keep])
+        counts_out.append(counts[keep])
+        progress(0.3 * (i + 1) / len(starts), None)
+    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+    counts_all = np.concatenate(counts_out) if counts_out else np.zeros((0, n_values), np.int64)
+    return cat(rows_out, np.int64), cat(cols_out, np.int64), cat(cls_out, np.int64), counts_all, rejected
+
+
+# ---------------------------------------------------------------------------------------------
+# Thinning and split
+
+
+def thin(classes, max_per_class, rng):
+    """Indices kept when each class is randomly thinned to at most ``max_per_class``."""
+    keep = []
+    for cls in np.unique(classes):
+        idx = np.flatnonzero(classes == cls)
+        if max_per_class and len(idx) > max_per_class:
+            idx = np.sort(rng.choice(idx, max_per_class, replace=False))
+        keep.append(idx)
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, int)
+
+
+def auto_block_size(height, width, tile):
+    """Blocks of about 8 tiles, fewer when the image would hold fewer than 16 blocks, but
+    never under 2 tiles (windows that straddle blocks of both splits are dropped)."""
+    return int(max(2 * tile, min(8 * tile, math.sqrt(height * width / 16.0))))
+
+
+def split_windows(rows, cols, classes, tile, fraction, how, rng, block=None, shape=None):
+    """Assign each window to 0 (train), 1 (validation) or -1 (dropped at a block border)."""
+    n = len(rows)
+    out = np.zeros(n, np.int8)
+    if fraction <= 0 or n == 0:
+        return out
+    if how == "random":
+        for cls in np.unique(classes):
+            idx = rng.permutation(np.flatnonzero(classes == cls))
+            out[idx[: int(round(fraction * len(idx)))]] = 1
+        return out
+    block = block or auto_block_size(shape[0], shape[1], tile)
+    nbx = shape[1] // block + 1
+    first = (rows // block) * nbx + cols // block
+    last = ((rows + tile - 1) // block) * nbx + (cols + tile - 1) // block
+    ids, per_block = np.unique(first, return_counts=True)
+    order = rng.permutation(len(ids))
+    in_val, total = set(), 0
+    for j in order:
+        if total >= fraction * n:
+            break
+        in_val.add(int(ids[j]))
+        total += per_block[j]
+    for i in range(n):
+        b0r, b0c = divmod(int(first[i]), nbx)
+        b1r, b1c = divmod(int(last[i]), nbx)
+        sides = {int(br * nbx + bc) in in_val for br in range(b0r, b1r + 1) for bc in range(b0c, b1c + 1)}
+        out[i] = -1 if len(sides) > 1 else (1 if sides.pop() else 0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+class _Stats:
+    """Running per-band mean/std and a bounded random sample for percentiles."""
+
+    def __init__(self, bands, sample_budget, n_tiles, pixels_per_tile, rng):
+        self.n = np.zeros(bands)
+        self.sum = np.zeros(bands)
+        self.sumsq = np.zeros(bands)
+        self.per_tile = max(1, int(math.ceil(sample_budget / max(n_tiles, 1))))
+        self.per_tile = min(self.per_tile, pixels_per_tile)
+        self.samples = []
+        self.rng = rng
+
+    def add(self, tile, valid):
+        values = tile[valid].astype(np.float64)
+        self.n += len(values)
+        self.sum += values.sum(axis=0)
+        self.sumsq += (values ** 2).sum(axis=0)
+        if len(values):
+            pick = self.rng.choice(len(values), min(self.per_tile, len(values)), replace=False)
+            self.samples.append(values[pick].astype(np.float32))
+
+    def sample(self):
+        return np.concatenate(self.samples) if self.samples else np.zeros((0, len(self.n)), np.float32)
+
+
+def summarise_stats(n, total, sumsq, sample, divisor):
+    """Statistics of the scaled values (what the networks see)."""
+    n = np.maximum(n, 1)
+    mean = total / n
+    std = np.sqrt(np.maximum(sumsq / n - mean ** 2, 0))
+    sample = sample / divisor
+    pct = (np.percentile(sample, [2, 50, 98], axis=0) if len(sample)
+           else np.zeros((3, len(mean))))
+    return {"of": "scaled values of the training split", "mean": (mean / divisor).tolist(),
+            "std": (std / divisor).tolist(), "p2": pct[0].tolist(), "median": pct[1].tolist(),
+            "p98": pct[2].tolist(), "pixels": int(n.min()),
+            "sums": {"n": n.tolist(), "sum": total.tolist(), "sumsq": sumsq.tolist()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# The builder
+
+
+def read_dataset(folder):
+    """The ``dataset.json`` of a complete dataset folder (FjordError otherwise)."""
+    path = os.path.join(folder, "dataset.json")
+    if not os.path.isfile(path):
+        raise FjordError(f"{folder!r} holds no Fjord dataset (no dataset.json). Make one with "
+                         "'Make training tiles'.")
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format") != FORMAT or not meta.get("complete"):
+        raise FjordError(f"{folder!r} holds no complete Fjord dataset; build it again.")
+    return meta
+
+
+def _schema_for(img, values, existing=None):
+    schema = schemas.read_raster_schema(img.labels_path)
+    present = sorted(int(v) for v in values if v)
+    if schema is None:
+        schema = schemas.schema_from_values(present) if present else None
+    if schema is not None:
+        known = {c["value"] for c in schema["classes"]}
+        missing = [v for v in present if v not in known]
+        if missing:
+            raise FjordError(f"The class raster holds values {missing[:10]} that its class schema "
+                             f"({', '.join(c['name'] for c in schema['classes'])}) does not list. "
+                             "Fix the schema or the labels.")
+    if existing is not None and schema is not None:
+        merged = {c["value"]: c for c in existing["classes"]}
+        for cls in schema["classes"]:
+            old = merged.get(cls["value"])
+            if old is not None and old["name"].lower() != cls["name"].lower():
+                raise FjordError(f"Class {cls['value']} is {old['name']!r} in the dataset but "
+                                 f"{cls['name']!r} in the new class raster; use one class schema.")
+            merged.setdefault(cls["value"], cls)
+        schema = dict(existing, classes=[merged[v] for v in sorted(merged)])
+    return schema
+
+
+def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride=None, purity=0.95,
+                  max_unlabelled=0.10, min_labelled=0.25, augment="none", noise=0,
+                  max_per_class=5000, validation_fraction=0.2, split="random", block_size=None,
+                  seed=0, append=False, progress=None, should_stop=None):
+    """Build (or extend) a training dataset folder from an image and its class raster.
+
+    Parameters
+    ----------
+    image, labels : str
+        Image and class raster on the same grid (0 = unlabelled).
+    output : str
+        Dataset folder.
+    mode : {'tiles', 'segmentation'}
+        Tile classification (one label per tile) or segmentation (image/mask pairs).
+    tile_size, stride : int, optional
+        Window size and step in pixels (defaults: 50 and 25 for tiles, 256 and 128 for
+        segmentation).
+    purity, max_unlabelled : float
+        Tile rules (see the module documentation).
+    min_labelled : float
+        Segmentation rule: least labelled fraction of a window.
+    augment : {'none', 'rotations', 'rotations+flips'}
+    noise : int
+        Uniform integer noise (DN) added to augmented copies.
+    max_per_class : int
+        Tiles: most distinct tiles per class (0 = all).
+    validation_fraction : float
+    split : {'random', 'spatial'}
+    block_size : int, optional
+        Spatial split: block side in pixels (default: about 8 tiles, at least 16 blocks).
+    seed : int
+    append : bool
+        Add this image/label pair to the dataset already in ``output``.
+
+    Returns
+    -------
+    dict: the dataset description (also written as ``dataset.json``), plus ``added`` (the counts
+    of this call) and ``rejected`` (candidate windows per class and the rule that rejected them).
+    """
+    progress = progress or _noop
+    should_stop = should_stop or _never
+    if mode not in MODES:
+        raise FjordError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+    if augment not in AUGMENTS:
+        raise FjordError(f"Unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTS)}.")
+    if split not in SPLITS:
+        raise FjordError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    tile = int(tile_size or DEFAULT_TILE[mode])
+    stride = int(stride or max(1, tile // 2))
+    if tile < 2 or stride < 1:
+        raise FjordError("The tile size must be at least 2 and the stride at least 1 pixel.")
+    if not 0 <= validation_fraction < 1:
+        raise FjordError("The validation fraction must be at least 0 and below 1.")
+    rng = np.random.default_rng(seed)
+    meta_path = os.path.join(output, "dataset.json")
+    existing = None
+    if os.path.isfile(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            existing = json.load(f)
+        same_source = (existing.get("sources") or [{}])[0].get("image") == os.path.abspath(image) \
+            and existing["sources"][0].get("labels") == os.path.abspath(labels)
+        if not append and not (same_source and len(existing["sources"]) == 1):
+            raise FjordError(
+                f"{output!r} already holds a dataset built from other data. Choose an empty "
+                "folder, or turn on APPEND to add this image to it.")
+        if not append:
+            existing = None  # rebuilt from scratch below
+    elif append and os.path.isdir(output) and os.listdir(output):
+        raise FjordError(f"APPEND is on but {output!r} holds no Fjord dataset.")
+    if existing is not None:
+        if not existing.get("complete"):
+            raise FjordError(f"The dataset in {output!r} is incomplete; build it again without APPEND.")
+        if existing["mode"] != mode or existing["tile_size"] != tile:
+            raise FjordError(f"The dataset in {output!r} holds {existing['mode']} of "
+                             f"{existing['tile_size']} px; append with the same mode and tile size.")
+
+    img = _Image(image, labels)
+    try:
+        return _build(img, output, existing, mode, tile, stride, dict(
+            purity=float(purity), max_unlabelled=float(max_unlabelled),
+            min_labelled=float(min_labelled)), augment, int(noise), int(max_per_class or 0),
+            float(validation_fraction), split, block_size, seed, rng, progress, should_stop)
+    finally:
+        img.close()
+
+
+def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max_per_class,
+           fraction, split, block_size, seed, rng, progress, should_stop):
+    if tile > img.width or tile > img.height:
+        raise FjordError(f"The tile size ({tile} px) is larger than the image "
+                         f"({img.width} x {img.height} px); choose a smaller TILE_SIZE.")
+    if existing is not None:
+        if existing["bands"] != img.bands:
+            raise FjordError(f"The dataset has {existing['bands']} bands but this image has "
+                             f"{img.bands}; every image of a dataset needs the same bands.")
+        if np.dtype(existing["dtype"]) != img.dtype:
+            raise FjordError(f"The dataset stores {existing['dtype']} but this image is "
+                             f"{img.dtype}; convert it first.")
+    progress(0.0, f"Scanning {img.width} x {img.height} px for {mode} of {tile} px, stride {stride}")
+    top = int(np.ceil(img.lds.GetRasterBand(1).ComputeRasterMinMax(False)[1]))
+    n_values = max(top, 1) + 1
+    rows, cols, classes, counts, rejected = _scan(img, mode, tile, stride, n_values, rules,
+                                                  progress, should_stop)
+    present = np.flatnonzero(counts.sum(axis=0)[1:]) + 1 if len(counts) else []
+    schema = _schema_for(img, present if mode == "segmentation" else np.unique(classes),
+                         existing["schema"] if existing else None)
+    if len(rows) == 0:
+        detail = "; ".join(
+            f"{_class_name(schema, c)}: " + ", ".join(f"{n} rejected by {r}" for r, n in why.items() if n)
+            for c, why in sorted(rejected.items()))
+        rule = (f"at most {rules['max_unlabelled']:.0%} unlabelled and a majority class of at least "
+                f"{rules['purity']:.0%}" if mode == "tiles"
+                else f"at least {rules['min_labelled']:.0%} labelled")
+        raise FjordError(f"No {tile} px window passes the rules ({rule}). Candidates per majority "
+                         f"class: {detail or 'none'}. Use smaller tiles, relax the rules, or add labels.")
+    all_classes = set(int(c) for c in (np.unique(classes) if mode == "tiles" else present))
+    if existing is not None:
+        all_classes |= {int(k) for k in existing["counts"]["train"]}
+    if len(all_classes) < 2:
+        raise FjordError(f"Only one class ({_class_name(schema, next(iter(all_classes)))}) has "
+                         "training windows; a classifier needs at least two. Add labels of other classes.")
+
+    if mode == "tiles":
+        kept = thin(classes, max_per_class, rng)
+        rows, cols, classes, counts = rows[kept], cols[kept], classes[kept], counts[kept]
+    which = split_windows(rows, cols, classes, tile, fraction, split, rng, block=block_size,
+                          shape=(img.height, img.width))
+    dropped_at_borders = int((which == -1).sum())
+    shard = len(existing["sources"]) if existing else 0
+    dtype = img.dtype if existing is None else np.dtype(existing["dtype"])
+    if existing is not None:
+        scaling = existing["scaling"]
+    else:
+        maximum = max(img.ds.GetRasterBand(b + 1).ComputeRasterMinMax(False)[1] for b in range(img.bands))
+        scaling = scaling_rule(dtype, maximum)
+    k_variants = variants(augment)
+    label_shape = () if mode == "tiles" else (tile, tile)
+    label_dtype = np.uint8 if max(all_classes) < 256 else np.uint16
+
+    sizes = {0: int((which == 0).sum()) * len(k_variants), 1: int((which == 1).sum())}
+    need = sum(sizes.values()) * tile * tile * (img.bands * dtype.itemsize + (0 if mode == "tiles" else 1))
+    os.makedirs(output, exist_ok=True)
+    free = shutil.disk_usage(output).free
+    if need > free:
+        raise FjordError(f"The dataset needs {need / 2**20:.0f} MiB but {output!r} has only "
+                         f"{free / 2**20:.0f} MiB free. Free some space, use a larger stride, or "
+                         "thin harder (MAX_PER_CLASS).")
+    stats = _Stats(img.bands, 200_000, max(sizes[0] // len(k_variants), 1), tile * tile, rng)
+    paths = {}
+    added = {name: {} for name in SPLIT_NAMES}
+    lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else (None, None)
+    with AtomicOutputs() as out:
+        writers = {}
+        try:
+            for s, name in enumerate(SPLIT_NAMES):
+                os.makedirs(os.path.join(output, name), exist_ok=True)
+                base = os.path.join(output, name, f"{shard:03d}")
+                paths[name] = {"images": base + "_images.npy", "labels": base + "_labels.npy",
+                               "positions": base + "_positions.npy"}
+                writers[s] = (
+                    NpyWriter(out.add(paths[name]["images"]), sizes[s], (tile, tile, img.bands), dtype),
+                    NpyWriter(out.add(paths[name]["labels"]), sizes[s], label_shape, label_dtype),
+                    NpyWriter(out.add(paths[name]["positions"]), sizes[s], (3,), np.int32))
+            order = np.argsort(rows * img.width + cols, kind="stable")
+            strip_row, strip, strip_valid, strip_labels = None, None, None, None
+            for n, i in enumerate(order):
+                s = int(which[i])
+                if s < 0:
+                    continue
+                r, c = int(rows[i]), int(cols[i])
+                if r != strip_row:
+                    if should_stop():
+                        raise Cancelled()
+                    strip, strip_valid = img.read_image(r, tile)
+                    strip_labels = img.read_labels(r, tile) if mode == "segmentation" else None
+                    strip_row = r
+                    progress(0.3 + 0.65 * n / len(order), None)
+                data = strip[:, c:c + tile].astype(dtype, copy=True)
+                valid = strip_valid[:, c:c + tile]
+                data[~valid] = 0
+                if mode == "tiles":
+                    target = np.array(classes[i], label_dtype)
+                else:
+                    target = np.where(valid, strip_labels[:, c:c + tile], 0).astype(label_dtype)
+                if s == 0:
+                    stats.add(data, valid)
+                for k in (k_variants if s == 0 else [0]):
+                    tile_k = dihedral(data, k)
+                    if k and noise:
+                        jitter = rng.integers(-noise, noise + 1, size=tile_k.shape)
+                        tile_k = tile_k + jitter
+                        if lo is not None:
+                            tile_k = np.clip(tile_k, lo, hi)
+                    images_w, labels_w, pos_w = writers[s]
+                    images_w.write(tile_k[None])
+                    labels_w.write((target if mode == "tiles" else dihedral(target, k))[None])
+                    pos_w.write(np.array([[r, c, k]], np.int32))
+                    if mode == "tiles":
+                        key = str(int(classes[i]))
+                        added[SPLIT_NAMES[s]][key] = added[SPLIT_NAMES[s]].get(key, 0) + 1
+                if mode == "segmentation":
+                    per = np.bincount(target.ravel(), minlength=n_values)
+                    for v in np.flatnonzero(per[1:]) + 1:
+                        key = str(int(v))
+                        added[SPLIT_NAMES[s]][key] = (added[SPLIT_NAMES[s]].get(key, 0)
+                                                      + int(per[v]) * (len(k_variants) if s == 0 else 1))
+            for ws in writers.values():
+                for w in ws:
+                    w.close()
+                    if w.written != w.n:
+                        raise FjordError(f"{w.path}: {w.written} of {w.n} windows written.")
+        finally:
+            for ws in writers.values():
+                for w in ws:
+                    w.close()
+
+        progress(0.95, "Writing dataset.json")
+        meta = _describe(img, output, existing, mode, tile, stride, rules, augment, noise,
+                         max_per_class, fraction, split, block_size, seed, schema, scaling, dtype,
+                         label_dtype, stats, added, sizes, paths, dropped_at_borders, k_variants)
+        np.save(out.add(os.path.join(output, "train", "stats_sample.npy")), meta.pop("_sample"))
+        # dataset.json comes last: it marks the dataset complete.
+        tmp_meta = out.add(os.path.join(output, "dataset.json"))
+        with open(tmp_meta, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2, ensure_ascii=False)
+    progress(1.0, None)
+    meta["added"] = added
+    meta["rejected"] = {str(k): v for k, v in rejected.items()}
+    return meta
+
+
+def _class_name(schema, value):
+    if schema:
+        for cls in schema["classes"]:
+            if cls["value"] == value:
+                return cls["name"]
+    return "unlabelled" if value == 0 else f"class {value}"
+
+
+def _describe(img, output, existing, mode, tile, stride, rules, augment, noise, max_per_class,
+              fraction, split, block_size, seed, schema, scaling, dtype, label_dtype, stats, added,
+              sizes, paths, dropped, k_variants):
+    rel = {name: {k: os.path.relpath(v, output) for k, v in p.items()} for name, p in paths.items()}
+    source = {"image": os.path.abspath(img.path), "labels": os.path.abspath(img.labels_path),
+              "size": [img.width, img.height], "geotransform": list(img.transform), "crs": img.crs,
+              "band_names": img.band_names, "shards": rel, "counts": added,
+              "windows": {SPLIT_NAMES[s]: n for s, n in sizes.items()},
+              "dropped_at_block_borders": dropped}
+    n, total, sumsq = stats.n, stats.sum, stats.sumsq
+    sample = stats.sample()
+    if existing is not None:
+        old = existing["statistics"]["sums"]
+        n, total, sumsq = n + np.array(old["n"]), total + np.array(old["sum"]), sumsq + np.array(old["sumsq"])
+        old_sample = np.load(os.path.join(output, "train", "stats_sample.npy"))
+        sample = np.concatenate([old_sample, sample])
+        if len(sample) > 400_000:
+            sample = sample[np.random.default_rng(seed).choice(len(sample), 400_000, replace=False)]
+    counts = {name: dict(existing["counts"][name]) if existing else {} for name in SPLIT_NAMES}
+    for name in SPLIT_NAMES:
+        for k, v in added[name].items():
+            counts[name][k] = counts[name].get(k, 0) + v
+        counts[name] = {k: counts[name][k] for k in sorted(counts[name], key=int)}
+    sources = (existing["sources"] if existing else []) + [source]
+    shards = {name: [s["shards"][name] for s in sources] for name in SPLIT_NAMES}
+    return {
+        "format": FORMAT, "version": VERSION, "complete": True, "mode": mode,
+        "tile_size": tile, "stride": stride, "bands": img.bands,
+        "band_names": existing["band_names"] if existing else img.band_names,
+        "dtype": dtype.name, "label_dtype": np.dtype(label_dtype).name,
+        "labels": "one class value per tile" if mode == "tiles" else "class mask per window, 0 = unlabelled",
+        "fill_value": 0, "scaling": scaling,
+        "statistics": summarise_stats(n, total, sumsq, sample, scaling["divisor"]),
+        "schema": schema, "counts": counts,
+        "counts_unit": "tiles" if mode == "tiles" else "labelled pixels",
+        "windows": {name: sum(s["windows"][name] for s in sources) for name in SPLIT_NAMES},
+        "augmentation": {"on_disk": augment, "variants": k_variants, "noise": noise,
+                         "applied_to": "train"},
+        "rules": dict(rules, max_per_class=max_per_class, validation_fraction=fraction, split=split,
+                      block_size=block_size or (auto_block_size(img.height, img.width, tile)
+                                                if split == "spatial" else None), seed=seed),
+        "crs": existing["crs"] if existing else img.crs,
+        "sources": sources, "shards": shards, "_sample": sample,
+    }
