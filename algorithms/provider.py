@@ -8,6 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .base import ICON
 from .check_environment import CheckEnvironment
+from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
 from .worker import SETTING_PYTHON
 
@@ -65,5 +66,5 @@ class FjordProvider(QgsProcessingProvider):
             pass
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
-        for alg in (RasterizeLabels(), CheckEnvironment()):
+        for alg in (RasterizeLabels(), MakeTiles(), CheckEnvironment()):
             self.addAlgorithm(alg)

@@ -19,7 +19,17 @@ def partial_path(path):
 
 
 def remove_partials(path):
-    """Remove the partial files of ``path`` (and of its sidecars) left by an interrupted job."""
+    """Remove the partial files of ``path`` (and of its sidecars) left by an interrupted job.
+
+    For a folder (a dataset, say), every partial file below it.
+    """
+    if os.path.isdir(path):
+        for leftover in glob.glob(os.path.join(glob.escape(path), "**", ".*.partial*"), recursive=True):
+            try:
+                os.remove(leftover)
+            except OSError:
+                pass
+        return
     folder, base = os.path.split(os.path.abspath(path))
     stem = os.path.splitext(base)[0]
     for leftover in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{stem}.partial") + "*")):

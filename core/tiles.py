@@ -663,3 +663,34 @@ def _describe(img, output, existing, mode, tile, stride, rules, augment, noise, 
         "crs": existing["crs"] if existing else img.crs,
         "sources": sources, "shards": shards, "_sample": sample,
     }
+
+
+def make_tiles(image, labels, output, *, progress=None, should_stop=None, **options):
+    """:func:`build_dataset`, then the preview figure ``preview.png`` in the dataset folder.
+
+    This is the worker job of ``fjord:maketiles``. Returns the summary: the dataset description
+    without its per-source details, the counts added, the rejection tallies and the preview path.
+    """
+    from .preview import write_preview
+
+    progress = progress or _noop
+    meta = build_dataset(image, labels, output, progress=progress, should_stop=should_stop, **options)
+    path = os.path.join(output, "preview.png")
+    with AtomicOutputs() as out:
+        write_preview(output, meta, out.add(path), seed=options.get("seed", 0))
+    summary = {k: v for k, v in meta.items() if k not in ("sources",)}
+    summary["preview"] = path
+    summary["sources"] = len(meta["sources"])
+    return summary
+
+
+def count_table(meta, added=False):
+    """Per-class counts per split as lines of text."""
+    counts = meta["added"] if added else meta["counts"]
+    unit = meta["counts_unit"]
+    lines = [f"{'class':<24} {'train':>12} {'validation':>12}   ({unit})"]
+    for cls in meta["schema"]["classes"]:
+        key = str(cls["value"])
+        lines.append(f"{cls['value']:>3} {cls['name']:<20} {counts['train'].get(key, 0):>12,} "
+                     f"{counts['validation'].get(key, 0):>12,}")
+    return lines

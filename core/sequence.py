@@ -1,0 +1,105 @@
+"""Reading a training dataset back for Keras: a ``keras.utils.PyDataset`` over the shards.
+
+Tiles are read from the memory-mapped ``.npy`` shards batch by batch (only the batch is in
+memory), scaled by the dataset's rule, optionally shuffled every epoch and augmented on the fly
+with random rotations and flips (labels transformed exactly with the images), so that
+augmentation need not multiply the disk.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from .npyio import open_npy
+from .tiles import SPLIT_NAMES, dihedral, read_dataset, variants
+
+
+class TileDataset(keras.utils.PyDataset):
+    """Batches ``(x, y)`` of one split of a Fjord dataset.
+
+    Parameters
+    ----------
+    folder : str
+        Dataset folder (with ``dataset.json``).
+    split : {'train', 'validation'}
+    batch_size : int
+    shuffle : bool
+        Reshuffle the order every epoch (seeded by ``seed`` and the epoch number).
+    augment : {'none', 'rotations', 'rotations+flips'}
+        Random transform per tile, drawn anew every epoch.
+    one_hot : bool
+        Labels as one-hot vectors (tiles) or one-hot masks (segmentation) over the schema's
+        classes, in schema order; else class indices (0..n_classes-1; segmentation masks keep
+        0 for unlabelled and number the classes from 1). One-hot masks are all zero where a
+        pixel is unlabelled, so it adds nothing to a categorical cross-entropy.
+    seed : int
+    **kwargs
+        Passed to ``PyDataset`` (``workers``, ``use_multiprocessing``, ``max_queue_size``).
+    """
+
+    def __init__(self, folder, split="train", batch_size=50, shuffle=True, augment="none",
+                 one_hot=True, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"split must be one of {SPLIT_NAMES}")
+        self.meta = read_dataset(folder)
+        self.folder = folder
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.transforms = variants(augment)
+        self.one_hot = one_hot
+        self.seed = seed
+        self.divisor = float(self.meta["scaling"]["divisor"])
+        self.values = [c["value"] for c in self.meta["schema"]["classes"]]
+        lookup = np.zeros(max(self.values) + 1, np.int64)
+        lookup[self.values] = np.arange(len(self.values))
+        self._lookup = lookup
+        self._images, self._labels = [], []
+        for shard in self.meta["shards"][split]:
+            self._images.append(open_npy(os.path.join(folder, shard["images"])))
+            self._labels.append(open_npy(os.path.join(folder, shard["labels"])))
+        sizes = [len(a) for a in self._images]
+        self._shard = np.repeat(np.arange(len(sizes)), sizes)
+        self._index = np.concatenate([np.arange(n) for n in sizes]) if sizes else np.zeros(0, int)
+        self._epoch = 0
+        self._reorder()
+
+    @property
+    def num_classes(self):
+        return len(self.values)
+
+    def __len__(self):
+        return int(np.ceil(len(self._order) / self.batch_size))
+
+    def _reorder(self):
+        self._order = (np.random.default_rng((self.seed, self._epoch)).permutation(len(self._index))
+                       if self.shuffle else np.arange(len(self._index)))
+
+    def on_epoch_end(self):
+        self._epoch += 1
+        self._reorder()
+
+    def __getitem__(self, batch):
+        picks = self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, self._epoch, batch))
+        xs, ys = [], []
+        for p in picks:
+            s, i = self._shard[p], self._index[p]
+            x, y = np.asarray(self._images[s][i]), np.asarray(self._labels[s][i])
+            if len(self.transforms) > 1:
+                k = int(rng.choice(self.transforms))
+                x = dihedral(x, k)
+                if y.ndim == 2:
+                    y = dihedral(y, k)
+            xs.append(x)
+            ys.append(y)
+        x = np.stack(xs).astype(np.float32) / self.divisor
+        y = np.stack(ys).astype(np.int64)
+        if self.meta["mode"] == "tiles":
+            y = self._lookup[y]
+            return x, (np.eye(self.num_classes, dtype=np.float32)[y] if self.one_hot else y)
+        if self.one_hot:
+            return x, np.eye(max(self.values) + 1, dtype=np.float32)[y][..., self.values]
+        return x, np.where(y > 0, self._lookup[y] + 1, 0)
