@@ -10,6 +10,7 @@ from .base import ICON
 from .check_environment import CheckEnvironment
 from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
+from .stack_bands import StackBands
 from .worker import SETTING_PYTHON
 
 METADATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metadata.txt")
@@ -66,5 +67,5 @@ class FjordProvider(QgsProcessingProvider):
             pass
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
-        for alg in (RasterizeLabels(), MakeTiles(), CheckEnvironment()):
+        for alg in (StackBands(), RasterizeLabels(), MakeTiles(), CheckEnvironment()):
             self.addAlgorithm(alg)

@@ -117,6 +117,7 @@ def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("GDAL_CACHEMAX", "256")  # MB: GDAL's block cache, so memory stays bounded
     env.update(extra_env or {})
     job = {"function": function, "kwargs": kwargs, "outputs": list(outputs)}
     state = {"result": None, "done": False, "error": None, "kind": None}

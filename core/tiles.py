@@ -135,6 +135,7 @@ class _Image:
     def read_image(self, row, rows):
         """Bands of rows ``row .. row + rows`` as (rows, width, bands), and the valid mask."""
         data = self.ds.ReadAsArray(0, row, self.width, rows)
+        self.ds.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
         if data.ndim == 2:
             data = data[None]
         data = np.moveaxis(data, 0, -1)
@@ -149,6 +150,7 @@ class _Image:
 
     def read_labels(self, row, rows):
         raw = self.lds.GetRasterBand(1).ReadAsArray(0, row, self.width, rows)
+        self.lds.FlushCache()
         bad = np.zeros(raw.shape, bool)
         if self.label_nodata is not None:
             bad |= raw == self.label_nodata
@@ -305,15 +307,19 @@ def split_windows(rows, cols, classes, tile, fraction, how, rng, block=None, sha
 
 
 class _Stats:
-    """Running per-band mean/std and a bounded random sample for percentiles."""
+    """Running per-band mean/std and a bounded random sample for percentiles.
+
+    The sample is one array allocated up front: many small arrays kept alive between the
+    large temporary ones would fragment the heap and let memory creep up with the tile count.
+    """
 
     def __init__(self, bands, sample_budget, n_tiles, pixels_per_tile, rng):
         self.n = np.zeros(bands)
         self.sum = np.zeros(bands)
         self.sumsq = np.zeros(bands)
-        self.per_tile = max(1, int(math.ceil(sample_budget / max(n_tiles, 1))))
-        self.per_tile = min(self.per_tile, pixels_per_tile)
-        self.samples = []
+        self.per_tile = min(max(1, int(math.ceil(sample_budget / max(n_tiles, 1)))), pixels_per_tile)
+        self._sample = np.empty((self.per_tile * max(n_tiles, 1), bands), np.float32)
+        self._filled = 0
         self.rng = rng
 
     def add(self, tile, valid):
@@ -321,12 +327,14 @@ class _Stats:
         self.n += len(values)
         self.sum += values.sum(axis=0)
         self.sumsq += (values ** 2).sum(axis=0)
-        if len(values):
-            pick = self.rng.choice(len(values), min(self.per_tile, len(values)), replace=False)
-            self.samples.append(values[pick].astype(np.float32))
+        take = min(self.per_tile, len(values), len(self._sample) - self._filled)
+        if take > 0:
+            pick = self.rng.choice(len(values), take, replace=False)
+            self._sample[self._filled:self._filled + take] = values[pick]
+            self._filled += take
 
     def sample(self):
-        return np.concatenate(self.samples) if self.samples else np.zeros((0, len(self.n)), np.float32)
+        return self._sample[:self._filled]
 
 
 def summarise_stats(n, total, sumsq, sample, divisor):
@@ -461,6 +469,10 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
                              f"{existing['tile_size']} px; append with the same mode and tile size.")
 
     img = _Image(image, labels)
+    # Every block is read once per strip and dropped after it: a small block cache is enough,
+    # and keeps memory flat whatever the image size.
+    cache = gdal.GetCacheMax()
+    gdal.SetCacheMax(min(cache, 16 * 2**20))
     try:
         return _build(img, output, existing, mode, tile, stride, dict(
             purity=float(purity), max_unlabelled=float(max_unlabelled),
@@ -468,6 +480,7 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
             float(validation_fraction), split, block_size, seed, rng, progress, should_stop)
     finally:
         img.close()
+        gdal.SetCacheMax(cache)
 
 
 def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max_per_class,
@@ -484,6 +497,7 @@ def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max
                              f"{img.dtype}; convert it first.")
     progress(0.0, f"Scanning {img.width} x {img.height} px for {mode} of {tile} px, stride {stride}")
     top = int(np.ceil(img.lds.GetRasterBand(1).ComputeRasterMinMax(False)[1]))
+    img.lds.FlushCache()
     n_values = max(top, 1) + 1
     rows, cols, classes, counts, rejected = _scan(img, mode, tile, stride, n_values, rules,
                                                   progress, should_stop)
@@ -523,6 +537,7 @@ def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max
         scaling = existing["scaling"]
     else:
         maximum = max(img.ds.GetRasterBand(b + 1).ComputeRasterMinMax(False)[1] for b in range(img.bands))
+        img.ds.FlushCache()
         scaling = scaling_rule(dtype, maximum)
     k_variants = variants(augment)
     label_shape = () if mode == "tiles" else (tile, tile)

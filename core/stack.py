@@ -1,0 +1,732 @@
+"""Stack bands from one or more rasters and add normalised-difference spectral indices.
+
+The output takes the grid (size, geotransform, CRS) of the **first** input. Bands of inputs on
+another grid are resampled onto it on the fly: bilinear for continuous data, nearest neighbour
+for bands with a colour table (class rasters). The image is read and written in strips of rows,
+so memory does not grow with the image size.
+
+Spectral indices
+----------------
+Every index is a normalised difference ``(a - b) / (a + b)`` of two bands, identified by their
+role (blue, green, red, NIR, SWIR1, SWIR2):
+
+====  ===============================  ==========================================================
+NDVI  (NIR - Red) / (NIR + Red)        vegetation; Rouse et al. 1974 (NASA SP-351), Tucker 1979
+                                       (Remote Sensing of Environment 8, 127-150)
+NDWI  (Green - NIR) / (Green + NIR)    open water, McFeeters 1996 (International Journal of
+                                       Remote Sensing 17, 1425-1432)
+NDSI  (Green - SWIR1) / (Green + SWIR1)  snow and ice; Hall, Riggs & Salomonson 1995 (Remote
+                                       Sensing of Environment 54, 127-140)
+NDBI  (SWIR1 - NIR) / (SWIR1 + NIR)    built-up areas; Zha, Gao & Ni 2003 (International Journal
+                                       of Remote Sensing 24, 583-594)
+NDMI  (NIR - SWIR1) / (NIR + SWIR1)    vegetation moisture; Gao 1996 (Remote Sensing of
+                                       Environment 58, 257-266), named NDMI by Wilson & Sader 2002
+NDTI  (SWIR1 - SWIR2) / (SWIR1 + SWIR2)  tillage / crop residue; Van Deventer et al. 1997
+                                       (Photogrammetric Engineering & Remote Sensing 63, 87-93)
+====  ===============================  ==========================================================
+
+An index is nodata (NaN) where either band is nodata and where the denominator is zero.
+Indices use the bands' scale and offset when the file declares them (GDAL band scale/offset),
+otherwise the values as stored.
+
+Band roles
+----------
+Roles are found from the band descriptions of the stacked bands, after the band naming of a
+sensor: Sentinel-2 (B2 blue, B3 green, B4 red, B8 NIR — B8A when there is no B8 —, B11 SWIR1,
+B12 SWIR2; ``B02``-style names too), Landsat 8/9 OLI (B2 blue, B3 green, B4 red, B5 NIR, B6
+SWIR1, B7 SWIR2; ``SR_B5``-style names too) or Landsat 4-7 TM/ETM+ (B1 blue, B2 green, B3 red,
+B4 NIR, B5 SWIR1, B7 SWIR2), and from plain names (``blue``, ``green``, ``red``, ``nir``,
+``swir1``, ``swir2``, any case). ``sensor='auto'`` picks Sentinel-2 naming when the
+descriptions look like Sentinel-2 (B8A, B12 or zero-padded names such as B04), Landsat naming
+when file names or metadata carry a Landsat scene id (LC08/LC09 → 8/9; LE07, LT05, LT04 → 4-7)
+or Collection 2 band names (``SR_B4``), and Sentinel-2 naming otherwise. Any role can be given
+explicitly as a 1-based band number in the stack.
+"""
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from osgeo import gdal, gdal_array, osr
+
+from .errors import Cancelled, FjordError
+from .outputs import AtomicOutputs, check_writable
+
+gdal.UseExceptions()
+osr.UseExceptions()
+
+INDEX_NAMES = ("NDVI", "NDWI", "NDSI", "NDBI", "NDMI", "NDTI")
+#: The two roles of each index: ``(a - b) / (a + b)``.
+INDEX_ROLES = {
+    "NDVI": ("nir", "red"),
+    "NDWI": ("green", "nir"),
+    "NDSI": ("green", "swir1"),
+    "NDBI": ("swir1", "nir"),
+    "NDMI": ("nir", "swir1"),
+    "NDTI": ("swir1", "swir2"),
+}
+ROLES = ("blue", "green", "red", "nir", "swir1", "swir2")
+ROLE_LABELS = {"blue": "blue", "green": "green", "red": "red", "nir": "near-infrared (NIR)",
+               "swir1": "short-wave infrared 1 (SWIR1)", "swir2": "short-wave infrared 2 (SWIR2)"}
+SENSORS = ("auto", "sentinel2", "landsat89", "landsat47")
+SENSOR_LABELS = {"sentinel2": "Sentinel-2", "landsat89": "Landsat 8/9 OLI",
+                 "landsat47": "Landsat 4-7 TM/ETM+"}
+#: Band codes of each role per sensor, in order of preference.
+SENSOR_CODES = {
+    "sentinel2": {"blue": ["b2"], "green": ["b3"], "red": ["b4"], "nir": ["b8", "b8a"],
+                  "swir1": ["b11"], "swir2": ["b12"]},
+    "landsat89": {"blue": ["b2"], "green": ["b3"], "red": ["b4"], "nir": ["b5"],
+                  "swir1": ["b6"], "swir2": ["b7"]},
+    "landsat47": {"blue": ["b1"], "green": ["b2"], "red": ["b3"], "nir": ["b4"],
+                  "swir1": ["b5"], "swir2": ["b7"]},
+}
+#: Plain names of each role (compared without case, spaces, '_' or '-'), in order of preference.
+ROLE_WORDS = {
+    "blue": ["blue"], "green": ["green"], "red": ["red"],
+    "nir": ["nir", "nearinfrared", "nir08"],
+    "swir1": ["swir1", "swir16", "shortwaveinfrared1"],
+    "swir2": ["swir2", "swir22", "shortwaveinfrared2"],
+}
+# Words that disqualify a description from plain-name matching ("red edge", "ultra blue").
+_NOT_A_ROLE = {"edge", "ultra", "deep", "coastal", "aerosol", "cirrus", "vapour", "vapor"}
+STRIP_ROWS = 256
+_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
+
+
+def _noop_progress(fraction, message=None):
+    pass
+
+
+def _never():
+    return False
+
+
+@dataclass
+class Band:
+    """One band of one input, as the stack sees it."""
+
+    number: int                # 1-based over all inputs concatenated
+    input: int                 # 0-based input index
+    band: int                  # 1-based band number inside its input
+    name: str                  # description, or "<input basename> band <n>"
+    described: bool            # the name comes from the file's band description
+    dtype: np.dtype
+    nodata: float = None
+    colour_table: bool = False
+    scale: float = 1.0
+    offset: float = 0.0
+    codes: set = field(default_factory=set)  # band codes and plain role names found in its name
+
+
+# --------------------------------------------------------------------------------- band names
+
+def _tokens(text):
+    return [t for t in re.split(r"[^a-z0-9]+", str(text).lower()) if t]
+
+
+def band_codes(text):
+    """Band codes (``'b4'``, ``'b8a'``) and role names (``'nir'``) that a band name carries.
+
+    ``'B04'``, ``'SR_B4'``, ``'Band 4'`` and ``'B4, central wavelength 665 nm'`` all carry
+    ``'b4'``; ``'SWIR 1'`` and ``'swir16'`` carry ``'swir1'`` and ``'swir16'``.
+    """
+    tokens = _tokens(text)
+    codes = set()
+    for i, tok in enumerate(tokens):
+        m = re.fullmatch(r"b0*(\d{1,2})(a?)", tok)
+        if m:
+            codes.add(f"b{m.group(1)}{m.group(2)}")
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if tok == "band" and re.fullmatch(r"0*\d{1,2}a?", nxt):
+            codes.add("b" + nxt.lstrip("0"))
+    if not _NOT_A_ROLE & set(tokens):
+        compact = "".join(tokens)
+        words = {w for ws in ROLE_WORDS.values() for w in ws}
+        if compact in words:
+            codes.add(compact)
+        for i, tok in enumerate(tokens):
+            if tok in words:
+                codes.add(tok)
+            if tok == "swir" and i + 1 < len(tokens) and tokens[i + 1] in ("1", "2"):
+                codes.add("swir" + tokens[i + 1])
+    return codes
+
+
+def _numpy_type(gdal_type, where):
+    if gdal.DataTypeIsComplex(gdal_type):
+        raise FjordError(f"{where} holds complex numbers ({gdal.GetDataTypeName(gdal_type)}); "
+                         "stack real-valued bands only.")
+    return np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(gdal_type))
+
+
+def _open(path):
+    try:
+        ds = gdal.Open(str(path))
+    except RuntimeError as exc:
+        raise FjordError(f"Cannot open the raster {str(path)!r}: {exc}.") from None
+    if ds is None or ds.RasterCount == 0:
+        raise FjordError(f"{str(path)!r} holds no raster band.")
+    return ds
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(str(path).rstrip("/\\")))[0] or str(path)
+
+
+def _describe(datasets, paths):
+    bands = []
+    for i, (ds, path) in enumerate(zip(datasets, paths)):
+        stem = _stem(path)
+        for b in range(1, ds.RasterCount + 1):
+            rb = ds.GetRasterBand(b)
+            desc = (rb.GetDescription() or "").strip()
+            name = desc or f"{stem} band {b}"
+            codes = band_codes(desc) | band_codes(rb.GetMetadataItem("BANDNAME") or "")
+            if not desc and ds.RasterCount == 1:  # a band per file: the file name names it
+                codes |= band_codes(stem)
+            nodata = rb.GetNoDataValue()
+            bands.append(Band(
+                number=len(bands) + 1, input=i, band=b, name=name, described=bool(desc),
+                dtype=_numpy_type(rb.DataType, f"Band {b} of {stem!r}"),
+                nodata=None if nodata is None else float(nodata),
+                colour_table=rb.GetColorTable() is not None,
+                scale=rb.GetScale() if rb.GetScale() not in (None, 0) else 1.0,
+                offset=rb.GetOffset() or 0.0, codes=codes))
+    return bands
+
+
+def list_bands(inputs):
+    """The bands of ``inputs`` as the stack numbers and names them.
+
+    Returns
+    -------
+    list of dict with ``number`` (1-based over all inputs concatenated), ``name``, ``input``
+    (the path), ``band`` (number inside the input), ``dtype`` and ``nodata``.
+    """
+    paths = [str(p) for p in inputs]
+    datasets = [_open(p) for p in paths]
+    return [{"number": b.number, "name": b.name, "input": paths[b.input], "band": b.band,
+             "dtype": b.dtype.name, "nodata": b.nodata} for b in _describe(datasets, paths)]
+
+
+def _band_list(bands, limit=40):
+    text = ", ".join(f"{b.number} {b.name!r}" for b in bands[:limit])
+    return text + (f", ... ({len(bands)} in all)" if len(bands) > limit else "")
+
+
+def select_bands(spec, bands):
+    """Band numbers (1-based) chosen by a band selection string.
+
+    Parameters
+    ----------
+    spec : str, list or None
+        Comma-separated band numbers, ranges and names: ``"1,2,3,4"``, ``"1-4"``,
+        ``"B4,B3,B2,B8"``. Numbers count the bands of all inputs concatenated in input order;
+        names match the band names (descriptions, else ``"<input basename> band <n>"``) without
+        regard to case, and Sentinel-2 style codes match with or without a leading zero
+        (``B04`` = ``B4``). Empty or None: all bands in order. A list of ints or names works too.
+    bands : list of Band
+
+    Returns
+    -------
+    list of int
+    """
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return [b.number for b in bands]
+    tokens = [t.strip() for t in re.split(r"[,;]", spec)] if isinstance(spec, str) else list(spec)
+    count = len(bands)
+    chosen = []
+    for token in tokens:
+        if isinstance(token, (int, np.integer)):
+            token = str(int(token))
+        token = str(token).strip()
+        if not token:
+            continue
+        m = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", token)
+        if m:
+            first = int(m.group(1))
+            last = int(m.group(2)) if m.group(2) else first
+            step = 1 if last >= first else -1
+            for n in range(first, last + step, step):
+                if not 1 <= n <= count:
+                    raise FjordError(
+                        f"Band {n} does not exist: the inputs hold {count} band"
+                        f"{'s' if count != 1 else ''} ({_band_list(bands)}).")
+                chosen.append(n)
+            continue
+        matches = [b for b in bands if b.name.lower() == token.lower()]
+        if not matches:
+            codes = band_codes(token)
+            key = {c for c in codes if re.fullmatch(r"b\d+a?", c)}
+            if key and len(_tokens(token)) == 1:
+                matches = [b for b in bands if key & b.codes]
+        if not matches:
+            raise FjordError(f"No band is named {token!r}. The bands are: {_band_list(bands)}. "
+                             "Give band numbers or these names, separated by commas.")
+        if len(matches) > 1:
+            raise FjordError(
+                f"The band name {token!r} fits bands {', '.join(str(b.number) for b in matches)}; "
+                "give the band number instead.")
+        chosen.append(matches[0].number)
+    if not chosen:
+        raise FjordError("The band selection names no band; leave it empty to stack all bands.")
+    return chosen
+
+
+# --------------------------------------------------------------------------- sensor and roles
+
+def _normalise_sensor(sensor):
+    key = re.sub(r"[^a-z0-9]", "", str(sensor or "auto").lower())
+    aliases = {"auto": "auto", "": "auto", "sentinel2": "sentinel2", "s2": "sentinel2",
+               "landsat89": "landsat89", "landsat8": "landsat89", "landsat9": "landsat89",
+               "l89": "landsat89", "oli": "landsat89", "landsat47": "landsat47",
+               "landsat45": "landsat47", "landsat7": "landsat47", "landsat5": "landsat47",
+               "l47": "landsat47", "tm": "landsat47", "etm": "landsat47"}
+    if key not in aliases:
+        raise FjordError(f"Unknown sensor {sensor!r}; use one of {', '.join(SENSORS)}.")
+    return aliases[key]
+
+
+def detect_sensor(bands, paths=(), metadata=()):
+    """The band naming (a key of :data:`SENSOR_CODES`) that the inputs most likely follow.
+
+    Parameters
+    ----------
+    bands : list of Band
+    paths : iterable of str
+        Input files; their names (not their folders) are searched for Landsat and Sentinel-2
+        scene ids (``LC08_...``, ``S2A_MSIL2A_...``).
+    metadata : iterable of str
+        Metadata values of the inputs (``LANDSAT_8``, ``Sentinel-2A``...).
+    """
+    codes = set().union(*(b.codes for b in bands)) if bands else set()
+    names = " ".join(b.name for b in bands)
+    if {"b8a", "b12"} & codes or re.search(r"(?i)\bB0\d\b", names.replace("_", " ")):
+        return "sentinel2"
+    names_and_values = [os.path.basename(str(p)) for p in paths] + [str(m) for m in metadata]
+    text = " ".join(" ".join(_tokens(t)) for t in names_and_values)
+    if re.search(r"\bl[co]0?[89]\b", text) or re.search(r"\blandsat ?[89]\b", text):
+        return "landsat89"
+    if re.search(r"\bl[etm]0?[457]\b", text) or re.search(r"\blandsat ?[457]\b", text):
+        return "landsat47"
+    if re.search(r"\b(s2[abc]|msil1c|msil2a|sentinel ?2[abc]?)\b", text):
+        return "sentinel2"
+    if re.search(r"(?i)\b(SR|ST)_B\d", names):
+        return "landsat89"
+    return "sentinel2"
+
+
+def find_roles(bands, sensor, explicit=None):
+    """Which stacked band plays which role.
+
+    Parameters
+    ----------
+    bands : list of Band
+        The stacked bands, in output order.
+    sensor : str
+        A key of :data:`SENSOR_CODES` (not 'auto').
+    explicit : dict, optional
+        ``{role: 1-based band number in the stack}``; 0 or None means automatic.
+
+    Returns
+    -------
+    roles : dict
+        ``{role: 1-based position in the stack}`` for the roles found.
+    how : dict
+        ``{role: 'set' or 'automatic'}``.
+    """
+    explicit = dict(explicit or {})
+    unknown = set(explicit) - set(ROLES)
+    if unknown:
+        raise FjordError(f"Unknown band role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}.")
+    roles, how = {}, {}
+    for role in ROLES:
+        value = explicit.get(role)
+        if value in (None, "", 0):
+            continue
+        value = int(value)
+        if not 1 <= value <= len(bands):
+            raise FjordError(f"{role.upper()} is set to band {value}, but the stack has "
+                             f"{len(bands)} bands ({_band_list(bands)}). Give a number from 1 to "
+                             f"{len(bands)}, or 0 to find the {ROLE_LABELS[role]} band by name.")
+        roles[role], how[role] = value, "set"
+    for role in ROLES:
+        if role in roles:
+            continue
+        for key in SENSOR_CODES[sensor][role] + ROLE_WORDS[role]:
+            hit = next((pos for pos, b in enumerate(bands, 1) if key in b.codes), None)
+            if hit is not None:
+                roles[role], how[role] = hit, "automatic"
+                break
+    return roles, how
+
+
+# ----------------------------------------------------------------------------------- indices
+
+def normalized_difference(a, b):
+    """``(a - b) / (a + b)`` as float32, NaN where either is NaN or the denominator is zero."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    den = a + b
+    out = np.full(np.broadcast(a, b).shape, np.nan, dtype=np.float64)
+    ok = np.isfinite(den) & (den != 0) & np.isfinite(a) & np.isfinite(b)
+    np.divide(a - b, den, out=out, where=ok)
+    return out.astype(np.float32)
+
+
+def _normalise_indices(indices):
+    if indices is None:
+        return []
+    if isinstance(indices, str):
+        indices = [s for s in re.split(r"[,;\s]+", indices) if s]
+    wanted = set()
+    for item in indices:
+        if isinstance(item, (int, np.integer)):
+            if not 0 <= int(item) < len(INDEX_NAMES):
+                raise FjordError(f"Index number {item} is out of range 0..{len(INDEX_NAMES) - 1}.")
+            wanted.add(INDEX_NAMES[int(item)])
+            continue
+        name = str(item).strip().upper()
+        if name not in INDEX_ROLES:
+            raise FjordError(f"Unknown spectral index {item!r}; choose from {', '.join(INDEX_NAMES)}.")
+        wanted.add(name)
+    return [n for n in INDEX_NAMES if n in wanted]
+
+
+# ------------------------------------------------------------------------------------- grids
+
+def _same_grid(ds, ref):
+    if (ds.RasterXSize, ds.RasterYSize) != (ref.RasterXSize, ref.RasterYSize):
+        return False
+    a, b = ds.GetGeoTransform(), ref.GetGeoTransform()
+    tol = 1e-6 * max(abs(b[1]), abs(b[5]), 1e-12)
+    if any(abs(x - y) > tol * (1 if i in (1, 2, 4, 5) else max(ds.RasterXSize, 1))
+           for i, (x, y) in enumerate(zip(a, b))):
+        return False
+    return _same_crs(ds.GetProjection(), ref.GetProjection())
+
+
+def _same_crs(wkt_a, wkt_b):
+    if not wkt_a or not wkt_b:
+        return not wkt_a and not wkt_b
+    a, b = osr.SpatialReference(), osr.SpatialReference()
+    a.ImportFromWkt(wkt_a)
+    b.ImportFromWkt(wkt_b)
+    return bool(a.IsSame(b))
+
+
+def _bounds(ds):
+    gt = ds.GetGeoTransform()
+    xs, ys = [], []
+    for px, py in ((0, 0), (ds.RasterXSize, 0), (0, ds.RasterYSize),
+                   (ds.RasterXSize, ds.RasterYSize)):
+        xs.append(gt[0] + px * gt[1] + py * gt[2])
+        ys.append(gt[3] + px * gt[4] + py * gt[5])
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _overlaps(ds, ref, name):
+    """Whether ``ds`` covers any part of the grid of ``ref`` (in the CRS of ``ref``)."""
+    xmin, ymin, xmax, ymax = _bounds(ds)
+    src_wkt, ref_wkt = ds.GetProjection(), ref.GetProjection()
+    if src_wkt and ref_wkt and not _same_crs(src_wkt, ref_wkt):
+        src, dst = osr.SpatialReference(), osr.SpatialReference()
+        src.ImportFromWkt(src_wkt)
+        dst.ImportFromWkt(ref_wkt)
+        for s in (src, dst):
+            s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        try:
+            xmin, ymin, xmax, ymax = osr.CoordinateTransformation(src, dst).TransformBounds(
+                xmin, ymin, xmax, ymax, 21)
+        except RuntimeError:
+            raise FjordError(f"Cannot transform the extent of {name!r} into the CRS of the first "
+                             "input; check the CRS of both.") from None
+    rxmin, rymin, rxmax, rymax = _bounds(ref)
+    return xmin < rxmax and xmax > rxmin and ymin < rymax and ymax > rymin
+
+
+def _warped(ds, band, ref, nearest):
+    """One band of ``ds`` resampled onto the grid of ``ref``: a virtual Float64 dataset whose
+    nodata (NaN) marks the input's nodata and the area it does not cover."""
+    single = gdal.Translate("", ds, options=gdal.TranslateOptions(format="VRT", bandList=[band]))
+    gt = ref.GetGeoTransform()
+    width, height = ref.RasterXSize, ref.RasterYSize
+    bounds = (gt[0], gt[3] + height * gt[5], gt[0] + width * gt[1], gt[3])
+    nodata = ds.GetRasterBand(band).GetNoDataValue()
+    options = gdal.WarpOptions(
+        format="VRT", outputBounds=bounds, width=width, height=height,
+        dstSRS=ref.GetProjection() or None,
+        resampleAlg="near" if nearest else "bilinear", outputType=gdal.GDT_Float64,
+        srcNodata=None if nodata is None else nodata, dstNodata=float("nan"),
+        warpOptions=["INIT_DEST=NO_DATA"])
+    warped = gdal.Warp("", single, options=options)
+    return warped, single
+
+
+# ------------------------------------------------------------------------------------ output
+
+def _output_type(stacked, indices):
+    if indices:
+        return np.dtype(np.float32)
+    return np.dtype(np.result_type(*[b.dtype for b in stacked]))
+
+
+def _fits(value, dtype):
+    if value is None:
+        return False
+    if np.issubdtype(dtype, np.floating):
+        return True
+    if math.isnan(value) or value != int(value):
+        return False
+    info = np.iinfo(dtype)
+    return info.min <= value <= info.max
+
+
+def _same_value(a, b):
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def _output_nodata(stacked, dtype, indices):
+    """The nodata value of the output, and whether the inputs themselves declared it."""
+    if indices:
+        return float("nan"), True
+    declared = [b.nodata for b in stacked if b.nodata is not None]
+    if declared and len(declared) == len(stacked) and all(_same_value(v, declared[0]) for v in declared):
+        if _fits(declared[0], dtype):
+            return declared[0], True
+    for value in declared:
+        if _fits(value, dtype):
+            return value, True
+    if np.issubdtype(dtype, np.floating):
+        return float("nan"), bool(declared)
+    return float(0 if np.issubdtype(dtype, np.unsignedinteger) else np.iinfo(dtype).min), bool(declared)
+
+
+def _invalid(values, nodata):
+    """Mask of the nodata pixels of ``values`` (float NaN always counts)."""
+    mask = np.zeros(values.shape, dtype=bool)
+    if values.dtype.kind == "f":
+        mask |= np.isnan(values)
+    if nodata is not None and not math.isnan(nodata):
+        mask |= values == nodata
+    return mask
+
+
+def _cast(values, dtype):
+    if np.issubdtype(dtype, np.integer) and values.dtype.kind == "f":
+        info = np.iinfo(dtype)
+        values = np.clip(np.rint(np.nan_to_num(values, nan=0.0)), info.min, info.max)
+    return values.astype(dtype, copy=False)
+
+
+def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sensor="auto",
+                strip_rows=STRIP_ROWS, progress=None, should_stop=None):
+    """Stack bands of one or more rasters into one GeoTIFF, with spectral indices after them.
+
+    Parameters
+    ----------
+    inputs : list of str
+        Rasters GDAL can open. The output takes the grid (size, geotransform, CRS) of the first;
+        the others are resampled onto it (bilinear; nearest neighbour for bands with a colour
+        table).
+    output : str
+        GeoTIFF to write (DEFLATE, tiled, BigTIFF when needed); written under a partial name and
+        renamed into place when complete.
+    bands : str or list, optional
+        Which bands in which order (see :func:`select_bands`): ``"1,2,3,4"``, ``"1-4"`` or
+        ``"B4,B3,B2,B8"``. Default: all bands of all inputs in order.
+    indices : iterable of str, optional
+        Any of :data:`INDEX_NAMES`; written after the stacked bands in that order.
+    band_roles : dict, optional
+        ``{role: 1-based band number in the stack}`` for roles in :data:`ROLES`; missing, 0 or
+        None: found from the band names.
+    sensor : {'auto', 'sentinel2', 'landsat89', 'landsat47'}
+        Band naming used to find the roles.
+    strip_rows : int
+        Rows read and written at a time.
+    progress : callable(fraction, message), optional
+    should_stop : callable() -> bool, optional
+        Polled once per strip; when it returns True the job stops with
+        :class:`~.errors.Cancelled` and no output is left.
+
+    Returns
+    -------
+    dict with ``output`` (absolute path), ``bands`` (names of the bands written, indices
+    included), ``sources`` (for each stacked band: input path and band number), ``indices``,
+    ``roles`` ({role: 1-based stack position}), ``role_sources`` ({role: 'set' or
+    'automatic'}), ``sensor``, ``dtype`` (GDAL type name), ``nodata`` (None when the output
+    has none), ``resampled`` (inputs resampled onto the first grid) and ``warnings``.
+
+    Notes
+    -----
+    Without indices the output type is the widest input type and band values are copied
+    unchanged (resampled values are rounded for integer types). With indices the output is
+    Float32 and its nodata is NaN. Nodata: the common nodata value of the inputs when they
+    share one; otherwise the first declared value that the output type holds; otherwise NaN
+    (float), 0 (unsigned) or the type's minimum (signed). A pixel that is nodata in an input
+    band is nodata in the output band, whatever value marked it in the input.
+    """
+    progress = progress or _noop_progress
+    should_stop = should_stop or _never
+    paths = [str(p) for p in (inputs or []) if str(p).strip()]
+    if not paths:
+        raise FjordError("Give at least one input raster.")
+    strip_rows = max(1, int(strip_rows))
+    datasets = [_open(p) for p in paths]
+    all_bands = _describe(datasets, paths)
+    chosen = select_bands(bands, all_bands)
+    stacked = [all_bands[n - 1] for n in chosen]
+    index_names = _normalise_indices(indices)
+    sensor = _normalise_sensor(sensor)
+    resolved = sensor
+    if sensor == "auto":
+        metadata = []
+        for ds in datasets:
+            for domain in ("", "IMAGERY"):
+                metadata.extend((ds.GetMetadata(domain) or {}).values())
+        resolved = detect_sensor(all_bands, paths, metadata)
+    roles, role_how = find_roles(stacked, resolved, band_roles)
+    for name in index_names:
+        for role in INDEX_ROLES[name]:
+            if role not in roles:
+                raise FjordError(
+                    f"{name} needs the {ROLE_LABELS[role]} band, which was not found among the "
+                    f"stacked bands ({_band_list(stacked)}) with {SENSOR_LABELS[resolved]} band "
+                    f"naming. Set {role.upper()} to its number in the stack (1-{len(stacked)}), "
+                    "or choose the sensor, or add the band to the band selection.")
+
+    ref = datasets[0]
+    width, height = ref.RasterXSize, ref.RasterYSize
+    out_abs = os.path.abspath(output)
+    if out_abs in {os.path.abspath(p) for p in paths}:
+        raise FjordError("The output would overwrite an input raster; choose another path.")
+    check_writable(output, "stacked raster")
+
+    # Sources: the input band itself on the first grid, else a resampled virtual band.
+    warnings = []
+    resampled, sources, keep = [], {}, []
+    for b in stacked:
+        ds = datasets[b.input]
+        if b.input == 0 or _same_grid(ds, ref):
+            sources[b.number] = (ds.GetRasterBand(b.band), False)
+            continue
+        if bool(ds.GetProjection()) != bool(ref.GetProjection()):
+            raise FjordError(
+                f"{_stem(paths[b.input])!r} and the first input must both have a CRS (or both "
+                "lack one) to be matched; assign the missing CRS (Raster > Projections > Assign "
+                "Projection).")
+        gt = ref.GetGeoTransform()
+        if gt[2] or gt[4] or gt[5] > 0:
+            raise FjordError("The first input has a rotated or south-up grid; the other inputs "
+                             "cannot be resampled onto it. Make the first input north-up first.")
+        if not _overlaps(ds, ref, paths[b.input]):
+            raise FjordError(f"{paths[b.input]!r} does not overlap the first input "
+                             f"({paths[0]!r}), whose grid the output takes.")
+        if paths[b.input] not in resampled:
+            resampled.append(paths[b.input])
+        warped, single = _warped(ds, b.band, ref, nearest=b.colour_table)
+        keep.append((warped, single))
+        sources[b.number] = (warped.GetRasterBand(1), True)
+
+    dtype = _output_type(stacked, index_names)
+    nodata, declared = _output_nodata(stacked, dtype, index_names)
+    if index_names:
+        wide = [b.name for b in stacked if b.dtype.itemsize > 2 and b.dtype != np.float32]
+        if wide:
+            warnings.append("The output is Float32 because of the indices; values of "
+                            f"{', '.join(map(repr, wide[:5]))} may lose precision.")
+    gdal_type = gdal_array.NumericTypeCodeToGDALTypeCode(dtype.type)
+    names = [b.name for b in stacked] + index_names
+    need = sorted({roles[r] for n in index_names for r in INDEX_ROLES[n]})
+
+    progress(0.0, f"Stacking {len(stacked)} bands"
+             + (f" and {len(index_names)} indices ({', '.join(index_names)})" if index_names else "")
+             + f" from {len(paths)} input{'s' if len(paths) != 1 else ''} on a {width} x {height} grid")
+    wrote_nodata = False
+    collisions = {}
+    with AtomicOutputs() as out:
+        tmp = out.add(output)
+        predictor = "PREDICTOR=3" if dtype.kind == "f" else "PREDICTOR=2"
+        ds = gdal.GetDriverByName("GTiff").Create(
+            tmp, width, height, len(names), gdal_type, options=_OPTIONS + [predictor])
+        try:  # the dataset is closed before the partial file is removed or renamed
+            ds.SetGeoTransform(ref.GetGeoTransform())
+            if ref.GetProjection():
+                ds.SetProjection(ref.GetProjection())
+            for pos, name in enumerate(names, 1):
+                ds.GetRasterBand(pos).SetDescription(name)
+            for pos, b in enumerate(stacked, 1):
+                if b.scale != 1.0 or b.offset != 0.0:
+                    ds.GetRasterBand(pos).SetScale(b.scale)
+                    ds.GetRasterBand(pos).SetOffset(b.offset)
+            for k, name in enumerate(index_names):
+                ra, rb = INDEX_ROLES[name]
+                ds.GetRasterBand(len(stacked) + k + 1).SetMetadataItem(
+                    "FORMULA", f"({ra.upper()} - {rb.upper()}) / ({ra.upper()} + {rb.upper()}) = "
+                    f"({stacked[roles[ra] - 1].name} - {stacked[roles[rb] - 1].name}) / "
+                    f"({stacked[roles[ra] - 1].name} + {stacked[roles[rb] - 1].name})")
+            ds.SetMetadataItem("FJORD_STACK", json.dumps({
+                "inputs": [os.path.abspath(p) if os.path.exists(p) else p for p in paths],
+                "bands": [[b.input + 1, b.band] for b in stacked], "indices": index_names,
+                "roles": roles, "sensor": resolved}))
+
+            for y in range(0, height, strip_rows):
+                if should_stop():
+                    raise Cancelled()
+                rows = min(strip_rows, height - y)
+                physical = {}  # stack position -> float64 values (NaN = nodata) for indices
+                for pos, b in enumerate(stacked, 1):
+                    band, warped = sources[b.number]
+                    values = band.ReadAsArray(0, y, width, rows)
+                    invalid = _invalid(values, None if warped else b.nodata)
+                    if pos in need:
+                        phys = values.astype(np.float64) * b.scale + b.offset
+                        phys[invalid] = np.nan
+                        physical[pos] = phys
+                    values = _cast(values, dtype)
+                    clash = _same_as_nodata(values, nodata)
+                    if invalid.any():
+                        clash &= ~invalid
+                        values[invalid] = nodata
+                        wrote_nodata = True
+                    if clash.any():
+                        collisions[b.name] = collisions.get(b.name, 0) + int(clash.sum())
+                    ds.GetRasterBand(pos).WriteArray(values, 0, y)
+                for k, name in enumerate(index_names):
+                    ra, rb = INDEX_ROLES[name]
+                    values = normalized_difference(physical[roles[ra]], physical[roles[rb]])
+                    ds.GetRasterBand(len(stacked) + k + 1).WriteArray(values, 0, y)
+                progress((y + rows) / height, None)
+            if declared or wrote_nodata or index_names:
+                for pos in range(1, len(names) + 1):
+                    ds.GetRasterBand(pos).SetNoDataValue(nodata)
+            else:
+                collisions = {}
+        finally:
+            ds = None
+    keep.clear()
+    datasets = ref = None
+    for name, count in collisions.items():
+        warnings.append(f"{count} valid pixels of band {name!r} equal the output nodata value "
+                        f"{_fmt(nodata)} and now read as nodata.")
+    progress(1.0, None)
+    has_nodata = declared or wrote_nodata or bool(index_names)
+    return {"output": out_abs, "bands": names,
+            "sources": [{"input": paths[b.input], "band": b.band, "name": b.name} for b in stacked],
+            "indices": index_names, "roles": roles, "role_sources": role_how,
+            "sensor": resolved, "dtype": gdal.GetDataTypeName(gdal_type),
+            "nodata": nodata if has_nodata else None, "resampled": resampled,
+            "warnings": warnings}
+
+
+def _same_as_nodata(values, nodata):
+    if math.isnan(nodata):
+        return np.zeros(values.shape, dtype=bool)
+    return values == nodata
+
+
+def _fmt(value):
+    return "NaN" if math.isnan(value) else (f"{value:g}")
