@@ -83,9 +83,13 @@ def write_preview(folder, meta, path, per_class=8, seed=0):
                 ax.set_yticks([])
         axes[0, 0].set_ylabel("image")
         axes[1, 0].set_ylabel("mask (black: unlabelled)")
+        from matplotlib.patches import Patch
+        fig.legend(handles=[Patch(facecolor=c["color"], edgecolor="0.3", label=c["name"]) for c in classes],
+                   loc="lower center", ncol=min(len(classes), 7), fontsize=8, frameon=False)
+        fig.subplots_adjust(bottom=0.16)
         title = f"{meta['tile_size']} px windows and masks (training split)"
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 if meta["mode"] != "tiles" else 0, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -3,8 +3,9 @@
     make demo                 (or: .venv/bin/python scripts/demo.py [OUTPUT_FOLDER])
 
 Land cover: the bundled real Sentinel-2 scene (resources/demo) and its OpenStreetMap polygons
-are rasterised onto the image grid. Glacier: a synthetic Sentinel-2-like fjord scene is
-generated and its training polygons rasterised with the glacial class schema. Everything runs
+are rasterised onto the image grid and cut into a segmentation dataset. Glacier: a synthetic
+Sentinel-2-like fjord scene is generated, its training polygons rasterised with the glacial
+class schema and cut into a phase-one tile dataset. Everything runs
 as a user's script would run it, through ``qgis_process``; the project ``fjord-demo.qgz``
 opens every output styled and grouped, and a PNG of each map is written beside it.
 """
@@ -66,6 +67,9 @@ def main(out_dir):
     lc_labels = alg("Land cover: rasterise 604 OpenStreetMap polygons onto the Sentinel-2 grid",
                     "fjord:rasterizelabels", INPUT=polygons, FIELD="fclass", REFERENCE=image,
                     OUTPUT=os.path.join(lc, "osm_labels.tif"))
+    alg("Land cover: segmentation windows (128 px, spatial split)", "fjord:maketiles",
+        INPUT=image, LABELS=lc_labels["OUTPUT"], MODE=1, TILE_SIZE=128, STRIDE=64, SPLIT=1,
+        AUGMENT=2, OUTPUT=os.path.join(lc, "windows"))
 
     # Glacier: the synthetic fjord.
     gl = os.path.join(out_dir, "glacier")
@@ -78,6 +82,9 @@ def main(out_dir):
     gl_labels = alg("Glacier: rasterise the training polygons with the glacial schema",
                     "fjord:rasterizelabels", INPUT=paths["labels"], FIELD="name",
                     REFERENCE=paths["image"], PRESET=1, OUTPUT=os.path.join(gl, "labels.tif"))
+    alg("Glacier: phase-one tiles (50 px, stride 25, rotations)", "fjord:maketiles",
+        INPUT=paths["image"], LABELS=gl_labels["OUTPUT"], MODE=0, AUGMENT=1, NOISE=10,
+        OUTPUT=os.path.join(gl, "tiles"))
 
     print("== Writing the QGIS project and map images", flush=True)
     t = time.monotonic()
@@ -96,13 +103,19 @@ def main(out_dir):
     rows.append(("QGIS project and map images", "PyQGIS", {"OUTPUT": project}, time.monotonic() - t))
 
     print()
-    print(f"{'step':<72} {'classes':>7} {'labelled px':>12} {'s':>6}")
+    print(f"{'step':<64} {'result':<34} {'s':>6}")
     for title, alg_id, results, seconds in rows:
-        classes = results.get("CLASS_COUNT", "")
-        labelled = f"{results['LABELLED_PIXELS']:,}" if "LABELLED_PIXELS" in results else ""
-        print(f"{title[:72]:<72} {classes:>7} {labelled:>12} {seconds:6.1f}")
+        if "LABELLED_PIXELS" in results:
+            what = f"{results['CLASS_COUNT']} classes, {results['LABELLED_PIXELS']:,} px labelled"
+        elif "TRAIN_COUNT" in results:
+            what = f"{results['TRAIN_COUNT']:,} train / {results['VALIDATION_COUNT']:,} validation"
+        else:
+            what = os.path.basename(results.get("OUTPUT", ""))
+        print(f"{title[:64]:<64} {what:<34} {seconds:6.1f}")
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Open {project} in QGIS;")
     print(f"map images: {os.path.join(out_dir, 'landcover.png')}, {os.path.join(out_dir, 'glacier.png')}")
+    print(f"dataset previews: {os.path.join(gl, 'tiles', 'preview.png')}, "
+          f"{os.path.join(lc, 'windows', 'preview.png')}")
 
 
 def write_project(out_dir, groups):
