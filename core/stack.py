@@ -93,7 +93,8 @@ ROLE_WORDS = {
 # Words that disqualify a description from plain-name matching ("red edge", "ultra blue").
 _NOT_A_ROLE = {"edge", "ultra", "deep", "coastal", "aerosol", "cirrus", "vapour", "vapor"}
 STRIP_ROWS = 256
-_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
+_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER", "INTERLEAVE=BAND",
+            "NUM_THREADS=ALL_CPUS"]
 
 
 def _noop_progress(fraction, message=None):
@@ -130,18 +131,16 @@ def _tokens(text):
 def band_codes(text):
     """Band codes (``'b4'``, ``'b8a'``) and role names (``'nir'``) that a band name carries.
 
-    ``'B04'``, ``'SR_B4'``, ``'Band 4'`` and ``'B4, central wavelength 665 nm'`` all carry
-    ``'b4'``; ``'SWIR 1'`` and ``'swir16'`` carry ``'swir1'`` and ``'swir16'``.
+    ``'B04'``, ``'SR_B4'`` and ``'B4, central wavelength 665 nm'`` all carry ``'b4'``;
+    ``'SWIR 1'`` and ``'swir16'`` carry ``'swir1'`` and ``'swir16'``. Generic names such as
+    ``'Band 4'`` (which some formats give every band) carry nothing.
     """
     tokens = _tokens(text)
     codes = set()
-    for i, tok in enumerate(tokens):
+    for tok in tokens:
         m = re.fullmatch(r"b0*(\d{1,2})(a?)", tok)
         if m:
             codes.add(f"b{m.group(1)}{m.group(2)}")
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if tok == "band" and re.fullmatch(r"0*\d{1,2}a?", nxt):
-            codes.add("b" + nxt.lstrip("0"))
     if not _NOT_A_ROLE & set(tokens):
         compact = "".join(tokens)
         words = {w for ws in ROLE_WORDS.values() for w in ws}
@@ -308,9 +307,11 @@ def detect_sensor(bands, paths=(), metadata=()):
         return "sentinel2"
     names_and_values = [os.path.basename(str(p)) for p in paths] + [str(m) for m in metadata]
     text = " ".join(" ".join(_tokens(t)) for t in names_and_values)
-    if re.search(r"\bl[co]0?[89]\b", text) or re.search(r"\blandsat ?[89]\b", text):
+    # Collection ids (LC08_..., LE07_...), pre-collection ids (LC80440342015001LGN00) and
+    # metadata values (LANDSAT_8). MSS (LM..) has other bands and is left out.
+    if re.search(r"\b(l[co]0?[89]\b|l[co][89]\d{13}|landsat ?[89]\b)", text):
         return "landsat89"
-    if re.search(r"\bl[etm]0?[457]\b", text) or re.search(r"\blandsat ?[457]\b", text):
+    if re.search(r"\b(l[et]0?[457]\b|l[et][457]\d{13}|landsat ?[457]\b)", text):
         return "landsat47"
     if re.search(r"\b(s2[abc]|msil1c|msil2a|sentinel ?2[abc]?)\b", text):
         return "sentinel2"
@@ -485,18 +486,12 @@ def _fits(value, dtype):
     return info.min <= value <= info.max
 
 
-def _same_value(a, b):
-    return (math.isnan(a) and math.isnan(b)) or a == b
-
-
 def _output_nodata(stacked, dtype, indices):
     """The nodata value of the output, and whether the inputs themselves declared it."""
     if indices:
         return float("nan"), True
     declared = [b.nodata for b in stacked if b.nodata is not None]
-    if declared and len(declared) == len(stacked) and all(_same_value(v, declared[0]) for v in declared):
-        if _fits(declared[0], dtype):
-            return declared[0], True
+    # One value shared by every band is kept; otherwise the first declared value that fits.
     for value in declared:
         if _fits(value, dtype):
             return value, True
@@ -546,7 +541,7 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
     sensor : {'auto', 'sentinel2', 'landsat89', 'landsat47'}
         Band naming used to find the roles.
     strip_rows : int
-        Rows read and written at a time.
+        Rows read and written at a time (the default matches the 256-row tiles of the output).
     progress : callable(fraction, message), optional
     should_stop : callable() -> bool, optional
         Polled once per strip; when it returns True the job stops with
@@ -571,6 +566,8 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
     """
     progress = progress or _noop_progress
     should_stop = should_stop or _never
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     paths = [str(p) for p in (inputs or []) if str(p).strip()]
     if not paths:
         raise FjordError("Give at least one input raster.")
@@ -699,6 +696,11 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
                     ra, rb = INDEX_ROLES[name]
                     values = normalized_difference(physical[roles[ra]], physical[roles[rb]])
                     ds.GetRasterBand(len(stacked) + k + 1).WriteArray(values, 0, y)
+                # Complete tiles go to disk now, and blocks read are let go: the block cache
+                # stays the size of a strip instead of filling up to GDAL_CACHEMAX.
+                ds.FlushCache()
+                for held in datasets + [w for pair in keep for w in pair]:
+                    held.FlushCache()
                 progress((y + rows) / height, None)
             if declared or wrote_nodata or index_names:
                 for pos in range(1, len(names) + 1):
@@ -707,6 +709,7 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
                 collisions = {}
         finally:
             ds = None
+    sources.clear()
     keep.clear()
     datasets = ref = None
     for name, count in collisions.items():

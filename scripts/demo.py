@@ -3,7 +3,8 @@
     make demo                 (or: .venv/bin/python scripts/demo.py [OUTPUT_FOLDER])
 
 Land cover: the bundled real Sentinel-2 scene (resources/demo) and its OpenStreetMap polygons
-are rasterised onto the image grid and cut into a segmentation dataset. Glacier: a synthetic
+are rasterised onto the image grid; NDVI and NDWI are added to the bands and the stack is cut
+into a segmentation dataset. Glacier: a synthetic
 Sentinel-2-like fjord scene is generated, its training polygons rasterised with the glacial
 class schema and cut into a phase-one tile dataset. Everything runs
 as a user's script would run it, through ``qgis_process``; the project ``fjord-demo.qgz``
@@ -12,6 +13,7 @@ opens every output styled and grouped, and a PNG of each map is written beside i
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +39,9 @@ def main(out_dir):
                PYTHONPATH=os.pathsep.join([plugins] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     rows = []
     started = time.monotonic()
+    # The demo owns its folder: datasets from an earlier run are rebuilt, not appended to.
+    for old in ("landcover/windows", "glacier/tiles"):
+        shutil.rmtree(os.path.join(out_dir, old), ignore_errors=True)
 
     def step(title, cmd, check=True):
         print(f"== {title}", flush=True)
@@ -67,9 +72,11 @@ def main(out_dir):
     lc_labels = alg("Land cover: rasterise 604 OpenStreetMap polygons onto the Sentinel-2 grid",
                     "fjord:rasterizelabels", INPUT=polygons, FIELD="fclass", REFERENCE=image,
                     OUTPUT=os.path.join(lc, "osm_labels.tif"))
+    stacked = alg("Land cover: stack B4 B3 B2 B8 with NDVI and NDWI", "fjord:stackbands",
+                  INPUTS=image, INDICES="0,1", OUTPUT=os.path.join(lc, "stack.tif"))
     alg("Land cover: segmentation windows (128 px, spatial split)", "fjord:maketiles",
-        INPUT=image, LABELS=lc_labels["OUTPUT"], MODE=1, TILE_SIZE=128, STRIDE=64, SPLIT=1,
-        AUGMENT=2, OUTPUT=os.path.join(lc, "windows"))
+        INPUT=stacked["OUTPUT"], LABELS=lc_labels["OUTPUT"], MODE=1, TILE_SIZE=128, STRIDE=64,
+        SPLIT=1, AUGMENT=2, OUTPUT=os.path.join(lc, "windows"))
 
     # Glacier: the synthetic fjord.
     gl = os.path.join(out_dir, "glacier")
@@ -107,6 +114,8 @@ def main(out_dir):
     for title, alg_id, results, seconds in rows:
         if "LABELLED_PIXELS" in results:
             what = f"{results['CLASS_COUNT']} classes, {results['LABELLED_PIXELS']:,} px labelled"
+        elif "BAND_NAMES" in results:
+            what = results["BAND_NAMES"].replace(",", " ")
         elif "TRAIN_COUNT" in results:
             what = f"{results['TRAIN_COUNT']:,} train / {results['VALIDATION_COUNT']:,} validation"
         else:

