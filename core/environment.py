@@ -75,8 +75,9 @@ def _nvidia_smi():
     return gpus
 
 
-def _backend_gpus(backend):
-    """GPUs as the Keras backend sees them (names, memory where the backend tells).
+def backend_gpus(backend):
+    """GPUs as the Keras backend sees them: name, device, compute capability ("8.0") and memory
+    where the backend tells.
 
     The backend is imported by name: this is a probe of whichever engine Keras runs on.
     """
@@ -86,16 +87,19 @@ def _backend_gpus(backend):
             gpus = []
             for dev in tf.config.list_physical_devices("GPU"):
                 details = tf.config.experimental.get_device_details(dev)
+                cc = details.get("compute_capability")
                 gpus.append({"name": details.get("device_name", dev.name), "device": dev.name,
-                             "compute_capability": details.get("compute_capability")})
+                             "compute_capability": ".".join(map(str, cc)) if cc else None})
             return gpus
         if backend == "jax":
             jax = importlib.import_module("jax")
-            return [{"name": getattr(d, "device_kind", str(d)), "device": str(d)}
+            return [{"name": getattr(d, "device_kind", str(d)), "device": str(d),
+                     "compute_capability": getattr(d, "compute_capability", None)}
                     for d in jax.devices() if d.platform == "gpu"]
         if backend == "torch":
             torch = importlib.import_module("torch")
             return [{"name": torch.cuda.get_device_name(i), "device": f"cuda:{i}",
+                     "compute_capability": "%d.%d" % torch.cuda.get_device_capability(i),
                      "memory_mb": torch.cuda.get_device_properties(i).total_memory // 2**20}
                     for i in range(torch.cuda.device_count())]
     except Exception as exc:  # a broken GPU stack is reported, not fatal
@@ -126,7 +130,7 @@ def report(progress=_noop, should_stop=None):
         except Exception as exc:
             problems.append(f"Keras does not import: {type(exc).__name__}: {exc}")
     progress(0.7, "Looking for GPUs")
-    gpus = _backend_gpus(backend) if backend else []
+    gpus = backend_gpus(backend) if backend else []
     smi = _nvidia_smi()
     for i, gpu in enumerate(gpus):
         if "memory_mb" not in gpu and i < len(smi):

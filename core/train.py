@@ -1,0 +1,451 @@
+"""Training the phase-one CNN of CNN-supervised classification on a Fjord tile dataset.
+
+:func:`train_phase_one` is the worker job of ``fjord:trainphaseone``. It reads a tile dataset
+made by ``maketiles`` through :class:`~fjord.core.sequence.TileDataset` (batches from the
+memory-mapped shards, bounded memory), builds or fine-tunes a network of
+:mod:`fjord.models.phase_one`, and trains it with Keras: Adam with AMSGrad, categorical
+cross-entropy, optional balanced class weights, optional on-the-fly rotations and flips.
+
+Stopping: when the validation accuracy reaches ``target_accuracy`` (the published rule), when
+the validation loss has not improved for ``patience`` epochs (the best weights are then kept),
+or after ``epochs``. A checkpoint (model, optimiser state, history) is written after every
+epoch into a hidden folder beside the output; running again with the same output and settings
+resumes from it after a cancel or a crash. The finished model is written as a Fjord model file
+(:mod:`fjord.models.modelfile`), always in float32 whatever precision training used, with a
+report folder: ``history.csv``, ``curves.png``, ``confusion_matrix.csv``/``.png`` and
+``validation_scores.csv`` for the validation tiles.
+"""
+
+import csv
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from .errors import Cancelled, FjordError
+from .outputs import AtomicOutputs, check_writable
+from .tiles import read_dataset
+
+ARCHITECTURES = ("vgg16", "compact")
+CLASS_WEIGHTS = ("none", "balanced")
+PRECISIONS = ("auto", "on", "off")
+AUGMENTS = ("none", "rotations", "rotations+flips")
+
+
+def _noop(fraction, message=None):
+    pass
+
+
+def _never():
+    return False
+
+
+def checkpoint_dir(output):
+    """The hidden folder beside ``output`` that holds the per-epoch checkpoint."""
+    folder, base = os.path.split(os.path.abspath(output))
+    return os.path.join(folder, f".{os.path.splitext(base)[0]}.checkpoint")
+
+
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _check_dataset(meta, architecture, folder):
+    if meta["mode"] != "tiles":
+        raise FjordError(f"{folder!r} is a segmentation dataset (image/mask windows); the phase-one "
+                         "CNN learns from a tile classification dataset. Make one with maketiles "
+                         "in tile classification mode, or train a U-Net on this one.")
+    present = [int(v) for v, n in meta["counts"]["train"].items() if n > 0]
+    if len(present) < 2:
+        raise FjordError(f"The dataset's training split holds tiles of {len(present)} class(es) "
+                         f"({present}); a classifier needs at least two. Label more classes or "
+                         "relax the tile rules (PURITY, MAX_UNLABELLED) in maketiles.")
+    if not meta["windows"]["validation"]:
+        raise FjordError("The dataset has no validation tiles, so training cannot be judged or "
+                         "stopped; rebuild it with a VALIDATION_FRACTION above 0.")
+    from ..models.phase_one import MIN_TILE
+
+    if meta["tile_size"] < MIN_TILE[architecture]:
+        raise FjordError(f"The {architecture} network needs tiles of at least "
+                         f"{MIN_TILE[architecture]} px (it halves them five times); this dataset's "
+                         f"tiles are {meta['tile_size']} px. Rebuild it with a larger TILE_SIZE"
+                         + (" or use the compact architecture." if architecture == "vgg16" else "."))
+
+
+def _check_initial(initial, meta, outputs):
+    from ..models.modelfile import read_metadata
+
+    init = read_metadata(initial)
+    if init["task"] != "tiles":
+        raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} is a {init['task']} model, "
+                         "not a phase-one tile classifier.")
+    problems = []
+    if init["bands"] != meta["bands"]:
+        problems.append(f"it takes {init['bands']} bands, the dataset has {meta['bands']}")
+    if list(init["outputs"]) != outputs:
+        problems.append(f"its classes are {init['outputs']}, the dataset's are {outputs}")
+    if init["tile_size"] != meta["tile_size"]:
+        problems.append(f"its tiles are {init['tile_size']} px, the dataset's {meta['tile_size']} px")
+    if problems:
+        raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} does not fit this dataset: "
+                         + "; ".join(problems) + ". Fine-tune only on a dataset with the same "
+                         "bands, classes and tile size.")
+    return init
+
+
+def _class_weights(meta, values):
+    counts = np.array([meta["counts"]["train"].get(str(v), 0) for v in values], float)
+    present = counts > 0
+    weights = np.zeros(len(values))
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def _signature(dataset, meta, architecture, batch_size, learning_rate, class_weights, augment,
+               initial_model, seed, policy):
+    return {"dataset": os.path.abspath(dataset), "windows": meta["windows"],
+            "counts": meta["counts"], "architecture": architecture, "batch_size": batch_size,
+            "learning_rate": learning_rate, "class_weights": class_weights, "augment": augment,
+            "initial_model": os.path.abspath(initial_model) if initial_model else None,
+            "seed": seed, "precision": policy}
+
+
+def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_size=50,
+                    learning_rate=1e-4, target_accuracy=0.985, patience=20, initial_model=None,
+                    class_weights="none", augment="none", mixed_precision="auto", device="auto",
+                    seed=0, report=None, progress=None, should_stop=None):
+    """Train a phase-one tile classifier on a Fjord tile dataset and write a Fjord model file.
+
+    Parameters
+    ----------
+    dataset : str
+        Tile classification dataset folder (``maketiles``).
+    output : str
+        Model file to write (``.keras``).
+    architecture : {'vgg16', 'compact'}
+        Ignored when ``initial_model`` is given (its architecture is kept).
+    epochs, batch_size, learning_rate : int, int, float
+    target_accuracy : float
+        Stop when the validation accuracy reaches it (0 or above 1: never).
+    patience : int
+        Stop when the validation loss has not improved for this many epochs and keep the best
+        weights (0: never).
+    initial_model : str, optional
+        A Fjord phase-one model file to fine-tune (same bands, classes and tile size).
+    class_weights : {'none', 'balanced'}
+    augment : {'none', 'rotations', 'rotations+flips'}
+        A random transform of every training tile, drawn anew every epoch.
+    mixed_precision : {'auto', 'on', 'off'}
+    device : str
+        'auto', 'cpu' or a GPU index.
+    seed : int
+    report : str, optional
+        Folder for the training report (history, curves, validation confusion matrix).
+
+    Returns
+    -------
+    dict : the model path, epochs run, why training stopped, last and best validation scores,
+    per-class validation scores and the report files.
+    """
+    progress = progress or _noop
+    should_stop = should_stop or _never
+    for name, value, allowed in (("architecture", architecture, ARCHITECTURES),
+                                 ("class_weights", class_weights, CLASS_WEIGHTS),
+                                 ("mixed_precision", mixed_precision, PRECISIONS),
+                                 ("augment", augment, AUGMENTS)):
+        if value not in allowed:
+            raise FjordError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+    if int(epochs) < 1 or int(batch_size) < 1 or not float(learning_rate) > 0:
+        raise FjordError("EPOCHS and BATCH_SIZE must be at least 1 and LEARNING_RATE above 0.")
+    meta = read_dataset(dataset)
+    values = [int(c["value"]) for c in meta["schema"]["classes"]]
+    init_meta = _check_initial(initial_model, meta, values) if initial_model else None
+    if init_meta:
+        architecture = init_meta["architecture"]
+    _check_dataset(meta, architecture, dataset)
+    check_writable(output, "model file")
+    if report:
+        try:
+            os.makedirs(report, exist_ok=True)
+        except OSError as exc:
+            raise FjordError(f"Cannot create the report folder {report!r}: {exc.strerror}.") from None
+
+    from ..models import distribute
+
+    try:
+        late = distribute.select_device(device)
+    except ValueError as exc:
+        raise FjordError(str(exc)) from None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from ..models.modelfile import library_versions, save_model
+    from ..models.phase_one import build_phase_one, multiply_adds
+    from .sequence import TileDataset
+
+    if late:
+        progress(None, late)
+    scope, how, replicas = distribute.strategy()
+    gpu_list = distribute.gpus()
+    policy, why = distribute.precision_policy(mixed_precision, gpu_list)
+    names = ", ".join(g["name"] for g in gpu_list) or "CPU"
+    progress(None, f"Device: {names} ({keras.backend.backend()} backend, {how}); {why}.")
+    keras.utils.set_random_seed(int(seed))
+
+    chief = distribute.is_chief()
+    ckpt = checkpoint_dir(output) if chief else os.path.join(
+        os.path.dirname(os.path.abspath(output)), f".worker-{os.getpid()}.checkpoint")
+    signature = _signature(dataset, meta, architecture, int(batch_size), float(learning_rate),
+                           class_weights, augment, initial_model, int(seed), policy)
+    state = {"epoch": 0, "history": [], "best_loss": None, "best_epoch": None, "wait": 0,
+             "stopped": None}
+    state_path = os.path.join(ckpt, "state.json")
+    resume = False
+    if os.path.isfile(state_path) and os.path.isfile(os.path.join(ckpt, "model.keras")):
+        with open(state_path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("signature") == json.loads(json.dumps(signature)):
+            state.update(saved["state"])
+            resume = True
+            progress(None, f"Resuming from the checkpoint after epoch {state['epoch']}.")
+        else:
+            progress(None, "A checkpoint of a run with other settings was found; starting afresh.")
+    if not resume:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    os.makedirs(ckpt, exist_ok=True)
+
+    keras.mixed_precision.set_dtype_policy(policy)
+    train = TileDataset(dataset, "train", batch_size=int(batch_size) * replicas, shuffle=True,
+                        augment=augment, seed=int(seed))
+    val = TileDataset(dataset, "validation", batch_size=int(batch_size) * replicas, shuffle=False)
+    n_classes = len(values)
+    tile, bands = meta["tile_size"], meta["bands"]
+    with scope:
+        if resume:
+            model = keras.saving.load_model(os.path.join(ckpt, "model.keras"), safe_mode=True)
+        else:
+            model = build_phase_one(architecture, bands, tile, n_classes)
+            if initial_model:
+                from ..models.modelfile import load_model
+
+                source, _ = load_model(initial_model, task="tiles")
+                model.set_weights(source.get_weights())
+                progress(None, f"Fine-tuning {os.path.basename(initial_model)} at learning rate "
+                               f"{learning_rate:g}.")
+            model.compile(optimizer=keras.optimizers.Adam(float(learning_rate), amsgrad=True),
+                          loss="categorical_crossentropy", metrics=["accuracy"])
+    progress(None, f"{architecture}: {model.count_params():,} parameters, "
+                   f"{multiply_adds(model) / 1e6:,.0f} M multiply-adds per tile; "
+                   f"{meta['windows']['train']:,} "
+                   f"training and {meta['windows']['validation']:,} validation tiles of {tile} px, "
+                   f"{bands} bands, {n_classes} classes.")
+
+    monitor = _monitor_class(keras)(int(epochs), len(train), meta["windows"]["train"], float(target_accuracy),
+                       int(patience), state, ckpt, signature, chief, progress, should_stop)
+    weights = _class_weights(meta, values) if class_weights == "balanced" else None
+    if state["stopped"] is None and state["epoch"] < int(epochs):
+        model.fit(train, validation_data=val, epochs=int(epochs), initial_epoch=state["epoch"],
+                  class_weight=weights, callbacks=[monitor], verbose=0)
+    stopped = state["stopped"] or "epochs"
+    if stopped == "patience" and os.path.isfile(os.path.join(ckpt, "best.weights.h5")):
+        model.load_weights(os.path.join(ckpt, "best.weights.h5"))
+        progress(None, f"Keeping the weights of epoch {state['best_epoch']} (lowest validation loss).")
+
+    progress(0.97, "Scoring the validation tiles")
+    keras.mixed_precision.set_dtype_policy("float32")
+    final = build_phase_one(architecture, bands, tile, n_classes)
+    final.set_weights(model.get_weights())
+    truth, predicted = _predict(final, val, should_stop)
+    scores = _scores(truth, predicted, n_classes)
+    model_meta = {
+        "task": "tiles", "architecture": architecture, "bands": bands,
+        "band_names": meta["band_names"], "tile_size": tile, "scaling": meta["scaling"],
+        "statistics": meta["statistics"], "schema": meta["schema"], "outputs": values,
+        "training": {
+            "dataset": os.path.abspath(dataset), "counts": meta["counts"],
+            "epochs": int(epochs), "epochs_run": state["epoch"], "stopped": stopped,
+            "batch_size": int(batch_size), "learning_rate": float(learning_rate),
+            "target_accuracy": float(target_accuracy), "patience": int(patience),
+            "class_weights": class_weights, "augment": augment, "precision": policy,
+            "initial_model": os.path.abspath(initial_model) if initial_model else None,
+            "seed": int(seed), "history": state["history"]},
+        "validation": {"accuracy": scores["accuracy"], "classes": [
+            dict(value=v, **s) for v, s in zip(values, scores["classes"])]},
+        "versions": library_versions(),
+    }
+    files = {}
+    if chief:
+        with AtomicOutputs() as out:
+            if report:
+                files = _write_report(out, report, state["history"], scores, meta["schema"], values)
+        save_model(final, output, model_meta)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    progress(1.0, f"Validation accuracy {scores['accuracy']:.4f} after {state['epoch']} epochs "
+                  f"(stopped: {stopped}).")
+    return {"model": os.path.abspath(output), "epochs_run": state["epoch"], "stopped": stopped,
+            "architecture": architecture, "parameters": int(final.count_params()),
+            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+            "weighted_f1": scores["weighted_f1"], "classes": model_meta["validation"]["classes"],
+            "history": state["history"], "report": files, "precision": policy}
+
+
+def _predict(model, val, should_stop):
+    truth, predicted = [], []
+    for i in range(len(val)):
+        if should_stop():
+            raise Cancelled("Training was cancelled.")
+        x, y = val[i]
+        truth.append(np.argmax(y, axis=1))
+        predicted.append(np.argmax(np.asarray(model(x, training=False)), axis=1))
+    return np.concatenate(truth), np.concatenate(predicted)
+
+
+def _scores(truth, predicted, n_classes):
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    labels = list(range(n_classes))
+    p, r, f, s = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    _, _, macro, _ = precision_recall_fscore_support(truth, predicted, labels=sorted(set(truth)),
+                                                     average="macro", zero_division=0)
+    _, _, weighted, _ = precision_recall_fscore_support(truth, predicted, average="weighted",
+                                                        zero_division=0)
+    return {"accuracy": float(accuracy_score(truth, predicted)), "macro_f1": float(macro),
+            "weighted_f1": float(weighted),
+            "confusion": confusion_matrix(truth, predicted, labels=labels).tolist(),
+            "classes": [{"precision": float(a), "recall": float(b), "f1": float(c), "support": int(d)}
+                        for a, b, c, d in zip(p, r, f, s)]}
+
+
+def _write_report(out, folder, history, scores, schema, values):
+    from .figures import confusion_figure, training_curves
+
+    names = {int(c["value"]): c["name"] for c in schema["classes"]}
+    files = {}
+    path = out.add(os.path.join(folder, "history.csv"))
+    keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "tiles_per_second"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(history)
+    files["history"] = os.path.join(folder, "history.csv")
+    if history:
+        training_curves(history, out.add(os.path.join(folder, "curves.png")))
+        files["curves"] = os.path.join(folder, "curves.png")
+    path = out.add(os.path.join(folder, "confusion_matrix.csv"))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["truth \\ predicted"] + [names[v] for v in values])
+        for v, row in zip(values, scores["confusion"]):
+            w.writerow([names[v]] + row)
+    files["confusion_csv"] = os.path.join(folder, "confusion_matrix.csv")
+    confusion_figure(np.array(scores["confusion"]), [names[v] for v in values],
+                     out.add(os.path.join(folder, "confusion_matrix.png")),
+                     title=f"Validation tiles: accuracy {scores['accuracy']:.3f}")
+    files["confusion_png"] = os.path.join(folder, "confusion_matrix.png")
+    path = out.add(os.path.join(folder, "validation_scores.csv"))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["Class", "Precision", "Recall", "F1_score", "Support"])
+        for v, s in zip(values, scores["classes"]):
+            w.writerow([names[v], f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}",
+                        s["support"]])
+        w.writerow(["accuracy", "", "", f"{scores['accuracy']:.4f}", sum(c["support"] for c in scores["classes"])])
+        w.writerow(["macro avg", "", "", f"{scores['macro_f1']:.4f}", ""])
+        w.writerow(["weighted avg", "", "", f"{scores['weighted_f1']:.4f}", ""])
+    files["scores"] = os.path.join(folder, "validation_scores.csv")
+    return files
+
+
+def _monitor_class(keras):
+    """The training callback class (made once Keras is imported: importing this module must not
+    import Keras, so that the device can still be chosen)."""
+
+    class Monitor(_MonitorMixin, keras.callbacks.Callback):
+        pass
+
+    return Monitor
+
+
+class _MonitorMixin:
+    """Progress per batch, a log line and a checkpoint per epoch, the stopping rules, cancel."""
+
+    def __init__(self, epochs, steps, n_tiles, target, patience, state, ckpt, signature, chief,
+                 progress, should_stop):
+        super().__init__()  # keras.callbacks.Callback
+        self.epochs, self.steps, self.n_tiles = epochs, max(steps, 1), n_tiles
+        self.target, self.patience = target, patience
+        self.state, self.ckpt, self.signature, self.chief = state, ckpt, signature, chief
+        self.progress, self.should_stop = progress, should_stop
+
+    def _check_cancel(self):
+        if self.should_stop():
+            raise Cancelled(f"Training was cancelled; the checkpoint after epoch "
+                            f"{self.state['epoch']} is kept: run again with the same output to resume.")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._check_cancel()
+        self.t0 = time.perf_counter()
+        self.t_train = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress(0.96 * (self.epoch_now + (batch + 1) / self.steps) / self.epochs)
+        self._check_cancel()
+
+    def on_test_begin(self, logs=None):
+        self.t_train = time.perf_counter() - self.t0
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._check_cancel()
+
+    @property
+    def epoch_now(self):
+        return self.state["epoch"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = time.perf_counter() - self.t0
+        rate = self.n_tiles / (self.t_train or seconds)
+        row = {"epoch": epoch + 1, "seconds": round(seconds, 2), "tiles_per_second": round(rate, 1)}
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if key in logs:
+                row[key] = float(logs[key])
+        st = self.state
+        st["history"].append(row)
+        st["epoch"] = epoch + 1
+        self.progress(None, f"Epoch {epoch + 1}/{self.epochs}: loss {row.get('loss', float('nan')):.4f}, "
+                            f"accuracy {row.get('accuracy', float('nan')):.4f}, validation loss "
+                            f"{row.get('val_loss', float('nan')):.4f}, validation accuracy "
+                            f"{row.get('val_accuracy', float('nan')):.4f}, {seconds:.1f} s, "
+                            f"{rate:,.0f} tiles/s")
+        val_loss = row.get("val_loss")
+        improved = val_loss is not None and (st["best_loss"] is None or val_loss < st["best_loss"])
+        if improved:
+            st["best_loss"], st["best_epoch"], st["wait"] = val_loss, epoch + 1, 0
+        else:
+            st["wait"] += 1
+        if self.target and 0 < self.target <= 1 and row.get("val_accuracy", 0) >= self.target:
+            st["stopped"] = "target"
+            self.progress(None, f"Validation accuracy reached the target {self.target:g}.")
+        elif self.patience and st["wait"] >= self.patience:
+            st["stopped"] = "patience"
+            self.progress(None, f"No better validation loss for {self.patience} epochs.")
+        if st["stopped"]:
+            self.model.stop_training = True
+        self._save(improved)
+
+    def _save(self, improved):
+        # Every worker of a multi-host run takes part in saving; only the chief keeps its files.
+        tmp = os.path.join(self.ckpt, "model.partial.keras")
+        self.model.save(tmp)
+        if improved and self.patience:
+            self.model.save_weights(os.path.join(self.ckpt, "best.partial.weights.h5"))
+            os.replace(os.path.join(self.ckpt, "best.partial.weights.h5"),
+                       os.path.join(self.ckpt, "best.weights.h5"))
+        os.replace(tmp, os.path.join(self.ckpt, "model.keras"))
+        _write_json(os.path.join(self.ckpt, "state.json"),
+                    {"signature": self.signature, "state": self.state})

@@ -1,0 +1,152 @@
+"""The Fjord model file: a Keras ``.keras`` archive that describes itself.
+
+Keras writes the network (``config.json``, ``model.weights.h5``, ``metadata.json``) into one zip
+archive; Fjord adds ``fjord.json`` to the same archive with everything classification needs:
+task, architecture, class schema (value, name, colour) and the output order of the classes,
+band count and names, tile size, the scaling rule and the training statistics, the training
+parameters and results, and the library versions. Nothing else is needed to use the file, and
+it stays an ordinary Keras file that ``keras.saving.load_model`` opens.
+
+Loading never runs code from the file: Keras ``safe_mode`` is on, a file whose network needs
+custom Python (a ``Lambda`` layer, an unregistered class) is refused with a clear message.
+"""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import zipfile
+
+from ..core.errors import FjordError
+from ..core.outputs import partial_path
+
+FORMAT = "fjord-model"
+VERSION = 1
+ENTRY = "fjord.json"
+TASKS = ("tiles", "segmentation")
+REQUIRED = ("task", "architecture", "bands", "band_names", "tile_size", "scaling", "schema",
+            "outputs")
+
+
+def library_versions():
+    """Versions of the libraries a model was trained with."""
+    import keras
+
+    names = {"fjord": None, "keras": "keras", "numpy": "numpy", "backend": keras.backend.backend()}
+    out = {"python": platform.python_version()}
+    for key, dist in names.items():
+        if key == "fjord":
+            out[key] = _fjord_version()
+        elif key == "backend":
+            out[key] = dist
+            try:
+                out[dist] = importlib.metadata.version({"tensorflow": "tensorflow"}.get(dist, dist))
+            except importlib.metadata.PackageNotFoundError:
+                try:
+                    out[dist] = importlib.metadata.version("tensorflow-cpu")
+                except importlib.metadata.PackageNotFoundError:
+                    out[dist] = None
+        else:
+            out[key] = importlib.metadata.version(dist)
+    return out
+
+
+def _fjord_version():
+    meta = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metadata.txt")
+    try:
+        with open(meta, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("version="):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def save_model(model, path, metadata):
+    """Write ``model`` with ``metadata`` (a dict holding at least :data:`REQUIRED`) to ``path``.
+
+    Written under a partial name and renamed into place, so a crash never leaves a half file.
+    """
+    missing = [k for k in REQUIRED if k not in metadata]
+    if missing:
+        raise ValueError(f"Model metadata lacks {missing}")
+    meta = dict(metadata, format=FORMAT, version=VERSION,
+                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("versions", library_versions())
+    # Keras insists on the .keras extension of the file it writes.
+    tmp = partial_path(path)
+    if not tmp.endswith(".keras"):
+        tmp += ".keras"
+    try:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(ENTRY, json.dumps(meta, indent=2, ensure_ascii=False))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return meta
+
+
+def read_metadata(path):
+    """The ``fjord.json`` of a model file, checked; FjordError when it is not a Fjord model."""
+    if not os.path.isfile(path):
+        raise FjordError(f"The model file {path!r} does not exist.")
+    if not zipfile.is_zipfile(path):
+        raise FjordError(f"{path!r} is not a Fjord model file (a .keras archive made by a Fjord "
+                         "training algorithm).")
+    with zipfile.ZipFile(path) as archive:
+        if ENTRY not in archive.namelist():
+            raise FjordError(f"{path!r} is a Keras file without Fjord's description (fjord.json): "
+                             "its bands, tile size, scaling and classes are unknown. Train it with "
+                             "a Fjord training algorithm, or fine-tune from it with INITIAL_MODEL.")
+        try:
+            meta = json.loads(archive.read(ENTRY).decode("utf-8"))
+        except ValueError as exc:
+            raise FjordError(f"The description inside {path!r} is damaged: {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise FjordError(f"{path!r} is not a Fjord model file.")
+    if int(meta.get("version", 0)) > VERSION:
+        raise FjordError(f"{path!r} was written by a newer Fjord (model format {meta['version']}); "
+                         "update the plugin to use it.")
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing or meta["task"] not in TASKS:
+        raise FjordError(f"The description inside {path!r} is incomplete ({', '.join(missing) or 'task'}).")
+    return meta
+
+
+def load_model(path, task=None):
+    """``(model, metadata)`` from a Fjord model file, without running code from the file.
+
+    ``task`` ('tiles' or 'segmentation'), when given, must be the file's task.
+    """
+    meta = read_metadata(path)
+    if task is not None and meta["task"] != task:
+        wanted = {"tiles": "a phase-one tile classifier (trainphaseone)",
+                  "segmentation": "a U-Net (trainunet)"}[task]
+        raise FjordError(f"{os.path.basename(path)} is a {meta['task']} model; this needs {wanted}.")
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        text = str(exc)
+        if "Lambda" in text or "safe_mode" in text or "custom" in text.lower():
+            raise FjordError(
+                f"{os.path.basename(path)} holds a network that needs custom Python code to load "
+                "(a Lambda layer or an unregistered class). Fjord refuses such files because "
+                "loading them would run code stored in the file; rebuild the model from standard "
+                "Keras layers.") from None
+        raise FjordError(f"Cannot load the network in {path!r}: {type(exc).__name__}: {exc}") from None
+    shape = tuple(model.input_shape)
+    expect = meta["bands"]
+    if shape[-1] != expect:
+        raise FjordError(f"The network in {path!r} takes {shape[-1]} bands but its description says "
+                         f"{expect}; the file is inconsistent.")
+    if int(model.output_shape[-1]) != len(meta["outputs"]):
+        raise FjordError(f"The network in {path!r} has {model.output_shape[-1]} outputs but its "
+                         f"description lists {len(meta['outputs'])} classes; the file is inconsistent.")
+    return model, meta

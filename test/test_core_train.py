@@ -1,0 +1,247 @@
+"""Phase-one training: the networks, learning, resume, the model file, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from fjord.core.errors import Cancelled, FjordError  # noqa: E402
+from fjord.core.tiles import build_dataset  # noqa: E402
+from fjord.core.train import checkpoint_dir, train_phase_one  # noqa: E402
+from fjord.models.modelfile import load_model, read_metadata, save_model  # noqa: E402
+from fjord.models.phase_one import build_phase_one, multiply_adds  # noqa: E402
+
+QUICK = dict(architecture="compact", epochs=6, batch_size=32, learning_rate=1e-3, patience=0,
+             target_accuracy=0)
+
+
+def log():
+    lines = []
+
+    def progress(fraction, message=None):
+        if message:
+            lines.append(message)
+    return lines, progress
+
+
+def test_vgg16_parameter_count_oracle():
+    assert build_phase_one("vgg16", 4, 50, 8).count_params() == 15_111_304
+
+
+@pytest.mark.parametrize("tile", [50, 100])
+def test_compact_needs_ten_times_fewer_multiply_adds(tile):
+    vgg = multiply_adds(build_phase_one("vgg16", 4, tile, 8))
+    compact = multiply_adds(build_phase_one("compact", 4, tile, 8))
+    assert vgg / compact >= 10
+
+
+def test_vgg16_refuses_tiles_below_32_px():
+    with pytest.raises(ValueError, match="at least 32 px"):
+        build_phase_one("vgg16", 4, 31, 8)
+    assert build_phase_one("vgg16", 3, 32, 2).output_shape == (None, 2)
+
+
+def test_training_learns_and_writes_model_and_report(glacier_tiles, tmp_path):
+    model_path, report = str(tmp_path / "phase1.keras"), str(tmp_path / "report")
+    lines, progress = log()
+    result = train_phase_one(glacier_tiles, model_path, report=report, progress=progress, seed=1,
+                             **dict(QUICK, epochs=8))
+    assert lines[0].startswith("Device: CPU") and "mixed precision off" in lines[0]
+    assert sum(line.startswith("Epoch ") for line in lines) == 8
+    assert "tiles/s" in next(line for line in lines if line.startswith("Epoch 8/8"))
+    meta = json.load(open(os.path.join(glacier_tiles, "dataset.json")))
+    counts = meta["counts"]["validation"]
+    chance = max(counts.values()) / sum(counts.values())
+    assert result["accuracy"] >= max(0.8, chance + 0.2), result["history"]
+    assert result["epochs_run"] == 8 and result["stopped"] == "epochs"
+    for name in ("history.csv", "curves.png", "confusion_matrix.csv", "confusion_matrix.png",
+                 "validation_scores.csv"):
+        assert os.path.getsize(os.path.join(report, name)) > 0
+    with open(os.path.join(report, "history.csv")) as f:
+        assert len(f.read().strip().splitlines()) == 9
+    assert not os.path.exists(checkpoint_dir(model_path))
+    assert not [n for n in os.listdir(tmp_path) if "partial" in n]
+
+
+def test_model_file_round_trips_its_metadata(glacier_tiles, tmp_path):
+    path = str(tmp_path / "m.keras")
+    train_phase_one(glacier_tiles, path, **dict(QUICK, epochs=1))
+    meta = read_metadata(path)
+    data = json.load(open(os.path.join(glacier_tiles, "dataset.json")))
+    assert meta["task"] == "tiles" and meta["architecture"] == "compact"
+    assert meta["bands"] == 4 and meta["band_names"] == data["band_names"]
+    assert meta["tile_size"] == 32 and meta["scaling"] == data["scaling"]
+    assert meta["statistics"]["mean"] == data["statistics"]["mean"]
+    assert meta["schema"] == data["schema"]
+    assert meta["outputs"] == [c["value"] for c in data["schema"]["classes"]]
+    assert meta["training"]["epochs_run"] == 1 and meta["training"]["learning_rate"] == 1e-3
+    assert meta["versions"]["keras"] == keras.__version__ and meta["versions"]["backend"]
+    model, meta2 = load_model(path, task="tiles")
+    assert meta2 == meta and model.input_shape == (None, 32, 32, 4)
+    x = np.random.default_rng(0).random((3, 32, 32, 4), np.float32)
+    assert np.allclose(np.asarray(model(x)).sum(axis=1), 1, atol=1e-5)
+    with pytest.raises(FjordError, match="U-Net"):
+        load_model(path, task="segmentation")
+
+
+def test_mixed_precision_trains_and_saves_float32(glacier_tiles, tmp_path):
+    path = str(tmp_path / "m.keras")
+    lines, progress = log()
+    result = train_phase_one(glacier_tiles, path, mixed_precision="on", progress=progress,
+                             **dict(QUICK, epochs=1))
+    assert result["precision"] == "mixed_bfloat16" and "bfloat16" in lines[0]
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    dtypes = {json.dumps(layer["config"].get("dtype")) for layer in config["config"]["layers"]}
+    assert all("mixed" not in d for d in dtypes)
+
+
+def test_resume_after_cancel_continues_from_the_saved_epoch(glacier_tiles, tmp_path):
+    path = str(tmp_path / "m.keras")
+    lines, progress = log()
+    with pytest.raises(Cancelled, match="resume"):
+        train_phase_one(glacier_tiles, path, progress=progress,
+                        should_stop=lambda: any(line.startswith("Epoch 2/") for line in lines),
+                        **dict(QUICK, epochs=4))
+    assert not os.path.exists(path)
+    state = json.load(open(os.path.join(checkpoint_dir(path), "state.json")))["state"]
+    assert state["epoch"] == 2
+    first = state["history"]
+    lines2, progress2 = log()
+    result = train_phase_one(glacier_tiles, path, progress=progress2, **dict(QUICK, epochs=4))
+    assert "Resuming from the checkpoint after epoch 2." in lines2
+    assert [line.split(":")[0] for line in lines2 if line.startswith("Epoch")] == ["Epoch 3/4", "Epoch 4/4"]
+    assert [row["epoch"] for row in result["history"]] == [1, 2, 3, 4]
+    assert result["history"][:2] == first
+    assert read_metadata(path)["training"]["epochs_run"] == 4
+    assert not os.path.exists(checkpoint_dir(path))
+
+
+def test_other_settings_do_not_resume(glacier_tiles, tmp_path):
+    path = str(tmp_path / "m.keras")
+    lines, progress = log()
+    with pytest.raises(Cancelled):
+        train_phase_one(glacier_tiles, path, progress=progress, should_stop=lambda: bool(
+            [line for line in lines if line.startswith("Epoch 1/")]), **dict(QUICK, epochs=2))
+    assert os.path.isfile(os.path.join(checkpoint_dir(path), "state.json"))
+    lines, progress = log()
+    train_phase_one(glacier_tiles, path, progress=progress, **dict(QUICK, epochs=1, learning_rate=5e-4))
+    assert any("other settings" in line for line in lines)
+
+
+def test_fine_tuning_starts_from_the_initial_model(glacier_tiles, tmp_path):
+    first = str(tmp_path / "first.keras")
+    r1 = train_phase_one(glacier_tiles, first, **dict(QUICK, epochs=6))
+    lines, progress = log()
+    r2 = train_phase_one(glacier_tiles, str(tmp_path / "tuned.keras"), initial_model=first,
+                         progress=progress, **dict(QUICK, epochs=1, learning_rate=1e-5, architecture="vgg16"))
+    assert r2["architecture"] == "compact"
+    assert any(line.startswith("Fine-tuning first.keras") for line in lines)
+    # One epoch at 1e-5 from a trained model stays near it; from scratch it would be near chance.
+    assert r2["history"][0]["val_accuracy"] >= r1["accuracy"] - 0.1
+
+
+def test_lambda_layer_file_is_refused(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2, activation="softmax")(
+        keras.layers.Flatten()(keras.layers.Lambda(lambda t: t * 2.0)(inputs)))
+    model = keras.Model(inputs, outputs)
+    path = str(tmp_path / "lambda.keras")
+    save_model(model, path, {"task": "tiles", "architecture": "custom", "bands": 3,
+                             "band_names": ["r", "g", "b"], "tile_size": 8,
+                             "scaling": {"rule": "none", "divisor": 1.0}, "schema": {"classes": []},
+                             "outputs": [1, 2]})
+    with pytest.raises(FjordError, match="Lambda layer"):
+        load_model(path)
+
+
+def test_plain_keras_file_is_refused(tmp_path):
+    model = build_phase_one("compact", 3, 16, 2)
+    path = str(tmp_path / "plain.keras")
+    model.save(path)
+    with pytest.raises(FjordError, match="without Fjord's description"):
+        read_metadata(path)
+    with pytest.raises(FjordError, match="not a Fjord model"):
+        read_metadata(__file__)
+
+
+def _segmentation_dataset(glacier, folder):
+    build_dataset(glacier["image"], glacier["label_raster"], folder, mode="segmentation",
+                  tile_size=64, stride=64, min_labelled=0.05)
+    return folder
+
+
+def _one_class_dataset(source, tmp_path):
+    """maketiles refuses to write a one-class dataset; a dataset folder edited by hand (or
+    written by another tool) can still claim one."""
+    import shutil
+
+    folder = str(tmp_path / "one")
+    shutil.copytree(source, folder)
+    meta = json.load(open(os.path.join(folder, "dataset.json")))
+    first = next(iter(meta["counts"]["train"]))
+    meta["counts"]["train"] = {k: (v if k == first else 0) for k, v in meta["counts"]["train"].items()}
+    json.dump(meta, open(os.path.join(folder, "dataset.json"), "w"))
+    return folder
+
+
+@pytest.mark.parametrize("case, words", [
+    ("segmentation", "segmentation dataset"),
+    ("one class", "at least two"),
+    ("tile too small", "at least 32 px"),
+    ("initial other bands", "does not fit this dataset"),
+    ("unwritable", "not writable"),
+    ("not a dataset", "no Fjord dataset"),
+])
+def test_bad_input(glacier, glacier_tiles, tmp_path, case, words):
+    dataset, output, extra = glacier_tiles, str(tmp_path / "m.keras"), {}
+    if case == "segmentation":
+        dataset = _segmentation_dataset(glacier, str(tmp_path / "seg"))
+    elif case == "one class":
+        dataset = _one_class_dataset(glacier_tiles, tmp_path)
+    elif case == "tile too small":
+        dataset = str(tmp_path / "small")
+        build_dataset(glacier["image"], glacier["label_raster"], dataset, tile_size=16, stride=16,
+                      max_per_class=50)
+        extra = {"architecture": "vgg16"}
+    elif case == "initial other bands":
+        initial = str(tmp_path / "rgb.keras")
+        save_model(build_phase_one("compact", 3, 32, 7), initial, {
+            "task": "tiles", "architecture": "compact", "bands": 3, "band_names": ["a", "b", "c"],
+            "tile_size": 32, "scaling": {"rule": "none", "divisor": 1.0}, "schema": {"classes": []},
+            "outputs": [1, 2, 3, 4, 5, 6, 7]})
+        extra = {"initial_model": initial}
+    elif case == "unwritable":
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        output = str(locked / "m.keras")
+        if os.access(str(locked), os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+    elif case == "not a dataset":
+        dataset = str(tmp_path)
+    with pytest.raises(FjordError, match=words):
+        train_phase_one(dataset, output, **dict(QUICK, epochs=1, **extra))
+    assert not os.path.exists(output)
+
+
+def test_trains_under_the_jax_backend(glacier_tiles, tmp_path):
+    pytest.importorskip("jax")
+    code = ("import sys; from fjord.core.train import train_phase_one; import keras; "
+            "r = train_phase_one(sys.argv[1], sys.argv[2], architecture='compact', epochs=6, "
+            "batch_size=32, learning_rate=1e-3, patience=0, target_accuracy=0, seed=1); "
+            "print(keras.backend.backend(), r['accuracy'])")
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code, glacier_tiles, str(tmp_path / "jax.keras")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    backend, accuracy = out.stdout.split()[-2:]
+    assert backend == "jax" and float(accuracy) >= 0.7
+    # The model file written under JAX loads under the default backend.
+    model, meta = load_model(str(tmp_path / "jax.keras"))
+    assert meta["versions"]["backend"] == "jax" and model.output_shape == (None, 7)
