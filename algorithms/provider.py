@@ -11,6 +11,7 @@ from .check_environment import CheckEnvironment
 from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
 from .stack_bands import StackBands
+from .train_phase_one import TrainPhaseOne
 from .worker import SETTING_PYTHON
 
 METADATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metadata.txt")
@@ -67,5 +68,5 @@ class FjordProvider(QgsProcessingProvider):
             pass
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
-        for alg in (StackBands(), RasterizeLabels(), MakeTiles(), CheckEnvironment()):
+        for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), CheckEnvironment()):
             self.addAlgorithm(alg)

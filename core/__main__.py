@@ -4,6 +4,7 @@
                             JSON lines; this is what the QGIS worker launcher calls
   environment [--json]      describe this interpreter's deep-learning stack
   synthetic FOLDER          write a synthetic glacier scene (image, classes, labels, front)
+  train DATASET MODEL       train the phase-one CNN on a tile dataset (as fjord:trainphaseone)
 """
 
 import argparse
@@ -24,6 +25,22 @@ def main(argv=None):
     p_syn.add_argument("--seed", type=int, default=0)
     p_syn.add_argument("--rows", type=int, default=768)
     p_syn.add_argument("--cols", type=int, default=1024)
+    p_train = sub.add_parser("train", help="train the phase-one CNN on a tile dataset")
+    p_train.add_argument("dataset")
+    p_train.add_argument("model")
+    p_train.add_argument("--architecture", default="vgg16", choices=("vgg16", "compact"))
+    p_train.add_argument("--epochs", type=int, default=120)
+    p_train.add_argument("--batch-size", type=int, default=50)
+    p_train.add_argument("--learning-rate", type=float, default=1e-4)
+    p_train.add_argument("--target-accuracy", type=float, default=0.985)
+    p_train.add_argument("--patience", type=int, default=20)
+    p_train.add_argument("--initial-model")
+    p_train.add_argument("--class-weights", default="none", choices=("none", "balanced"))
+    p_train.add_argument("--augment", default="none", choices=("none", "rotations", "rotations+flips"))
+    p_train.add_argument("--mixed-precision", default="auto", choices=("auto", "on", "off"))
+    p_train.add_argument("--device", default="auto")
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--report")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -38,6 +55,21 @@ def main(argv=None):
         from .synthetic import write_synthetic_scene
         paths = write_synthetic_scene(args.folder, shape=(args.rows, args.cols), seed=args.seed)
         print(json.dumps(paths, indent=2))
+        return 0
+    if args.command == "train":
+        from .errors import FjordError
+        from .train import train_phase_one
+
+        def say(fraction, message=None):
+            if message:
+                print(message, flush=True)
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "dataset", "model")}
+        try:
+            result = train_phase_one(args.dataset, args.model, progress=say, **options)
+        except FjordError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
         return 0
     return 2
 

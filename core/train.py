@@ -190,7 +190,10 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
 
     if late:
         progress(None, late)
-    scope, how, replicas = distribute.strategy()
+    try:
+        scope, how, replicas = distribute.strategy()
+    except distribute.MultiHostUnsupported as exc:
+        raise FjordError(str(exc)) from None
     gpu_list = distribute.gpus()
     policy, why = distribute.precision_policy(mixed_precision, gpu_list)
     names = ", ".join(g["name"] for g in gpu_list) or "CPU"
@@ -203,12 +206,14 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     signature = _signature(dataset, meta, architecture, int(batch_size), float(learning_rate),
                            class_weights, augment, initial_model, int(seed), policy)
     state = {"epoch": 0, "history": [], "best_loss": None, "best_epoch": None, "wait": 0,
-             "stopped": None}
+             "stopped": None, "model": None, "best_weights": None}
     state_path = os.path.join(ckpt, "state.json")
     resume = False
-    if os.path.isfile(state_path) and os.path.isfile(os.path.join(ckpt, "model.keras")):
+    saved = None
+    if os.path.isfile(state_path):
         with open(state_path, encoding="utf-8") as f:
             saved = json.load(f)
+    if saved and os.path.isfile(os.path.join(ckpt, saved["state"].get("model") or "-")):
         if saved.get("signature") == json.loads(json.dumps(signature)):
             state.update(saved["state"])
             resume = True
@@ -227,7 +232,7 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     tile, bands = meta["tile_size"], meta["bands"]
     with scope:
         if resume:
-            model = keras.saving.load_model(os.path.join(ckpt, "model.keras"), safe_mode=True)
+            model = keras.saving.load_model(os.path.join(ckpt, state["model"]), safe_mode=True)
         else:
             model = build_phase_one(architecture, bands, tile, n_classes)
             if initial_model:
@@ -252,8 +257,8 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
         model.fit(train, validation_data=val, epochs=int(epochs), initial_epoch=state["epoch"],
                   class_weight=weights, callbacks=[monitor], verbose=0)
     stopped = state["stopped"] or "epochs"
-    if stopped == "patience" and os.path.isfile(os.path.join(ckpt, "best.weights.h5")):
-        model.load_weights(os.path.join(ckpt, "best.weights.h5"))
+    if stopped == "patience" and state.get("best_weights"):
+        model.load_weights(os.path.join(ckpt, state["best_weights"]))
         progress(None, f"Keeping the weights of epoch {state['best_epoch']} (lowest validation loss).")
 
     progress(0.97, "Scoring the validation tiles")
@@ -439,13 +444,20 @@ class _MonitorMixin:
         self._save(improved)
 
     def _save(self, improved):
-        # Every worker of a multi-host run takes part in saving; only the chief keeps its files.
-        tmp = os.path.join(self.ckpt, "model.partial.keras")
-        self.model.save(tmp)
+        # Each epoch's files get their own names and state.json names them last, so a process
+        # killed at any moment leaves a consistent checkpoint. Every worker of a multi-host run
+        # takes part in saving; only the chief's folder is kept.
+        st, n = self.state, self.state["epoch"]
+        name = f"epoch-{n}.keras"
+        self.model.save(os.path.join(self.ckpt, "partial-" + name))
+        os.replace(os.path.join(self.ckpt, "partial-" + name), os.path.join(self.ckpt, name))
+        st["model"] = name
         if improved and self.patience:
-            self.model.save_weights(os.path.join(self.ckpt, "best.partial.weights.h5"))
-            os.replace(os.path.join(self.ckpt, "best.partial.weights.h5"),
-                       os.path.join(self.ckpt, "best.weights.h5"))
-        os.replace(tmp, os.path.join(self.ckpt, "model.keras"))
-        _write_json(os.path.join(self.ckpt, "state.json"),
-                    {"signature": self.signature, "state": self.state})
+            best = f"best-{n}.weights.h5"
+            self.model.save_weights(os.path.join(self.ckpt, "partial-" + best))
+            os.replace(os.path.join(self.ckpt, "partial-" + best), os.path.join(self.ckpt, best))
+            st["best_weights"] = best
+        _write_json(os.path.join(self.ckpt, "state.json"), {"signature": self.signature, "state": st})
+        for old in os.listdir(self.ckpt):
+            if old not in (st.get("model"), st.get("best_weights"), "state.json"):
+                os.remove(os.path.join(self.ckpt, old))

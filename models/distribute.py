@@ -1,8 +1,7 @@
 """Device choice, mixed precision and data-parallel training, per Keras backend.
 
-The only backend-specific code of training lives here: TensorFlow's distribution strategies
-(``MirroredStrategy`` on a multi-GPU host, ``MultiWorkerMirroredStrategy`` across hosts with
-``TF_CONFIG``) and ``keras.distribution.DataParallel`` on JAX.
+The only backend-specific code of training lives here: TensorFlow's ``MirroredStrategy`` on a
+multi-GPU host and ``keras.distribution.DataParallel`` on JAX.
 """
 
 import contextlib
@@ -95,12 +94,15 @@ def is_chief():
     return kind == "worker" and index == 0
 
 
+class MultiHostUnsupported(ValueError):
+    pass
+
+
 def strategy():
     """``(scope, description, replicas)``: the context to build and compile the model in.
 
-    TensorFlow: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a cluster, else
-    ``MirroredStrategy`` over several GPUs. JAX: data-parallel over several GPUs. Otherwise one
-    device and no strategy.
+    TensorFlow: ``MirroredStrategy`` over several GPUs; JAX: data-parallel over several GPUs;
+    otherwise one device and no strategy. A multi-host run (``TF_CONFIG``) is refused.
     """
     import keras
 
@@ -110,10 +112,12 @@ def strategy():
 
         cfg = _tf_config()
         if cfg and cfg.get("cluster"):
-            s = tf.distribute.MultiWorkerMirroredStrategy()
-            workers = sum(len(v) for v in cfg["cluster"].values())
-            return (s.scope(), f"MultiWorkerMirroredStrategy over {workers} workers "
-                    f"({s.num_replicas_in_sync} replicas)", s.num_replicas_in_sync)
+            # Keras 3's fit() fails under MultiWorkerMirroredStrategy (PerReplica batches,
+            # keras-team/keras#20585): refuse rather than train wrongly.
+            raise MultiHostUnsupported(
+                "TF_CONFIG asks for a multi-host run, which Fjord does not support yet: Keras 3 "
+                "cannot train with MultiWorkerMirroredStrategy (keras-team/keras#20585). Unset "
+                "TF_CONFIG; several GPUs of one machine are used without it.")
         if len(tf.config.list_logical_devices("GPU")) > 1:
             s = tf.distribute.MirroredStrategy()
             return s.scope(), f"MirroredStrategy over {s.num_replicas_in_sync} GPUs", s.num_replicas_in_sync

@@ -55,12 +55,31 @@ def pytest_unconfigure(config):
         os._exit(_EXIT["status"])
 
 
+def _start_qgis():
+    """The headless QgsApplication of the session, started once (None without QGIS)."""
+    if "app" not in _EXIT:
+        try:
+            from qgis.core import QgsApplication
+        except ImportError:
+            return None
+        app = QgsApplication([], False)
+        QgsApplication.setPrefixPath("/usr", True)
+        app.initQgis()
+        _EXIT["app"] = app  # never destroyed before the process ends (see pytest_unconfigure)
+    return _EXIT["app"]
+
+
+def pytest_configure(config):
+    # QGIS starts before any test module is collected: creating the QgsApplication after
+    # TensorFlow is loaded (test modules import Keras) crashed with a segmentation fault.
+    _start_qgis()
+
+
 @pytest.fixture(scope="session")
 def qgis_app():
-    qgis_core = pytest.importorskip("qgis.core")
-    app = qgis_core.QgsApplication([], False)
-    qgis_core.QgsApplication.setPrefixPath("/usr", True)
-    app.initQgis()
+    app = _start_qgis()
+    if app is None:
+        pytest.skip("QGIS is not installed")
     sys.path.append("/usr/share/qgis/python/plugins")
     from processing.core.Processing import Processing
 
@@ -69,7 +88,6 @@ def qgis_app():
 
     plugin = fjord.classFactory(None)
     plugin.initProcessing()
-    _EXIT["app"] = app  # never destroyed before the process ends (see pytest_unconfigure)
     yield app
     plugin.unload()
 

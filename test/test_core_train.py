@@ -245,3 +245,13 @@ def test_trains_under_the_jax_backend(glacier_tiles, tmp_path):
     # The model file written under JAX loads under the default backend.
     model, meta = load_model(str(tmp_path / "jax.keras"))
     assert meta["versions"]["backend"] == "jax" and model.output_shape == (None, 7)
+
+
+def test_multi_host_run_is_refused_clearly(glacier_tiles, tmp_path, monkeypatch):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TF_CONFIG concerns the TensorFlow backend")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(FjordError, match="keras-team/keras#20585"):
+        train_phase_one(glacier_tiles, str(tmp_path / "m.keras"), **dict(QUICK, epochs=1))
+    assert not os.path.exists(tmp_path / "m.keras")

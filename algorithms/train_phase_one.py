@@ -1,0 +1,148 @@
+"""fjord:trainphaseone — train the phase-one CNN (tile classifier) in the worker."""
+
+import os
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..core.train import ARCHITECTURES, AUGMENTS, CLASS_WEIGHTS, PRECISIONS, checkpoint_dir
+from .base import FjordAlgorithm
+from .worker import run_job
+
+
+class TrainPhaseOne(FjordAlgorithm):
+    DATASET = "DATASET"
+    ARCHITECTURE = "ARCHITECTURE"
+    EPOCHS = "EPOCHS"
+    BATCH_SIZE = "BATCH_SIZE"
+    LEARNING_RATE = "LEARNING_RATE"
+    TARGET_ACCURACY = "TARGET_ACCURACY"
+    PATIENCE = "PATIENCE"
+    INITIAL_MODEL = "INITIAL_MODEL"
+    CLASS_WEIGHTS = "CLASS_WEIGHTS"
+    AUGMENT = "AUGMENT"
+    MIXED_PRECISION = "MIXED_PRECISION"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    OUTPUT = "OUTPUT"
+    REPORT = "REPORT"
+
+    def name(self):
+        return "trainphaseone"
+
+    def displayName(self):  # noqa: N802 (QGIS API name)
+        return self.tr("Train phase-one CNN (tile classifier)")
+
+    def groupId(self):  # noqa: N802 (QGIS API name)
+        return "train"
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+        return self.tr(
+            "Trains the phase-one CNN of CNN-supervised classification on a tile classification "
+            "dataset from 'Make training tiles', in a separate worker process (on the GPU when "
+            "there is one).\n\n"
+            "<b>vgg16</b>: the VGG16 convolutional base trained from scratch for any band count, "
+            "then Dense 512, Dropout 0.5, Dense 256 and a softmax (Marochov et al. 2021); tiles of "
+            "at least 32 px. <b>compact</b>: a small VGG-style network with over ten times fewer "
+            "operations per tile, for CPUs and quick trials.\n\n"
+            "Adam (AMSGrad), categorical cross-entropy. Training stops when the validation "
+            "accuracy reaches TARGET_ACCURACY, when the validation loss has not improved for "
+            "PATIENCE epochs (the best weights are kept; 0 = never), or after EPOCHS. Each epoch "
+            "is logged and checkpointed: after a cancel or a crash, run again with the same model "
+            "file and settings to resume. INITIAL_MODEL fine-tunes an existing model (same bands, "
+            "classes and tile size), typically at a learning rate of 1e-5.\n\n"
+            "MIXED_PRECISION auto uses float16 (bfloat16 from Ampere GPUs on) where the GPU has "
+            "tensor cores; DEVICE is auto, cpu or a GPU index. Several GPUs train data-parallel.\n\n"
+            "The model file (.keras) carries the class schema, bands, tile size, scaling and "
+            "statistics, so classification needs nothing else. REPORT receives history.csv, "
+            "curves.png, the validation confusion matrix (CSV and PNG) and per-class scores.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        num = QgsProcessingParameterNumber
+        self.addParameter(QgsProcessingParameterFile(
+            self.DATASET, self.tr("Tile dataset folder (from 'Make training tiles')"),
+            behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.ARCHITECTURE, self.tr("Architecture"), options=list(ARCHITECTURES), defaultValue=0))
+        self.addParameter(num(self.EPOCHS, self.tr("Most epochs"), num.Integer, defaultValue=120, minValue=1))
+        self.addParameter(num(self.BATCH_SIZE, self.tr("Batch size"), num.Integer, defaultValue=50, minValue=1))
+        self.addParameter(num(self.LEARNING_RATE, self.tr("Learning rate"), num.Double, defaultValue=1e-4,
+                              minValue=1e-9, maxValue=1.0))
+        self.addParameter(num(self.TARGET_ACCURACY, self.tr("Stop at this validation accuracy (0 = never)"),
+                              num.Double, defaultValue=0.985, minValue=0, maxValue=1))
+        self.addParameter(num(self.PATIENCE, self.tr("Stop after this many epochs without a better "
+                                                     "validation loss (0 = never)"),
+                              num.Integer, defaultValue=20, minValue=0))
+        self.addParameter(QgsProcessingParameterFile(
+            self.INITIAL_MODEL, self.tr("Model to fine-tune (optional)"), extension="keras", optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.CLASS_WEIGHTS, self.tr("Class weights"), options=list(CLASS_WEIGHTS), defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.AUGMENT, self.tr("On-the-fly augmentation of training tiles"),
+            options=[self.tr("none"), self.tr("rotations"), self.tr("rotations and flips")], defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.MIXED_PRECISION, self.tr("Mixed precision"), options=list(PRECISIONS), defaultValue=0))
+        device = QgsProcessingParameterString(self.DEVICE, self.tr("Device (auto, cpu or a GPU index)"),
+                                              defaultValue="auto")
+        device.setFlags(device.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(device)
+        self.addParameter(num(self.SEED, self.tr("Random seed"), num.Integer, defaultValue=0))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT, self.tr("Model file"), fileFilter=self.tr("Keras model (*.keras)")))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            self.REPORT, self.tr("Training report folder"), optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputFile("CURVES", self.tr("Training curves")))
+        self.addOutput(QgsProcessingOutputFile("CONFUSION_MATRIX", self.tr("Validation confusion matrix")))
+        self.addOutput(QgsProcessingOutputNumber("VALIDATION_ACCURACY", self.tr("Validation accuracy")))
+        self.addOutput(QgsProcessingOutputNumber("EPOCHS_RUN", self.tr("Epochs run")))
+        self.addOutput(QgsProcessingOutputString("STOPPED", self.tr("Why training stopped")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        dataset = self.parameterAsFile(parameters, self.DATASET, context)
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        if not output.lower().endswith(".keras"):
+            output = os.path.splitext(output)[0] + ".keras"
+        report = self.parameterAsString(parameters, self.REPORT, context) or None
+        if not dataset or not os.path.isdir(dataset):
+            raise QgsProcessingException(self.tr("Choose the dataset folder made by 'Make training tiles'."))
+        kwargs = {
+            "dataset": dataset, "output": output, "report": report,
+            "architecture": ARCHITECTURES[self.parameterAsEnum(parameters, self.ARCHITECTURE, context)],
+            "epochs": self.parameterAsInt(parameters, self.EPOCHS, context),
+            "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            "learning_rate": self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+            "target_accuracy": self.parameterAsDouble(parameters, self.TARGET_ACCURACY, context),
+            "patience": self.parameterAsInt(parameters, self.PATIENCE, context),
+            "initial_model": self.parameterAsFile(parameters, self.INITIAL_MODEL, context) or None,
+            "class_weights": CLASS_WEIGHTS[self.parameterAsEnum(parameters, self.CLASS_WEIGHTS, context)],
+            "augment": AUGMENTS[self.parameterAsEnum(parameters, self.AUGMENT, context)],
+            "mixed_precision": PRECISIONS[self.parameterAsEnum(parameters, self.MIXED_PRECISION, context)],
+            "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
+            "seed": self.parameterAsInt(parameters, self.SEED, context),
+        }
+        try:
+            result = run_job(".train:train_phase_one", kwargs, feedback, outputs=[output])
+        except QgsProcessingException:
+            if feedback.isCanceled() and os.path.isdir(checkpoint_dir(output)):
+                feedback.pushInfo(self.tr("The checkpoint of the last finished epoch is kept: run again "
+                                          "with the same model file and settings to resume."))
+            raise
+        for cls in result["classes"]:
+            feedback.pushInfo(f"  class {cls['value']}: precision {cls['precision']:.3f}, recall "
+                              f"{cls['recall']:.3f}, F1 {cls['f1']:.3f}, support {cls['support']}")
+        files = result["report"]
+        return {self.OUTPUT: result["model"], self.REPORT: report,
+                "CURVES": files.get("curves"), "CONFUSION_MATRIX": files.get("confusion_png"),
+                "VALIDATION_ACCURACY": result["accuracy"], "EPOCHS_RUN": result["epochs_run"],
+                "STOPPED": result["stopped"]}
