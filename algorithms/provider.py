@@ -1,11 +1,9 @@
 """The Fjord Processing provider."""
 
-import configparser
-import os
-
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..core.environment import plugin_version
 from .base import ICON
 from .check_environment import CheckEnvironment
 from .make_tiles import MakeTiles
@@ -13,14 +11,6 @@ from .rasterize_labels import RasterizeLabels
 from .stack_bands import StackBands
 from .train_phase_one import TrainPhaseOne
 from .worker import SETTING_PYTHON
-
-METADATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metadata.txt")
-
-
-def plugin_version():
-    parser = configparser.ConfigParser()
-    parser.read(METADATA, encoding="utf-8")
-    return parser.get("general", "version", fallback="0")
 
 
 class FjordProvider(QgsProcessingProvider):

@@ -6,6 +6,7 @@ Fjord uses and their versions, the Keras backend and the GPUs that backend sees.
 comes from QGIS) and installs the pinned requirements with pip.
 """
 
+import configparser
 import html
 import importlib
 import importlib.metadata
@@ -18,8 +19,8 @@ import sys
 from .errors import FjordError
 from .process import run_streaming
 
-REQUIREMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "requirements.txt")
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REQUIREMENTS = os.path.join(PLUGIN_DIR, "requirements.txt")
 
 # (import name, distribution names to ask for the version)
 _LIBRARIES = (
@@ -37,11 +38,21 @@ _LIBRARIES = (
 _REQUIRED = ("numpy", "osgeo", "keras", "scipy", "skimage", "sklearn", "matplotlib")
 
 
+def plugin_version():
+    """Fjord's version, from the plugin's metadata.txt."""
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(PLUGIN_DIR, "metadata.txt"), encoding="utf-8")
+    return parser.get("general", "version", fallback="0")
+
+
 def _noop(fraction, message=None):
     pass
 
 
-def _version(import_name, dists):
+def library_version(import_name, dists=None):
+    """The installed version of a library (by import name; its distribution names are known
+    for the libraries Fjord uses), or None."""
+    dists = dists or dict(_LIBRARIES).get(import_name, (import_name,))
     for dist in dists:
         try:
             return importlib.metadata.version(dist)
@@ -114,7 +125,7 @@ def report(progress=_noop, should_stop=None):
     None), ``backend``, ``gpus`` (list of dicts), ``problems`` (list of sentences) and ``ok``.
     """
     progress(0.0, "Looking up library versions")
-    libs = {name: _version(name, dists) for name, dists in _LIBRARIES}
+    libs = {name: library_version(name, dists) for name, dists in _LIBRARIES}
     problems = [f"{name} is not installed." for name in _REQUIRED if libs[name] is None]
     if libs["numpy"] and int(libs["numpy"].split(".")[0]) >= 2 and libs["osgeo"]:
         try:

@@ -34,12 +34,16 @@ class TileDataset(keras.utils.PyDataset):
         0 for unlabelled and number the classes from 1). One-hot masks are all zero where a
         pixel is unlabelled, so it adds nothing to a categorical cross-entropy.
     seed : int
+    shard : (int, int), optional
+        ``(index, count)``: this process's share in a multi-process run, every ``count``-th
+        tile of the (shuffled) order from ``index`` on. Every share has the same length and
+        holds whole batches only, so all processes step together.
     **kwargs
         Passed to ``PyDataset`` (``workers``, ``use_multiprocessing``, ``max_queue_size``).
     """
 
     def __init__(self, folder, split="train", batch_size=50, shuffle=True, augment="none",
-                 one_hot=True, seed=0, **kwargs):
+                 one_hot=True, seed=0, shard=None, **kwargs):
         super().__init__(**kwargs)
         if split not in SPLIT_NAMES:
             raise ValueError(f"split must be one of {SPLIT_NAMES}")
@@ -51,6 +55,7 @@ class TileDataset(keras.utils.PyDataset):
         self.transforms = variants(augment)
         self.one_hot = one_hot
         self.seed = seed
+        self.shard = shard
         self.divisor = float(self.meta["scaling"]["divisor"])
         self.values = [c["value"] for c in self.meta["schema"]["classes"]]
         lookup = np.zeros(max(self.values) + 1, np.int64)
@@ -74,8 +79,13 @@ class TileDataset(keras.utils.PyDataset):
         return int(np.ceil(len(self._order) / self.batch_size))
 
     def _reorder(self):
-        self._order = (np.random.default_rng((self.seed, self._epoch)).permutation(len(self._index))
-                       if self.shuffle else np.arange(len(self._index)))
+        order = (np.random.default_rng((self.seed, self._epoch)).permutation(len(self._index))
+                 if self.shuffle else np.arange(len(self._index)))
+        if self.shard is not None:
+            index, count = self.shard
+            length = len(order) // count // self.batch_size * self.batch_size
+            order = order[index::count][:length]
+        self._order = order
 
     def on_epoch_end(self):
         self._epoch += 1

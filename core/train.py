@@ -24,14 +24,13 @@ import time
 
 import numpy as np
 
+from ..models import ARCHITECTURES, MIN_TILE
 from .errors import Cancelled, FjordError
 from .outputs import AtomicOutputs, check_writable
-from .tiles import read_dataset
+from .tiles import AUGMENTS, read_dataset
 
-ARCHITECTURES = ("vgg16", "compact")
 CLASS_WEIGHTS = ("none", "balanced")
 PRECISIONS = ("auto", "on", "off")
-AUGMENTS = ("none", "rotations", "rotations+flips")
 
 
 def _noop(fraction, message=None):
@@ -68,8 +67,6 @@ def _check_dataset(meta, architecture, folder):
     if not meta["windows"]["validation"]:
         raise FjordError("The dataset has no validation tiles, so training cannot be judged or "
                          "stopped; rebuild it with a VALIDATION_FRACTION above 0.")
-    from ..models.phase_one import MIN_TILE
-
     if meta["tile_size"] < MIN_TILE[architecture]:
         raise FjordError(f"The {architecture} network needs tiles of at least "
                          f"{MIN_TILE[architecture]} px (it halves them five times); this dataset's "
@@ -191,18 +188,19 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     if late:
         progress(None, late)
     try:
-        scope, how, replicas = distribute.strategy()
-    except distribute.MultiHostUnsupported as exc:
+        spread = distribute.plan()
+    except distribute.DistributionUnsupported as exc:
         raise FjordError(str(exc)) from None
     gpu_list = distribute.gpus()
     policy, why = distribute.precision_policy(mixed_precision, gpu_list)
     names = ", ".join(g["name"] for g in gpu_list) or "CPU"
-    progress(None, f"Device: {names} ({keras.backend.backend()} backend, {how}); {why}.")
+    progress(None, f"Device: {names} ({keras.backend.backend()} backend, {spread.description}); {why}.")
     keras.utils.set_random_seed(int(seed))
 
     chief = distribute.is_chief()
-    ckpt = checkpoint_dir(output) if chief else os.path.join(
-        os.path.dirname(os.path.abspath(output)), f".worker-{os.getpid()}.checkpoint")
+    # Every process of a multi-process run keeps its own checkpoint (all must resume together);
+    # only process 0 writes the model and the report.
+    ckpt = checkpoint_dir(output) + ("" if chief else f"-process{distribute.process_index()}")
     signature = _signature(dataset, meta, architecture, int(batch_size), float(learning_rate),
                            class_weights, augment, initial_model, int(seed), policy)
     state = {"epoch": 0, "history": [], "best_loss": None, "best_epoch": None, "wait": 0,
@@ -225,33 +223,36 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     os.makedirs(ckpt, exist_ok=True)
 
     keras.mixed_precision.set_dtype_policy(policy)
-    train = TileDataset(dataset, "train", batch_size=int(batch_size) * replicas, shuffle=True,
-                        augment=augment, seed=int(seed))
-    val = TileDataset(dataset, "validation", batch_size=int(batch_size) * replicas, shuffle=False)
+    # The batch size is per device; each process reads its own share of every batch.
+    shard = (spread.index, spread.processes) if spread.processes > 1 else None
+    local_batch = int(batch_size) * spread.local
+    train = TileDataset(dataset, "train", batch_size=local_batch, shuffle=True, augment=augment,
+                        seed=int(seed), shard=shard)
+    val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False, shard=shard)
     n_classes = len(values)
     tile, bands = meta["tile_size"], meta["bands"]
-    with scope:
-        if resume:
-            model = keras.saving.load_model(os.path.join(ckpt, state["model"]), safe_mode=True)
-        else:
-            model = build_phase_one(architecture, bands, tile, n_classes)
-            if initial_model:
-                from ..models.modelfile import load_model
+    if resume:
+        model = keras.saving.load_model(os.path.join(ckpt, state["model"]), safe_mode=True)
+    else:
+        model = build_phase_one(architecture, bands, tile, n_classes)
+        if initial_model:
+            from ..models.modelfile import load_model
 
-                source, _ = load_model(initial_model, task="tiles")
-                model.set_weights(source.get_weights())
-                progress(None, f"Fine-tuning {os.path.basename(initial_model)} at learning rate "
-                               f"{learning_rate:g}.")
-            model.compile(optimizer=keras.optimizers.Adam(float(learning_rate), amsgrad=True),
-                          loss="categorical_crossentropy", metrics=["accuracy"])
+            source, _ = load_model(initial_model, task="tiles")
+            model.set_weights(source.get_weights())
+            progress(None, f"Fine-tuning {os.path.basename(initial_model)} at learning rate "
+                           f"{learning_rate:g}.")
+        model.compile(optimizer=keras.optimizers.Adam(float(learning_rate), amsgrad=True),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
     progress(None, f"{architecture}: {model.count_params():,} parameters, "
                    f"{multiply_adds(model) / 1e6:,.0f} M multiply-adds per tile; "
                    f"{meta['windows']['train']:,} "
                    f"training and {meta['windows']['validation']:,} validation tiles of {tile} px, "
                    f"{bands} bands, {n_classes} classes.")
 
-    monitor = _monitor_class(keras)(int(epochs), len(train), meta["windows"]["train"], float(target_accuracy),
-                       int(patience), state, ckpt, signature, chief, progress, should_stop)
+    monitor = _monitor_class(keras)(int(epochs), len(train), meta["windows"]["train"],
+                                    float(target_accuracy), int(patience), state, ckpt, signature,
+                                    chief, progress, should_stop)
     weights = _class_weights(meta, values) if class_weights == "balanced" else None
     if state["stopped"] is None and state["epoch"] < int(epochs):
         model.fit(train, validation_data=val, epochs=int(epochs), initial_epoch=state["epoch"],
@@ -262,9 +263,13 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
         progress(None, f"Keeping the weights of epoch {state['best_epoch']} (lowest validation loss).")
 
     progress(0.97, "Scoring the validation tiles")
+    weights_now = model.get_weights()
+    distribute.end_plan()
     keras.mixed_precision.set_dtype_policy("float32")
     final = build_phase_one(architecture, bands, tile, n_classes)
-    final.set_weights(model.get_weights())
+    final.set_weights(weights_now)
+    if shard is not None:  # score every validation tile, not this process's share
+        val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False)
     truth, predicted = _predict(final, val, should_stop)
     scores = _scores(truth, predicted, n_classes)
     model_meta = {

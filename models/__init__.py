@@ -1,1 +1,9 @@
-"""Keras 3 networks and the Fjord model file (no QGIS, no TensorFlow-only code)."""
+"""Keras 3 networks and the Fjord model file (no QGIS, no engine-specific code).
+
+This module itself imports nothing heavy: what the QGIS side and the training set-up need to
+know before Keras is loaded lives here.
+"""
+
+# Phase-one tile classifiers and the smallest tile each takes (vgg16 halves it five times).
+ARCHITECTURES = ("vgg16", "compact")
+MIN_TILE = {"vgg16": 32, "compact": 8}

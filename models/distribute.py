@@ -1,12 +1,11 @@
-"""Device choice, mixed precision and data-parallel training, per Keras backend.
+"""Device choice, mixed precision and data-parallel training, through the Keras 3 API only.
 
-The only backend-specific code of training lives here: TensorFlow's ``MirroredStrategy`` on a
-multi-GPU host and ``keras.distribution.DataParallel`` on JAX.
+Data parallelism (several GPUs, several processes or hosts) uses ``keras.distribution``, which
+Keras implements on the JAX backend; nothing here imports an engine directly.
 """
 
-import contextlib
-import json
 import os
+import sys
 
 DEVICES_HELP = "auto, cpu, or a GPU index (0, 1, ...)"
 
@@ -24,7 +23,6 @@ def select_device(device):
         value = device
     else:
         raise ValueError(f"Unknown device {device!r}: use {DEVICES_HELP}.")
-    import sys
     late = any(m in sys.modules for m in ("tensorflow", "jax", "torch"))
     os.environ["CUDA_VISIBLE_DEVICES"] = value
     if late:
@@ -71,61 +69,81 @@ def precision_policy(mode, gpu_list):
     return "float32", f"mixed precision off (compute capability {best:g} has no tensor cores)"
 
 
-def _tf_config():
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ValueError("TF_CONFIG is not valid JSON.") from None
+PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 
 
-def is_chief():
-    """Whether this process writes outputs: always, except a non-chief worker of a multi-host
-    run (``TF_CONFIG``), where the chief (or worker 0 when no chief is named) writes."""
-    cfg = _tf_config()
-    if not cfg:
-        return True
-    task = cfg.get("task", {})
-    kind, index = task.get("type", "worker"), int(task.get("index", 0))
-    if "chief" in cfg.get("cluster", {}):
-        return kind == "chief"
-    return kind == "worker" and index == 0
-
-
-class MultiHostUnsupported(ValueError):
+class DistributionUnsupported(ValueError):
     pass
 
 
-def strategy():
-    """``(scope, description, replicas)``: the context to build and compile the model in.
+def process_count():
+    return int(os.environ.get(PROCESSES, "1") or 1)
 
-    TensorFlow: ``MirroredStrategy`` over several GPUs; JAX: data-parallel over several GPUs;
-    otherwise one device and no strategy. A multi-host run (``TF_CONFIG``) is refused.
+
+def process_index():
+    return int(os.environ.get(PROCESS_ID, "0") or 0)
+
+
+def is_chief():
+    """Whether this process writes outputs: process 0 of a multi-process run, or the only one."""
+    return process_index() == 0
+
+
+class Plan:
+    """How training is spread: ``replicas`` devices in all, ``local`` of them in this process,
+    ``processes`` processes of which this one is ``index``, and a sentence for the log."""
+
+    def __init__(self, description, replicas=1, local=1, processes=1, index=0):
+        self.description, self.replicas, self.local = description, replicas, local
+        self.processes, self.index = processes, index
+
+
+def plan():
+    """Set up data-parallel training with ``keras.distribution`` and say how.
+
+    Several processes (one per host, or several on one host) join through Keras's own
+    environment variables ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the coordinator's
+    ``host:port``), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID``;
+    every device of every process then holds a replica (``DataParallel``) and each process feeds
+    its own share of every batch. The Keras distribution API runs on the JAX backend; on the
+    others, training uses one device.
     """
     import keras
 
     backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
+    processes = process_count()
+    if processes > 1:
+        if backend != "jax":
+            raise DistributionUnsupported(
+                f"{PROCESSES}={processes} asks for a multi-process run, which Keras's distribution "
+                f"API runs on the JAX backend only; this is the {backend} backend. Set "
+                "KERAS_BACKEND=jax (with jax installed) on every process, or unset "
+                f"{PROCESSES}.")
+        if not os.environ.get(ADDRESSES):
+            raise DistributionUnsupported(
+                f"A multi-process run needs {ADDRESSES}: the host:port of process 0.")
+        keras.distribution.initialize()
+    if backend != "jax":
+        gpus = keras.distribution.list_devices("gpu") if backend == "tensorflow" else []
+        if len(gpus) > 1:
+            return Plan(f"one of {len(gpus)} GPUs: data-parallel training on several GPUs runs "
+                        "on the JAX backend (KERAS_BACKEND=jax)")
+        return Plan("one device")
+    devices = keras.distribution.list_devices()
+    if len(devices) == 1:
+        return Plan("one device")
+    # Each process reads its own share of the tiles (TileDataset's ``shard``).
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
+    local = len(devices) // processes
+    return Plan(f"keras.distribution.DataParallel over {len(devices)} devices in {processes} "
+                f"process(es)", len(devices), local, processes, process_index())
 
-        cfg = _tf_config()
-        if cfg and cfg.get("cluster"):
-            # Keras 3's fit() fails under MultiWorkerMirroredStrategy (PerReplica batches,
-            # keras-team/keras#20585): refuse rather than train wrongly.
-            raise MultiHostUnsupported(
-                "TF_CONFIG asks for a multi-host run, which Fjord does not support yet: Keras 3 "
-                "cannot train with MultiWorkerMirroredStrategy (keras-team/keras#20585). Unset "
-                "TF_CONFIG; several GPUs of one machine are used without it.")
-        if len(tf.config.list_logical_devices("GPU")) > 1:
-            s = tf.distribute.MirroredStrategy()
-            return s.scope(), f"MirroredStrategy over {s.num_replicas_in_sync} GPUs", s.num_replicas_in_sync
-    elif backend == "jax":
-        import jax
 
-        devices = [f"gpu:{d.id}" for d in jax.devices() if d.platform == "gpu"]
-        if len(devices) > 1:
-            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-            return contextlib.nullcontext(), f"keras.distribution.DataParallel over {len(devices)} GPUs", len(devices)
-    return contextlib.nullcontext(), "one device", 1
+def end_plan():
+    """Leave data-parallel mode (for work done on this process's own device afterwards)."""
+    import keras
+
+    keras.distribution.set_distribution(None)

@@ -12,7 +12,6 @@ custom Python (a ``Lambda`` layer, an unregistered class) is refused with a clea
 """
 
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -33,35 +32,12 @@ def library_versions():
     """Versions of the libraries a model was trained with."""
     import keras
 
-    names = {"fjord": None, "keras": "keras", "numpy": "numpy", "backend": keras.backend.backend()}
-    out = {"python": platform.python_version()}
-    for key, dist in names.items():
-        if key == "fjord":
-            out[key] = _fjord_version()
-        elif key == "backend":
-            out[key] = dist
-            try:
-                out[dist] = importlib.metadata.version({"tensorflow": "tensorflow"}.get(dist, dist))
-            except importlib.metadata.PackageNotFoundError:
-                try:
-                    out[dist] = importlib.metadata.version("tensorflow-cpu")
-                except importlib.metadata.PackageNotFoundError:
-                    out[dist] = None
-        else:
-            out[key] = importlib.metadata.version(dist)
-    return out
+    from ..core.environment import library_version, plugin_version
 
-
-def _fjord_version():
-    meta = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metadata.txt")
-    try:
-        with open(meta, encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("version="):
-                    return line.split("=", 1)[1].strip()
-    except OSError:
-        pass
-    return None
+    backend = keras.backend.backend()
+    return {"fjord": plugin_version(), "python": platform.python_version(),
+            "keras": library_version("keras"), "numpy": library_version("numpy"),
+            "backend": backend, backend: library_version(backend)}
 
 
 def save_model(model, path, metadata):

@@ -18,8 +18,8 @@ softmax always computes in float32, so the networks train under mixed precision.
 import keras
 from keras import layers, regularizers
 
-ARCHITECTURES = ("vgg16", "compact")
-MIN_TILE = {"vgg16": 32, "compact": 8}
+from . import ARCHITECTURES, MIN_TILE
+
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 COMPACT_BLOCKS = ((32,), (64, 64), (128, 128))
 

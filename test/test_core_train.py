@@ -30,6 +30,19 @@ def log():
     return lines, progress
 
 
+def test_input_checks_load_no_engine(glacier_tiles):
+    """The device is chosen before Keras loads its engine: importing the training module and
+    checking a dataset must not load one (else DEVICE would silently not apply)."""
+    code = ("import sys; from fjord.core import train; from fjord.core.tiles import read_dataset; "
+            "train._check_dataset(read_dataset(sys.argv[1]), 'vgg16', sys.argv[1]); "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code, glacier_tiles], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
 def test_vgg16_parameter_count_oracle():
     assert build_phase_one("vgg16", 4, 50, 8).count_params() == 15_111_304
 
@@ -247,11 +260,46 @@ def test_trains_under_the_jax_backend(glacier_tiles, tmp_path):
     assert meta["versions"]["backend"] == "jax" and model.output_shape == (None, 7)
 
 
-def test_multi_host_run_is_refused_clearly(glacier_tiles, tmp_path, monkeypatch):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("TF_CONFIG concerns the TensorFlow backend")
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
-                                                "task": {"type": "worker", "index": 0}}))
-    with pytest.raises(FjordError, match="keras-team/keras#20585"):
+def test_multi_process_run_needs_the_jax_backend(glacier_tiles, tmp_path, monkeypatch):
+    if keras.backend.backend() == "jax":
+        pytest.skip("this is the refusal on the other backends")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "0")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "localhost:1")
+    with pytest.raises(FjordError, match="KERAS_BACKEND=jax"):
         train_phase_one(glacier_tiles, str(tmp_path / "m.keras"), **dict(QUICK, epochs=1))
     assert not os.path.exists(tmp_path / "m.keras")
+
+
+def test_two_processes_train_one_model_on_localhost(glacier_tiles, tmp_path):
+    """Data-parallel training over two worker processes on this machine's CPU, joined through
+    Keras's distribution environment variables, as two hosts would be."""
+    pytest.importorskip("jax")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    model = tmp_path / "model.keras"
+    env = dict(os.environ, KERAS_BACKEND="jax", KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+               KERAS_DISTRIBUTION_JOB_ADDRESSES=f"localhost:{port}",
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    cmd = [sys.executable, "-m", "fjord.core", "train", glacier_tiles, str(model),
+           "--architecture", "compact", "--epochs", "6", "--batch-size", "16",
+           "--learning-rate", "1e-3", "--target-accuracy", "0", "--patience", "0"]
+    procs = [subprocess.Popen(cmd, env=dict(env, KERAS_DISTRIBUTION_PROCESS_ID=str(i)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    logs = [[line for line in out.splitlines() if line.startswith(("Device", "Epoch"))]
+            for out, _ in outs]
+    assert "DataParallel over 2 devices in 2 process(es)" in logs[0][0]
+    # One model: both processes see the same global losses every epoch.
+    strip = [[line.rsplit(",", 2)[0] for line in log[1:]] for log in logs]
+    assert len(strip[0]) == 6 and strip[0] == strip[1]
+    history = read_metadata(str(model))["training"]["history"]
+    assert history[-1]["loss"] < history[0]["loss"] and history[-1]["accuracy"] >= 0.9
+    # Only process 0 writes; no checkpoint is left behind.
+    assert sorted(os.listdir(tmp_path)) == ["model.keras"]
