@@ -15,6 +15,8 @@ def _pyplot():
 def training_curves(history, path):
     """Loss and accuracy per epoch, training and validation, side by side."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "loss", "Loss (categorical cross-entropy)"),
@@ -23,6 +25,7 @@ def training_curves(history, path):
             values = [row.get(prefix + key, np.nan) for row in history]
             ax.plot(epochs, values, style, marker="o", markersize=3, label=name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.legend()

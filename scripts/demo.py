@@ -92,6 +92,9 @@ def main(out_dir):
     alg("Glacier: phase-one tiles (50 px, stride 25, rotations)", "fjord:maketiles",
         INPUT=paths["image"], LABELS=gl_labels["OUTPUT"], MODE=0, AUGMENT=1, NOISE=10,
         OUTPUT=os.path.join(gl, "tiles"))
+    alg("Glacier: train the phase-one CNN (compact, up to 5 epochs)", "fjord:trainphaseone",
+        DATASET=os.path.join(gl, "tiles"), ARCHITECTURE=1, EPOCHS=5, LEARNING_RATE=1e-3,
+        PATIENCE=0, OUTPUT=os.path.join(gl, "phase1.keras"), REPORT=os.path.join(gl, "phase1-report"))
 
     print("== Writing the QGIS project and map images", flush=True)
     t = time.monotonic()
@@ -116,6 +119,8 @@ def main(out_dir):
             what = f"{results['CLASS_COUNT']} classes, {results['LABELLED_PIXELS']:,} px labelled"
         elif "BAND_NAMES" in results:
             what = results["BAND_NAMES"].replace(",", " ")
+        elif "VALIDATION_ACCURACY" in results:
+            what = f"validation accuracy {results['VALIDATION_ACCURACY']:.3f}"
         elif "TRAIN_COUNT" in results:
             what = f"{results['TRAIN_COUNT']:,} train / {results['VALIDATION_COUNT']:,} validation"
         else:
@@ -125,6 +130,7 @@ def main(out_dir):
     print(f"map images: {os.path.join(out_dir, 'landcover.png')}, {os.path.join(out_dir, 'glacier.png')}")
     print(f"dataset previews: {os.path.join(gl, 'tiles', 'preview.png')}, "
           f"{os.path.join(lc, 'windows', 'preview.png')}")
+    print(f"training report: {os.path.join(gl, 'phase1-report')}")
 
 
 def write_project(out_dir, groups):

@@ -20,7 +20,8 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     assert "Demo finished" in proc.stdout
     for path in ("landcover/osm_labels.tif", "landcover/osm_labels.qml", "glacier/labels.tif",
                  "glacier/scene/image.tif", "glacier/scene/front.gpkg", "landcover.png",
-                 "glacier.png", "fjord-demo.qgz"):
+                 "glacier.png", "fjord-demo.qgz", "glacier/phase1.keras",
+                 "glacier/phase1-report/curves.png", "glacier/phase1-report/confusion_matrix.png"):
         assert (tmp_path / path).is_file(), path
     from qgis.core import QgsProject
     project = QgsProject()
