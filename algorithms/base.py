@@ -49,3 +49,15 @@ class FjordAlgorithm(QgsProcessingAlgorithm):
 
     def svgIconPath(self):  # noqa: N802 (QGIS API name)
         return ICON
+
+    def raster_file(self, parameters, name, context, what, optional=False):
+        """The file behind a raster layer parameter (None when optional and not given)."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            if optional and not parameters.get(name):
+                return None
+            raise QgsProcessingException(self.tr(f"The {what} could not be loaded."))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(self.tr(f"The {what} must be a raster file (GDAL); save it "
+                                                 "as a GeoTIFF first."))
+        return layer.source()

@@ -19,14 +19,6 @@ from .base import FjordAlgorithm
 from .worker import run_job
 
 
-def _raster_path(layer, what):
-    if layer is None:
-        raise QgsProcessingException(f"The {what} could not be loaded.")
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(f"The {what} must be a raster file (GDAL); save it as a GeoTIFF first.")
-    return layer.source()
-
-
 class MakeTiles(FjordAlgorithm):
     INPUT = "INPUT"
     LABELS = "LABELS"
@@ -116,8 +108,8 @@ class MakeTiles(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("VALIDATION_COUNT", self.tr("Validation windows")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        image = _raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "image")
-        labels = _raster_path(self.parameterAsRasterLayer(parameters, self.LABELS, context), "class raster")
+        image = self.raster_file(parameters, self.INPUT, context, "image")
+        labels = self.raster_file(parameters, self.LABELS, context, "class raster")
         output = self.parameterAsString(parameters, self.OUTPUT, context)
         if os.path.isfile(output):
             raise QgsProcessingException(self.tr("The dataset folder is a file; choose a folder."))

@@ -5,7 +5,9 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..core.environment import plugin_version
 from .base import ICON
+from .batch_csc import BatchCsc
 from .check_environment import CheckEnvironment
+from .classify_csc import ClassifyCsc
 from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
 from .stack_bands import StackBands
@@ -58,5 +60,6 @@ class FjordProvider(QgsProcessingProvider):
             pass
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
-        for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), CheckEnvironment()):
+        for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), ClassifyCsc(),
+                    BatchCsc(), CheckEnvironment()):
             self.addAlgorithm(alg)

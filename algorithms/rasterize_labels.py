@@ -101,13 +101,7 @@ class RasterizeLabels(FjordAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         schema = self._schema(parameters, context)
-        reference_layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
-        if reference_layer is None:
-            raise QgsProcessingException(self.tr("The reference image could not be loaded."))
-        if reference_layer.providerType() != "gdal":
-            raise QgsProcessingException(self.tr(
-                "The reference image must be a raster file (GDAL); save it as a GeoTIFF first."))
-        reference = reference_layer.source()
+        reference = self.raster_file(parameters, self.REFERENCE, context, "reference image")
         field = self.parameterAsString(parameters, self.FIELD, context)
         vector, layer_name = self.parameterAsCompatibleSourceLayerPathAndLayerName(
             parameters, self.INPUT, context, _OGR_FORMATS, "gpkg", feedback)

@@ -7,6 +7,7 @@ after killing a child, for one) can find and remove them with :func:`remove_part
 
 import glob
 import os
+import shutil
 
 from .errors import FjordError
 
@@ -34,9 +35,21 @@ def remove_partials(path):
     stem = os.path.splitext(base)[0]
     for leftover in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{stem}.partial") + "*")):
         try:
-            os.remove(leftover)
+            if os.path.isdir(leftover):  # a job's scratch folder (see work_dir)
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                os.remove(leftover)
         except OSError:
             pass
+
+
+def work_dir(path):
+    """A fresh scratch folder beside ``path`` for a job's intermediate files, named so that
+    :func:`remove_partials` of ``path`` removes it too (after a killed job, say)."""
+    folder = partial_path(path) + "-work"
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
 
 
 def check_writable(path, what="output"):

@@ -54,6 +54,7 @@ from osgeo import gdal, gdal_array, osr
 
 from .errors import Cancelled, FjordError
 from .outputs import AtomicOutputs, check_writable
+from .rasters import same_crs, same_grid
 
 gdal.UseExceptions()
 osr.UseExceptions()
@@ -399,26 +400,6 @@ def _normalise_indices(indices):
 
 # ------------------------------------------------------------------------------------- grids
 
-def _same_grid(ds, ref):
-    if (ds.RasterXSize, ds.RasterYSize) != (ref.RasterXSize, ref.RasterYSize):
-        return False
-    a, b = ds.GetGeoTransform(), ref.GetGeoTransform()
-    tol = 1e-6 * max(abs(b[1]), abs(b[5]), 1e-12)
-    if any(abs(x - y) > tol * (1 if i in (1, 2, 4, 5) else max(ds.RasterXSize, 1))
-           for i, (x, y) in enumerate(zip(a, b))):
-        return False
-    return _same_crs(ds.GetProjection(), ref.GetProjection())
-
-
-def _same_crs(wkt_a, wkt_b):
-    if not wkt_a or not wkt_b:
-        return not wkt_a and not wkt_b
-    a, b = osr.SpatialReference(), osr.SpatialReference()
-    a.ImportFromWkt(wkt_a)
-    b.ImportFromWkt(wkt_b)
-    return bool(a.IsSame(b))
-
-
 def _bounds(ds):
     gt = ds.GetGeoTransform()
     xs, ys = [], []
@@ -433,7 +414,7 @@ def _overlaps(ds, ref, name):
     """Whether ``ds`` covers any part of the grid of ``ref`` (in the CRS of ``ref``)."""
     xmin, ymin, xmax, ymax = _bounds(ds)
     src_wkt, ref_wkt = ds.GetProjection(), ref.GetProjection()
-    if src_wkt and ref_wkt and not _same_crs(src_wkt, ref_wkt):
+    if src_wkt and ref_wkt and not same_crs(src_wkt, ref_wkt):
         src, dst = osr.SpatialReference(), osr.SpatialReference()
         src.ImportFromWkt(src_wkt)
         dst.ImportFromWkt(ref_wkt)
@@ -607,7 +588,7 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
     resampled, sources, keep = [], {}, []
     for b in stacked:
         ds = datasets[b.input]
-        if b.input == 0 or _same_grid(ds, ref):
+        if b.input == 0 or same_grid(ds, ref):
             sources[b.number] = (ds.GetRasterBand(b.band), False)
             continue
         if bool(ds.GetProjection()) != bool(ref.GetProjection()):

@@ -7,3 +7,6 @@ know before Keras is loaded lives here.
 # Phase-one tile classifiers and the smallest tile each takes (vgg16 halves it five times).
 ARCHITECTURES = ("vgg16", "compact")
 MIN_TILE = {"vgg16": 32, "compact": 8}
+
+# Phase-two patch sizes: 1 = MLP on the band values, else a compact CNN (cCNN).
+PATCH_SIZES = (1, 3, 5, 7, 15)

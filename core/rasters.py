@@ -1,0 +1,144 @@
+"""Raster helpers shared by the core jobs: grids, strip reading with a valid mask, and class
+rasters written the Fjord way (paletted, with the class schema and the QML/schema sidecars)."""
+
+import json
+
+import numpy as np
+from osgeo import gdal, osr
+
+from . import schema as schemas
+from .errors import FjordError
+
+GTIFF_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
+
+
+def open_raster(path, what="raster"):
+    try:
+        ds = gdal.Open(path)
+    except RuntimeError as exc:
+        raise FjordError(f"Cannot open the {what} {path!r}: {exc}.") from None
+    if ds is None:
+        raise FjordError(f"Cannot open the {what} {path!r}.")
+    return ds
+
+
+def same_crs(wkt_a, wkt_b):
+    if not wkt_a or not wkt_b:
+        return not wkt_a and not wkt_b
+    a, b = osr.SpatialReference(), osr.SpatialReference()
+    a.ImportFromWkt(wkt_a)
+    b.ImportFromWkt(wkt_b)
+    return bool(a.IsSame(b))
+
+
+def same_grid(ds, ref):
+    """Whether two GDAL datasets share size, geotransform (to a millionth of a pixel) and CRS."""
+    if (ds.RasterXSize, ds.RasterYSize) != (ref.RasterXSize, ref.RasterYSize):
+        return False
+    a, b = ds.GetGeoTransform(), ref.GetGeoTransform()
+    tol = 1e-6 * max(abs(b[1]), abs(b[5]), 1e-12)
+    if any(abs(x - y) > tol * (1 if i in (1, 2, 4, 5) else max(ds.RasterXSize, 1))
+           for i, (x, y) in enumerate(zip(a, b))):
+        return False
+    return same_crs(ds.GetProjection(), ref.GetProjection())
+
+
+def numpy_dtype(ds):
+    """The numpy type that holds every band of ``ds``."""
+    types = [np.dtype(gdal.GetDataTypeName(ds.GetRasterBand(b + 1).DataType).lower()
+                      .replace("byte", "uint8")) for b in range(ds.RasterCount)]
+    return np.result_type(*types)
+
+
+class ImageStrips:
+    """Reads an image strip by strip as (rows, cols, bands), with the mask of valid pixels
+    (no band at its nodata value, every band finite); invalid pixels are set to 0."""
+
+    def __init__(self, path, what="image"):
+        self.path = path
+        self.ds = open_raster(path, what)
+        self.width, self.height, self.bands = self.ds.RasterXSize, self.ds.RasterYSize, self.ds.RasterCount
+        self.dtype = numpy_dtype(self.ds)
+        self.nodata = [self.ds.GetRasterBand(b + 1).GetNoDataValue() for b in range(self.bands)]
+        self.band_names = [self.ds.GetRasterBand(b + 1).GetDescription() or f"band {b + 1}"
+                           for b in range(self.bands)]
+
+    def read(self, row, rows):
+        data = self.ds.ReadAsArray(0, int(row), self.width, int(rows))
+        self.ds.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
+        if data.ndim == 2:
+            data = data[None]
+        data = np.moveaxis(data, 0, -1)
+        valid = np.ones(data.shape[:2], bool)
+        for b, nodata in enumerate(self.nodata):
+            if nodata is not None:
+                valid &= data[..., b] != nodata
+        if np.issubdtype(data.dtype, np.floating):
+            valid &= np.isfinite(data).all(axis=-1)
+        if not valid.all():
+            data = np.where(valid[..., None], data, 0).astype(data.dtype, copy=False)
+        return np.ascontiguousarray(data), valid
+
+    def close(self):
+        self.ds = None
+
+
+def class_raster_type(schema):
+    """GDAL type and nodata value of a class raster for ``schema``: Byte with 255 as nodata,
+    UInt16 with 65535 when class values go beyond 254."""
+    top = max(c["value"] for c in schema["classes"])
+    return (gdal.GDT_Byte, 255) if top < 255 else (gdal.GDT_UInt16, 65535)
+
+
+def create_class_raster(path, like, schema, nodata=True, description="class"):
+    """A one-band class raster on the grid of the dataset ``like``, paletted with the schema's
+    colours, the schema in its metadata. Returns the open dataset.
+
+    Everything set here lives in the GeoTIFF itself: nothing goes to a PAM ``.aux.xml`` that
+    GDAL would write when the dataset closes, possibly after a failed job cleaned up."""
+    dtype, nodata_value = class_raster_type(schema)
+    ds = gdal.GetDriverByName("GTiff").Create(path, like.RasterXSize, like.RasterYSize, 1, dtype,
+                                              options=GTIFF_OPTIONS)
+    ds.SetGeoTransform(like.GetGeoTransform())
+    if like.GetProjection():
+        ds.SetProjection(like.GetProjection())
+    band = ds.GetRasterBand(1)
+    band.SetDescription(description)
+    band.SetColorTable(schemas.gdal_color_table(schema))
+    if nodata:
+        band.SetNoDataValue(nodata_value)
+    ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema, ensure_ascii=False))
+    return ds
+
+
+def write_class_sidecars(out, path, schema):
+    """The ``.schema.json`` and ``.qml`` sidecars of a class raster, through AtomicOutputs."""
+    side = schemas.sidecar_paths(path)
+    with open(out.add(side["schema"]), "w", encoding="utf-8") as f:
+        f.write(schemas.dumps(schema))
+    with open(out.add(side["qml"]), "w", encoding="utf-8") as f:
+        f.write(schemas.paletted_qml(schema))
+    return side
+
+
+def read_classes(ds, row, rows, what="class raster"):
+    """Rows of a one-band class raster as int64; nodata and non-finite values become 0."""
+    band = ds.GetRasterBand(1)
+    raw = band.ReadAsArray(0, int(row), ds.RasterXSize, int(rows))
+    ds.FlushCache()
+    bad = np.zeros(raw.shape, bool)
+    nodata = band.GetNoDataValue()
+    if nodata is not None:
+        bad |= raw == nodata
+    if np.issubdtype(raw.dtype, np.floating):
+        bad |= ~np.isfinite(raw)
+        raw = np.where(bad, 0, raw)
+        if (raw != np.round(raw)).any():
+            raise FjordError(f"The {what} holds values that are not whole numbers; class values "
+                             "must be integers (0 = unlabelled).")
+    if (raw < 0).any():
+        raise FjordError(f"The {what} holds negative values; class values are 0 (unlabelled) "
+                         "and positive integers.")
+    out = raw.astype(np.int64)
+    out[bad] = 0
+    return out
