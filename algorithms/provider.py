@@ -6,12 +6,15 @@ from qgis.PyQt.QtGui import QIcon
 from ..core.environment import plugin_version
 from .base import ICON
 from .batch_csc import BatchCsc
+from .calving_front import CalvingFront
 from .check_environment import CheckEnvironment
 from .classify_csc import ClassifyCsc
 from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
 from .stack_bands import StackBands
 from .train_phase_one import TrainPhaseOne
+from .validate_classification import ValidateClassification
+from .validate_front import ValidateFront
 from .worker import SETTING_PYTHON
 
 
@@ -37,6 +40,9 @@ class FjordProvider(QgsProcessingProvider):
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API name)
         return ["tif"]
 
+    def supportedOutputVectorLayerExtensions(self):  # noqa: N802 (QGIS API name)
+        return ["gpkg"]
+
     def load(self):
         try:
             from processing.core.ProcessingConfig import ProcessingConfig, Setting
@@ -61,5 +67,6 @@ class FjordProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
         for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), ClassifyCsc(),
-                    BatchCsc(), CheckEnvironment()):
+                    BatchCsc(), CalvingFront(), ValidateClassification(), ValidateFront(),
+                    CheckEnvironment()):
             self.addAlgorithm(alg)

@@ -19,12 +19,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import child_env, import_plugin, peak_rss_mb, run_child
 
 
 def child(kind, image, labels, out):
@@ -57,19 +55,8 @@ def child(kind, image, labels, out):
         np.save(os.path.join(out, "tiles.npy"), stack)
         np.save(os.path.join(out, "labels.npy"), labels_out)
         tiles = len(stack)
-    # VmHWM: this process's peak resident memory since its exec (ru_maxrss would include the
-    # parent's memory at fork time).
-    with open("/proc/self/status") as f:
-        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-    print(json.dumps({"tiles": int(tiles), "seconds": time.perf_counter() - t, "peak_rss_mb": hwm / 1024}))
-
-
-def measure(kind, image, labels, out, env):
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, image, labels, out],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    print(json.dumps({"tiles": int(tiles), "seconds": time.perf_counter() - t,
+                      "peak_rss_mb": peak_rss_mb()}))
 
 
 def main():
@@ -78,9 +65,7 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the scenes and datasets")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    plugins = tempfile.mkdtemp(prefix="fjord-bench-")
-    os.symlink(REPO, os.path.join(plugins, "fjord"))
-    sys.path.insert(0, plugins)
+    plugins = import_plugin()
     if args.child:
         return child(*args.child)
 
@@ -88,7 +73,7 @@ def main():
     from fjord.core.rasterize import rasterize_labels
     from fjord.core.synthetic import write_synthetic_scene
 
-    env = dict(os.environ, PYTHONPATH=plugins, GDAL_CACHEMAX="256", TF_CPP_MIN_LOG_LEVEL="3")
+    env = child_env(plugins)
     work = tempfile.mkdtemp(prefix="fjord-bench-data-")
     rows = []
     for scale, size in (("1x", args.size), ("4x", 2 * args.size)):
@@ -100,7 +85,7 @@ def main():
         mb = size * size * 4 * 2 / 2**20
         for kind in ("fjord", "in-memory"):
             out = os.path.join(work, f"{scale}-{kind}")
-            r = measure(kind, paths["image"], labels, out, env)
+            r = run_child(__file__, env, kind, paths["image"], labels, out)
             rows.append((scale, size, kind, r["tiles"], r["seconds"], mb, r["peak_rss_mb"]))
             print(f"  {kind:<10} {r['tiles']:>7} tiles  {r['seconds']:6.1f} s  peak RSS {r['peak_rss_mb']:7.0f} MB",
                   flush=True)

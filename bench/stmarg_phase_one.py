@@ -61,26 +61,26 @@ def byte_labels(source, path):
     return path
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--architecture", default="compact", choices=("compact", "vgg16"))
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--max-per-class", type=int, default=600, help="per class and training image")
-    parser.add_argument("--data", default=DATA)
-    parser.add_argument("--keep", help="folder to keep the datasets and model in")
-    args = parser.parse_args()
+def say(fraction, message=None):
+    if message:
+        print(message, flush=True)
+
+
+def train_model(work, architecture="compact", epochs=30, learning_rate=None, max_per_class=600,
+                data=DATA):
+    """Tile datasets of the seven training photos (and of the three held out) and the trained
+    phase-one model in ``work`` (reused when already there). Returns (model path, training
+    result or None, seconds, held-out dataset folder)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    found = pairs(args.data)
+    found = pairs(data)
     if len(found) < 10:
-        sys.exit(f"Need the ten St-Marguerite photos in {args.data}")
+        sys.exit(f"Need the ten St-Marguerite photos in {data}")
     train_set, held_out = found[:7], found[7:]
     tiles = _import("core.tiles")
-    work = args.keep or tempfile.mkdtemp(prefix="fjord-stmarg-")
     os.makedirs(work, exist_ok=True)
     t0 = time.perf_counter()
     train_dir, held_dir = os.path.join(work, "train"), os.path.join(work, "heldout")
-    for folder, group, options in ((train_dir, train_set, dict(max_per_class=args.max_per_class,
+    for folder, group, options in ((train_dir, train_set, dict(max_per_class=max_per_class,
                                                                  validation_fraction=0.2)),
                                    (held_dir, held_out, dict(max_per_class=0, validation_fraction=0.0))):
         if os.path.isfile(os.path.join(folder, "dataset.json")):
@@ -94,20 +94,31 @@ def main():
     print(f"training images {[n for n, _, _ in train_set]}, held out {[n for n, _, _ in held_out]}")
     print(f"tiles: train {meta['counts']['train']}, validation {meta['counts']['validation']}, "
           f"held out {held['counts']['train']} ({time.perf_counter() - t0:.0f} s)")
-
+    model_path = os.path.join(work, f"stmarg_{architecture}.keras")
+    if os.path.isfile(model_path):
+        return model_path, None, 0.0, held_dir
     train = _import("core.train")
-    lr = args.learning_rate or (1e-3 if args.architecture == "compact" else 1e-4)
-
-    def say(fraction, message=None):
-        if message:
-            print(message, flush=True)
+    lr = learning_rate or (1e-3 if architecture == "compact" else 1e-4)
     t1 = time.perf_counter()
-    model_path = os.path.join(work, f"stmarg_{args.architecture}.keras")
-    result = train.train_phase_one(train_dir, model_path, architecture=args.architecture,
-                                   epochs=args.epochs, batch_size=50, learning_rate=lr,
+    result = train.train_phase_one(train_dir, model_path, architecture=architecture,
+                                   epochs=epochs, batch_size=50, learning_rate=lr,
                                    target_accuracy=0.985, patience=8, augment="rotations+flips",
                                    seed=0, progress=say)
-    seconds = time.perf_counter() - t1
+    return model_path, result, time.perf_counter() - t1, held_dir
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--architecture", default="compact", choices=("compact", "vgg16"))
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--max-per-class", type=int, default=600, help="per class and training image")
+    parser.add_argument("--data", default=DATA)
+    parser.add_argument("--keep", help="folder to keep the datasets and model in")
+    args = parser.parse_args()
+    work = args.keep or tempfile.mkdtemp(prefix="fjord-stmarg-")
+    model_path, result, seconds, held_dir = train_model(
+        work, args.architecture, args.epochs, args.learning_rate, args.max_per_class, args.data)
 
     import numpy as np
     from sklearn.metrics import precision_recall_fscore_support
@@ -122,9 +133,10 @@ def main():
     truth, predicted = np.concatenate(truth), np.concatenate(predicted)
     p, r, f, s = precision_recall_fscore_support(truth, predicted, labels=[0, 1, 2], zero_division=0)
     names = [c["name"] for c in model_meta["schema"]["classes"]]
-    print(f"\n{args.architecture}: {result['epochs_run']} epochs ({result['stopped']}), "
-          f"{seconds / 60:.1f} min on {os.cpu_count()} CPU cores")
-    print(f"validation tile accuracy (training images): {result['accuracy']:.4f}")
+    if result:  # else the model in --keep was reused
+        print(f"\n{args.architecture}: {result['epochs_run']} epochs ({result['stopped']}), "
+              f"{seconds / 60:.1f} min on {os.cpu_count()} CPU cores")
+        print(f"validation tile accuracy (training images): {result['accuracy']:.4f}")
     print(f"held-out tile accuracy (3 unseen images):  {(truth == predicted).mean():.4f}")
     print(f"\n{'class':12s} {'precision':>9s} {'recall':>7s} {'F1':>7s} {'support':>8s}")
     for name, a, b, c, d in zip(names, p, r, f, s):

@@ -5,6 +5,8 @@
   environment [--json]      describe this interpreter's deep-learning stack
   synthetic FOLDER          write a synthetic glacier scene (image, classes, labels, front)
   train DATASET MODEL       train the phase-one CNN on a tile dataset (as fjord:trainphaseone)
+  csc IMAGE MODEL OUTPUT    CNN-supervised classification of one image (as fjord:classifycsc)
+  batchcsc JOBS SUMMARY     run a CSC job table (as fjord:batchcsc)
 """
 
 import argparse
@@ -41,6 +43,28 @@ def main(argv=None):
     p_train.add_argument("--device", default="auto")
     p_train.add_argument("--seed", type=int, default=0)
     p_train.add_argument("--report")
+    p_csc = sub.add_parser("csc", help="CNN-supervised classification of one image")
+    p_csc.add_argument("image")
+    p_csc.add_argument("model")
+    p_csc.add_argument("output")
+    p_csc.add_argument("--patch-size", type=int, default=7)
+    p_csc.add_argument("--validation")
+    p_csc.add_argument("--output-phase-one")
+    p_csc.add_argument("--output-probabilities")
+    p_csc.add_argument("--phase-two-model")
+    p_csc.add_argument("--report")
+    p_batch = sub.add_parser("batchcsc", help="run a CSC job table")
+    p_batch.add_argument("jobs")
+    p_batch.add_argument("summary")
+    for p in (p_csc, p_batch):
+        p.add_argument("--samples-per-class", type=int, default=500_000)
+        p.add_argument("--max-epochs", type=int, default=300)
+        p.add_argument("--smoothing", type=int, default=4)
+        p.add_argument("--recognition-threshold", type=float, default=0.0)
+        p.add_argument("--device", default="auto")
+        p.add_argument("--seed", type=int, default=0)
+    p_csc.add_argument("--patience", type=int, default=10)
+    p_csc.add_argument("--tile-stride", type=int)
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -56,20 +80,28 @@ def main(argv=None):
         paths = write_synthetic_scene(args.folder, shape=(args.rows, args.cols), seed=args.seed)
         print(json.dumps(paths, indent=2))
         return 0
-    if args.command == "train":
+    jobs = {"train": (".train", "train_phase_one", ("dataset", "model")),
+            "csc": (".csc", "classify_csc", ("image", "model", "output")),
+            "batchcsc": (".batch", "batch_csc", ("jobs", "summary"))}
+    if args.command in jobs:
+        import importlib
+
         from .errors import FjordError
-        from .train import train_phase_one
+
+        module, name, positional = jobs[args.command]
+        func = getattr(importlib.import_module(module, __package__), name)
 
         def say(fraction, message=None):
             if message:
                 print(message, flush=True)
-        options = {k: v for k, v in vars(args).items() if k not in ("command", "dataset", "model")}
+        options = {k: v for k, v in vars(args).items() if k != "command" and k not in positional}
         try:
-            result = train_phase_one(args.dataset, args.model, progress=say, **options)
+            result = func(*[getattr(args, k) for k in positional], progress=say, **options)
         except FjordError as exc:
             print(f"Error: {exc}", file=sys.stderr)
             return 2
-        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if k not in ("history", "rows")},
+                         indent=2, default=str))
         return 0
     return 2
 

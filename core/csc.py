@@ -45,7 +45,7 @@ gdal.UseExceptions()
 # The training patches of phase two are held in memory in the image's own type; beyond this
 # many bytes the samples per class are reduced (and the log says so).
 PATCH_MEMORY = 768 * 2 ** 20
-# Bytes of the widest feature map of one block of phase-two inference.
+# Bytes of the feature maps of one block of phase-two inference (all layers together).
 BLOCK_MEMORY = 256 * 2 ** 20
 # A phase-one class needs this many pixels to take part in phase two.
 MIN_CLASS_PIXELS = 50
@@ -117,7 +117,7 @@ def _check_validation(path, img, schema):
     ds = open_raster(path, "validation raster")
     if ds.RasterCount != 1:
         raise FjordError("The validation raster must have exactly one band of class values.")
-    if not same_grid(ds, img.ds):
+    if not same_grid(ds, img.ds, lenient_crs=True):
         raise FjordError(
             f"The validation raster ({ds.RasterXSize} x {ds.RasterYSize} px) is not on the grid of "
             f"the image ({img.width} x {img.height} px, same geotransform and CRS). Rasterise the "
@@ -141,8 +141,19 @@ def _check_outputs(paths, inputs):
 
 # --------------------------------------------------------------------------------- phase one
 
-def _predict(model, x):
-    return np.asarray(model(x, training=False), dtype=np.float32)
+def _predict(model, x, shape=None):
+    """The model's output for the batch ``x``, run as a compiled prediction step.
+
+    ``shape``: the batch is zero-padded to it (and the output cropped back), so that every call
+    has the same input shape and the step is compiled once.
+    """
+    if shape is not None and tuple(x.shape) != tuple(shape):
+        n, rows, cols = x.shape[:3]
+        x = np.pad(x, [(0, shape[i] - x.shape[i]) for i in range(x.ndim)])
+        out = np.asarray(model.predict_on_batch(x), dtype=np.float32)
+        return out[:n, :rows - (shape[1] - out.shape[1]), :cols - (shape[2] - out.shape[2])] \
+            if out.ndim == 4 else out[:n]
+    return np.asarray(model.predict_on_batch(x), dtype=np.float32)
 
 
 def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop):
@@ -170,7 +181,7 @@ def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop
         for b in range(0, len(picks), TILE_BATCH):
             batch = picks[b:b + TILE_BATCH]
             x = np.stack([data[:, c:c + tile] for c in batch]).astype(np.float32) / divisor
-            probs = _predict(model, x)
+            probs = _predict(model, x, (TILE_BATCH,) + x.shape[1:])
             for c, p in zip(batch, probs):
                 acc[:, c:c + tile] += p
                 hits[:, c:c + tile] += 1
@@ -208,8 +219,8 @@ def padded_strip(img, y0, y1, halo):
 
 
 def strip_rows(width, halo, channels, budget=BLOCK_MEMORY, cols=None):
-    """Rows per strip and columns per block so that a block's widest feature map fits
-    ``budget`` bytes."""
+    """Rows per strip and columns per block so that a block's feature maps (``channels`` per
+    pixel, all layers together, float32) fit ``budget`` bytes."""
     pixels = max(1, budget // (4 * channels))
     cols = min(width, cols or 4096)
     return max(1, pixels // (cols + 2 * halo)), cols
@@ -375,12 +386,13 @@ def phase_two_predict(img, fcn, values, bands_of, out_band, prob_ds, nodata, pro
     ``bands_of[i]`` (0-based) of ``prob_ds``, whose other bands get 0; nodata pixels get -1.
     """
     halo = len([layer for layer in fcn.layers if getattr(layer, "kernel_size", (1, 1)) == (3, 3)])
-    channels = max(int(layer.output.shape[-1]) for layer in fcn.layers[1:])
+    channels = sum(int(layer.output.shape[-1]) for layer in fcn.layers)
     rows, cols = strip_rows(img.width, halo, channels, block_budget, block_cols)
     values = np.asarray(values, np.int64)
     dtype = np.uint16 if nodata > 255 else np.uint8
     n_strips = math.ceil(img.height / rows)
     divisor = float(img.divisor)
+    shape = (1, min(rows, img.height) + 2 * halo, cols + 2 * halo, img.bands)
     for s, y0 in enumerate(range(0, img.height, rows)):
         _check_stop(should_stop, "phase-two prediction")
         y1 = min(img.height, y0 + rows)
@@ -389,7 +401,7 @@ def phase_two_predict(img, fcn, values, bands_of, out_band, prob_ds, nodata, pro
         for c0 in range(0, img.width, cols):
             c1 = min(img.width, c0 + cols)
             block = data[:, c0:c1 + 2 * halo].astype(np.float32) / divisor
-            probs[:, c0:c1] = _predict(fcn, block[None])[0]
+            probs[:, c0:c1] = _predict(fcn, block[None], shape)[0]
         classes = values[np.argmax(probs, axis=-1)]
         classes[~valid] = nodata
         out_band.WriteArray(classes.astype(dtype), 0, y0)

@@ -34,22 +34,26 @@ def training_curves(history, path):
     plt.close(fig)
 
 
-def confusion_figure(matrix, names, path, title=None):
-    """A confusion matrix (rows: truth, columns: predicted) with counts and row shares."""
+def confusion_figure(matrix, names, path, title=None, col_names=None):
+    """A confusion matrix (rows: truth, columns: predicted) with counts and row shares.
+
+    ``col_names``: the predicted classes when they differ from the rows (an extra
+    'unlabelled' column, say)."""
     plt = _pyplot()
     matrix = np.asarray(matrix)
+    col_names = col_names or names
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
-    n = len(names)
-    size = max(4.5, 0.7 * n + 2.5)
+    n, m = len(names), len(col_names)
+    size = max(4.5, 0.7 * max(n, m) + 2.5)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
-        for j in range(n):
+        for j in range(m):
             ax.text(j, i, f"{matrix[i, j]}\n{share[i, j]:.0%}" if rows[i, 0] else "-",
                     ha="center", va="center", fontsize=8,
                     color="white" if share[i, j] > 0.5 else "black")
-    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_xticks(range(m), col_names, rotation=45, ha="right")
     ax.set_yticks(range(n), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("truth")

@@ -31,8 +31,11 @@ def same_crs(wkt_a, wkt_b):
     return bool(a.IsSame(b))
 
 
-def same_grid(ds, ref):
-    """Whether two GDAL datasets share size, geotransform (to a millionth of a pixel) and CRS."""
+def same_grid(ds, ref, lenient_crs=False):
+    """Whether two GDAL datasets share size, geotransform (to a millionth of a pixel) and CRS.
+
+    ``lenient_crs``: a raster without a CRS matches any CRS (a class raster saved by a tool
+    that dropped it, say)."""
     if (ds.RasterXSize, ds.RasterYSize) != (ref.RasterXSize, ref.RasterYSize):
         return False
     a, b = ds.GetGeoTransform(), ref.GetGeoTransform()
@@ -40,6 +43,8 @@ def same_grid(ds, ref):
     if any(abs(x - y) > tol * (1 if i in (1, 2, 4, 5) else max(ds.RasterXSize, 1))
            for i, (x, y) in enumerate(zip(a, b))):
         return False
+    if lenient_crs and not (ds.GetProjection() and ref.GetProjection()):
+        return True
     return same_crs(ds.GetProjection(), ref.GetProjection())
 
 

@@ -41,6 +41,7 @@ from . import schema as schemas
 from .errors import Cancelled, FjordError
 from .npyio import NpyWriter
 from .outputs import AtomicOutputs
+from .rasters import read_classes, same_grid
 
 gdal.UseExceptions()
 
@@ -103,14 +104,7 @@ class _Image:
         self.transform = self.ds.GetGeoTransform()
         self.crs = self.ds.GetProjection()
         grid = (self.lds.RasterXSize, self.lds.RasterYSize)
-        same = grid == (self.width, self.height) and np.allclose(
-            self.lds.GetGeoTransform(), self.transform, rtol=0, atol=1e-6 * abs(self.transform[1]))
-        if same and self.crs and self.lds.GetProjection():
-            from osgeo import osr
-            a, b = osr.SpatialReference(), osr.SpatialReference()
-            a.ImportFromWkt(self.crs)
-            b.ImportFromWkt(self.lds.GetProjection())
-            same = bool(a.IsSame(b))
+        same = same_grid(self.lds, self.ds, lenient_crs=True)
         if not same:
             raise FjordError(
                 f"The class raster ({grid[0]} x {grid[1]} px, pixel {self.lds.GetGeoTransform()[1]:g}) is "
@@ -130,7 +124,6 @@ class _Image:
         self.check_nodata = any(v is not None for v in self.nodata) or np.issubdtype(self.dtype, np.floating)
         self.band_names = [self.ds.GetRasterBand(b + 1).GetDescription() or f"band {b + 1}"
                            for b in range(self.bands)]
-        self.label_nodata = self.lds.GetRasterBand(1).GetNoDataValue()
 
     def read_image(self, row, rows):
         """Bands of rows ``row .. row + rows`` as (rows, width, bands), and the valid mask."""
@@ -149,23 +142,7 @@ class _Image:
         return data, valid
 
     def read_labels(self, row, rows):
-        raw = self.lds.GetRasterBand(1).ReadAsArray(0, row, self.width, rows)
-        self.lds.FlushCache()
-        bad = np.zeros(raw.shape, bool)
-        if self.label_nodata is not None:
-            bad |= raw == self.label_nodata
-        if np.issubdtype(raw.dtype, np.floating):
-            bad |= ~np.isfinite(raw)
-            raw = np.where(bad, 0, raw)
-            if (raw != np.round(raw)).any():
-                raise FjordError("The class raster holds values that are not whole numbers; class "
-                                 "values must be integers (0 = unlabelled).")
-        if (raw < 0).any():
-            raise FjordError("The class raster holds negative values; class values are 0 "
-                             "(unlabelled) and positive integers.")
-        labels = raw.astype(np.int64)
-        labels[bad] = 0
-        return labels
+        return read_classes(self.lds, row, rows)
 
     def close(self):
         self.ds = self.lds = None

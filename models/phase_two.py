@@ -91,11 +91,6 @@ def fully_convolutional(model):
     return keras.Model(inputs, x, name=model.name + "_fcn")
 
 
-def widest_layer(patch_size, n_classes):
-    """Channels of the widest feature map: bounds the memory of a block of pixels."""
-    return max(CONV_FILTERS, n_classes, *head_units(patch_size))
-
-
 def multiply_adds_per_pixel(patch_size, bands, n_classes):
     """Multiply-adds to classify one pixel with the fully convolutional form (no halo)."""
     total, channels = 0, bands

@@ -6,7 +6,9 @@ Land cover: the bundled real Sentinel-2 scene (resources/demo) and its OpenStree
 are rasterised onto the image grid; NDVI and NDWI are added to the bands and the stack is cut
 into a segmentation dataset. Glacier: a synthetic
 Sentinel-2-like fjord scene is generated, its training polygons rasterised with the glacial
-class schema and cut into a phase-one tile dataset. Everything runs
+class schema and cut into a phase-one tile dataset, the phase-one CNN is trained and the scene
+classified with CSC; its calving front is extracted and measured against the reference front,
+and the map is validated against the true classes. Everything runs
 as a user's script would run it, through ``qgis_process``; the project ``fjord-demo.qgz``
 opens every output styled and grouped, and a PNG of each map is written beside it.
 """
@@ -95,6 +97,21 @@ def main(out_dir):
     alg("Glacier: train the phase-one CNN (compact, up to 5 epochs)", "fjord:trainphaseone",
         DATASET=os.path.join(gl, "tiles"), ARCHITECTURE=1, EPOCHS=5, LEARNING_RATE=1e-3,
         PATIENCE=0, OUTPUT=os.path.join(gl, "phase1.keras"), REPORT=os.path.join(gl, "phase1-report"))
+    csc = alg("Glacier: CSC, phase two a 7 x 7 compact CNN, validated", "fjord:classifycsc",
+              INPUT=paths["image"], MODEL=os.path.join(gl, "phase1.keras"), PATCH_SIZE=7,
+              SAMPLES_PER_CLASS=10000, MAX_EPOCHS=20, PATIENCE=5, VALIDATION=paths["classes"],
+              OUTPUT=os.path.join(gl, "csc.tif"), OUTPUT_PHASE_ONE=os.path.join(gl, "phase1.tif"),
+              REPORT=os.path.join(gl, "csc-report"))
+    front = alg("Glacier: calving front and valley margins of the CSC map", "fjord:calvingfront",
+                INPUT=csc["OUTPUT"], OUTPUT=os.path.join(gl, "front.gpkg"),
+                OUTPUT_MARGINS=os.path.join(gl, "margins.gpkg"),
+                OUTPUT_RASTER=os.path.join(gl, "csc_front.tif"))
+    alg("Glacier: front error against the reference front", "fjord:validatefront",
+        INPUT=front["OUTPUT"], REFERENCE=paths["front"], OUTPUT=os.path.join(gl, "front_error.gpkg"),
+        REPORT=os.path.join(gl, "front_error.csv"), FIGURE=os.path.join(gl, "front_error.png"))
+    alg("Glacier: validate the CSC map against the true classes", "fjord:validateclassification",
+        INPUT=csc["OUTPUT"], REFERENCE=paths["classes"], OUTPUT=os.path.join(gl, "scores.csv"),
+        OUTPUT_CONFUSION=os.path.join(gl, "confusion.csv"), FIGURE=os.path.join(gl, "confusion.png"))
 
     print("== Writing the QGIS project and map images", flush=True)
     t = time.monotonic()
@@ -104,33 +121,48 @@ def main(out_dir):
             ("Sentinel-2 B4/B3/B2, 2017-02-16", image, "raster", True),
         ], "landcover.png"),
         ("Glacier: synthetic fjord", [
-            ("Reference calving front", paths["front"], "vector", True),
+            ("Calving front (from CSC)", front["OUTPUT"], "vector", True),
+            ("Front error points (m)", os.path.join(gl, "front_error.gpkg"), "vector", True),
+            ("Valley margins", front["OUTPUT_MARGINS"], "vector", True),
+            ("Reference calving front", paths["front"], "vector", False),
+            ("CSC classes (K = 7)", csc["OUTPUT"], "raster", True),
+            ("Phase-one classes", csc["OUTPUT_PHASE_ONE"], "raster", False),
             ("Training labels (rasterised)", gl_labels["OUTPUT"], "raster", False),
             ("True classes", paths["classes"], "raster", False),
-            ("Synthetic Sentinel-2 B4/B3/B2", paths["image"], "raster", True),
+            ("Synthetic Sentinel-2 B4/B3/B2", paths["image"], "raster", False),
         ], "glacier.png"),
     ])
     rows.append(("QGIS project and map images", "PyQGIS", {"OUTPUT": project}, time.monotonic() - t))
 
     print()
-    print(f"{'step':<64} {'result':<34} {'s':>6}")
+    print(f"{'step':<64} {'result':<44} {'s':>6}")
     for title, alg_id, results, seconds in rows:
         if "LABELLED_PIXELS" in results:
             what = f"{results['CLASS_COUNT']} classes, {results['LABELLED_PIXELS']:,} px labelled"
         elif "BAND_NAMES" in results:
             what = results["BAND_NAMES"].replace(",", " ")
+        elif "LENGTH_M" in results:
+            what = f"front {results['LENGTH_M'] / 1000:.1f} km, {results['MARGIN_COUNT']} margins"
+        elif "MEDIAN_M" in results:
+            what = (f"median {results['MEDIAN_M']:.0f} m, mean {results['MEAN_M']:.0f} m, "
+                    f"{100 * results['SHARE_UNDER_100M']:.0f} % < 100 m")
+        elif "KAPPA" in results:
+            what = (f"accuracy {results['OVERALL_ACCURACY']:.3f}, kappa {results['KAPPA']:.3f}")
+        elif "CSC_WEIGHTED_F1" in results:
+            what = (f"weighted F1 {results['PHASE_ONE_WEIGHTED_F1']:.3f} -> "
+                    f"{results['CSC_WEIGHTED_F1']:.3f}")
         elif "VALIDATION_ACCURACY" in results:
             what = f"validation accuracy {results['VALIDATION_ACCURACY']:.3f}"
         elif "TRAIN_COUNT" in results:
             what = f"{results['TRAIN_COUNT']:,} train / {results['VALIDATION_COUNT']:,} validation"
         else:
             what = os.path.basename(results.get("OUTPUT", ""))
-        print(f"{title[:64]:<64} {what:<34} {seconds:6.1f}")
+        print(f"{title[:64]:<64} {what:<44} {seconds:6.1f}")
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Open {project} in QGIS;")
     print(f"map images: {os.path.join(out_dir, 'landcover.png')}, {os.path.join(out_dir, 'glacier.png')}")
     print(f"dataset previews: {os.path.join(gl, 'tiles', 'preview.png')}, "
           f"{os.path.join(lc, 'windows', 'preview.png')}")
-    print(f"training report: {os.path.join(gl, 'phase1-report')}")
+    print(f"training report: {os.path.join(gl, 'phase1-report')}; CSC figure: {csc['FIGURE']}")
 
 
 def write_project(out_dir, groups):
@@ -155,8 +187,10 @@ def write_project(out_dir, groups):
             layer = QgsRasterLayer(path, name) if kind == "raster" else QgsVectorLayer(path, name, "ogr")
             if not layer.isValid():
                 raise SystemExit(f"cannot open {path}")
-            if kind == "vector":
-                symbol = QgsLineSymbol.createSimple({"line_color": "#e8202a", "line_width": "1.2"})
+            if kind == "vector" and not os.path.isfile(os.path.splitext(path)[0] + ".qml"):
+                # Fjord's outputs carry their style; the generator's reference front does not.
+                symbol = QgsLineSymbol.createSimple({"line_color": "#1f1f1f", "line_width": "0.6",
+                                                     "line_style": "dash"})
                 layer.setRenderer(QgsSingleSymbolRenderer(symbol))
             project.addMapLayer(layer, False)
             group.addLayer(layer).setItemVisibilityChecked(visible)

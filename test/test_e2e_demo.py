@@ -21,12 +21,18 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     for path in ("landcover/osm_labels.tif", "landcover/osm_labels.qml", "glacier/labels.tif",
                  "glacier/scene/image.tif", "glacier/scene/front.gpkg", "landcover.png",
                  "glacier.png", "fjord-demo.qgz", "glacier/phase1.keras",
-                 "glacier/phase1-report/curves.png", "glacier/phase1-report/confusion_matrix.png"):
+                 "glacier/phase1-report/curves.png", "glacier/phase1-report/confusion_matrix.png",
+                 "glacier/csc.tif", "glacier/csc-report/CSC_image.png", "glacier/front.gpkg",
+                 "glacier/front_error.gpkg", "glacier/front_error.csv", "glacier/scores.csv",
+                 "glacier/confusion.png"):
         assert (tmp_path / path).is_file(), path
     from qgis.core import QgsProject
     project = QgsProject()
     assert project.read(str(tmp_path / "fjord-demo.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
-    assert len(layers) == 6 and all(layer.isValid() for layer in layers.values())
-    assert layers["OpenStreetMap land-use labels"].renderer().type() == "paletted"
-    assert layers["Training labels (rasterised)"].renderer().type() == "paletted"
+    assert len(layers) == 11 and all(layer.isValid() for layer in layers.values())
+    for name in ("OpenStreetMap land-use labels", "Training labels (rasterised)", "CSC classes (K = 7)"):
+        assert layers[name].renderer().type() == "paletted"
+    assert layers["Calving front (from CSC)"].renderer().symbol().color().name() == "#ff0000"
+    assert layers["Front error points (m)"].renderer().type() == "graduatedSymbol"
+    assert "weighted F1" in proc.stdout and "median" in proc.stdout

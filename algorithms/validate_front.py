@@ -1,0 +1,106 @@
+"""fjord:validatefront — distances from a reference calving front to the predicted one."""
+
+import os
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputBoolean,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterVectorDestination,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+from .base import FjordAlgorithm
+from .styling import style_on_load
+from .worker import run_job
+
+
+class ValidateFront(FjordAlgorithm):
+    def name(self):
+        return "validatefront"
+
+    def displayName(self):  # noqa: N802 (QGIS API name)
+        return self.tr("Validate calving front")
+
+    def groupId(self):  # noqa: N802 (QGIS API name)
+        return "validate"
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+        return self.tr(
+            "Measures how far a predicted calving front lies from a reference front. Each may be "
+            "a line layer or a class raster with a 'calving front' class (such as OUTPUT_RASTER of "
+            "'Extract calving front'). The reference is turned into points (its vertices densified "
+            "to the pixel size, or SPACING; or its front pixels) and each point gets its distance "
+            "in metres to the nearest part of the predicted front (Marochov et al. 2021).\n\n"
+            "OUTPUT: the points with their distance, styled by distance. REPORT (CSV, or JSON by "
+            "extension): mean, median, mode (10 m bins), standard deviation, 90th percentile, "
+            "maximum, the share under 100 m, and CATASTROPHIC when the maximum is over 1000 m; "
+            "also returned as outputs. FIGURE: a histogram. Layers in other CRSs are reprojected "
+            "to the reference's; a geographic reference is measured in the UTM zone of its centre.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.addParameter(QgsProcessingParameterMapLayer(
+            "INPUT", self.tr("Predicted front (line layer or class raster)")))
+        self.addParameter(QgsProcessingParameterMapLayer(
+            "REFERENCE", self.tr("Reference front (line layer or class raster)")))
+        spacing = QgsProcessingParameterNumber(
+            "SPACING", self.tr("Reference point spacing in map units (0: the pixel size, else 10)"),
+            QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0)
+        spacing.setFlags(spacing.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(spacing)
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            "OUTPUT", self.tr("Front error points"), type=QgsProcessing.TypeVectorPoint))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "REPORT", self.tr("Front error report"), fileFilter=self.tr("CSV files (*.csv);;JSON files (*.json)"),
+            optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "FIGURE", self.tr("Front error histogram"), fileFilter=self.tr("PNG images (*.png)"),
+            optional=True, createByDefault=False))
+        for key, label in (("MEAN_M", "Mean error (m)"), ("MEDIAN_M", "Median error (m)"),
+                           ("MODE_M", "Mode of the error (m, 10 m bins)"), ("STD_M", "Standard deviation (m)"),
+                           ("P90_M", "90th percentile (m)"), ("MAX_M", "Largest error (m)"),
+                           ("SHARE_UNDER_100M", "Share of points within 100 m"),
+                           ("POINTS", "Reference points")):
+            self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
+        self.addOutput(QgsProcessingOutputBoolean("CATASTROPHIC", self.tr("Catastrophic failure "
+                                                                          "(largest error over 1000 m)")))
+
+    def _source(self, parameters, name, context, what):
+        layer = self.parameterAsLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(self.tr(f"The {what} could not be loaded."))
+        if isinstance(layer, QgsRasterLayer) and layer.providerType() == "gdal":
+            return layer.source(), None
+        if isinstance(layer, QgsVectorLayer) and layer.providerType() == "ogr":
+            parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
+            return parts["path"], parts.get("layerName") or None
+        raise QgsProcessingException(self.tr(f"The {what} must be a file: a line layer (GeoPackage, "
+                                             "Shapefile...) or a GeoTIFF class raster."))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        predicted, predicted_layer = self._source(parameters, "INPUT", context, "predicted front")
+        reference, reference_layer = self._source(parameters, "REFERENCE", context, "reference front")
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        if not output.lower().endswith(".gpkg"):
+            raise QgsProcessingException(self.tr("Write the error points as a GeoPackage (.gpkg)."))
+        report = self.parameterAsFileOutput(parameters, "REPORT", context) or None
+        figure = self.parameterAsFileOutput(parameters, "FIGURE", context) or None
+        kwargs = dict(input=predicted, reference=reference, output=output,
+                      input_layer=predicted_layer, reference_layer=reference_layer,
+                      spacing=self.parameterAsDouble(parameters, "SPACING", context) or None,
+                      report=report, figure=figure)
+        stats = run_job(".fronterror:validate_front", kwargs, feedback,
+                        outputs=[p for p in (output, report, figure) if p])
+        style_on_load(context, output, os.path.splitext(output)[0] + ".qml")
+        return {"OUTPUT": output, "REPORT": report, "FIGURE": figure, "MEAN_M": stats["mean_m"],
+                "MEDIAN_M": stats["median_m"], "MODE_M": stats["mode_m"], "STD_M": stats["std_m"],
+                "P90_M": stats["p90_m"], "MAX_M": stats["max_m"],
+                "SHARE_UNDER_100M": stats["share_under_100m"], "POINTS": stats["points"],
+                "CATASTROPHIC": stats["catastrophic"]}

@@ -1,0 +1,352 @@
+"""Calving-front error: how far the predicted front lies from a reference front, in metres.
+
+:func:`validate_front` is the core of ``fjord:validatefront``. Both fronts may be line layers
+or class rasters with a calving-front class. The reference is turned into points: the vertices
+of its lines densified to the pixel size (or its front pixels' centres); each point gets its
+distance to the nearest part of the predicted front (its lines, or the centres of its front
+pixels), as in Marochov et al. (2021). Everything is measured in the reference's projected CRS;
+when that is geographic, in the UTM zone of the reference's centre.
+
+The report holds the mean, median, mode (of 10 m bins), standard deviation, 90th percentile
+and maximum distance, the share of points within 100 m, and a catastrophic-failure flag (a
+maximum over 1000 m).
+"""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+from osgeo import gdal, ogr, osr
+
+from . import schema as schemas
+from .errors import FjordError
+from .outputs import AtomicOutputs, check_writable
+
+gdal.UseExceptions()
+ogr.UseExceptions()
+osr.UseExceptions()
+
+FRONT_NAME = "calving front"
+FRONT_VALUE = 8
+BIN_M = 10.0
+CATASTROPHIC_M = 1000.0
+CLOSE_M = 100.0
+BREAKS = ((0, 50, "0-50 m", "26,150,65"), (50, 100, "50-100 m", "166,217,106"),
+          (100, 250, "100-250 m", "253,174,97"), (250, 1000, "250-1000 m", "215,25,28"),
+          (1000, 1e12, "over 1000 m", "110,0,20"))
+
+
+def _noop(fraction, message=None):
+    pass
+
+
+def _is_raster(path):
+    try:
+        ds = gdal.OpenEx(path, gdal.OF_RASTER)
+    except RuntimeError:
+        return False
+    ok = ds is not None and ds.RasterCount > 0
+    ds = None
+    return ok
+
+
+class Front:
+    """A front read from a line layer or from the front class of a class raster.
+
+    ``geometry``: an OGR geometry (MultiLineString, or MultiPoint of pixel centres) in ``srs``;
+    ``spacing``: the pixel size (rasters) or None.
+    """
+
+    def __init__(self, path, layer=None, front_value=None, what="front"):
+        self.path, self.what = path, what
+        self.spacing = None
+        self.extent = None
+        if _is_raster(path):
+            self._from_raster(path, front_value)
+        else:
+            self._from_vector(path, layer)
+        if self.geometry is None or self.geometry.IsEmpty():
+            raise FjordError(f"The {what} {os.path.basename(path)} is empty: there is no front to "
+                             "measure" + (" (did the front extraction fail?)." if what.startswith("predicted") else "."))
+
+    def _from_raster(self, path, front_value):
+        ds = gdal.Open(path)
+        schema = schemas.read_raster_schema(path)
+        value = front_value
+        if value is None:
+            named = [c["value"] for c in (schema or {}).get("classes", []) if c["name"].lower() == FRONT_NAME]
+            value = named[0] if named else None
+        if value is None:
+            raise FjordError(f"The {self.what} raster {os.path.basename(path)} has no '{FRONT_NAME}' "
+                             f"class in its schema; give a line layer, a raster made by 'Extract "
+                             "calving front' (OUTPUT_RASTER), or the front class value.")
+        data = ds.GetRasterBand(1).ReadAsArray()
+        rows, cols = np.nonzero(data == value)
+        gt = ds.GetGeoTransform()
+        self.srs = _srs(ds.GetProjection())
+        self.spacing = math.hypot(gt[1], gt[4])
+        self.extent = _raster_extent(ds)
+        geom = ogr.Geometry(ogr.wkbMultiPoint)
+        if len(rows) == 0:
+            raise FjordError(f"The {self.what} raster {os.path.basename(path)} holds no pixel of the "
+                             f"front class ({value}).")
+        x = gt[0] + (cols + 0.5) * gt[1] + (rows + 0.5) * gt[2]
+        y = gt[3] + (cols + 0.5) * gt[4] + (rows + 0.5) * gt[5]
+        for xi, yi in zip(x, y):
+            p = ogr.Geometry(ogr.wkbPoint)
+            p.AddPoint_2D(float(xi), float(yi))
+            geom.AddGeometry(p)
+        self.geometry = geom
+        ds = None
+
+    def _from_vector(self, path, layer):
+        try:
+            ds = ogr.Open(path)
+        except RuntimeError as exc:
+            raise FjordError(f"Cannot open the {self.what} {path!r}: {exc}.") from None
+        if ds is None or ds.GetLayerCount() == 0:
+            raise FjordError(f"Cannot open the {self.what} {path!r} as a raster or a line layer.")
+        lyr = ds.GetLayerByName(layer) if layer else ds.GetLayerByIndex(0)
+        if lyr is None:
+            raise FjordError(f"{path!r} has no layer {layer!r}.")
+        self.srs = lyr.GetSpatialRef()
+        geom = ogr.Geometry(ogr.wkbMultiLineString)
+        for feature in lyr:
+            g = feature.GetGeometryRef()
+            if g is None or g.IsEmpty():
+                continue
+            flat = ogr.GT_Flatten(g.GetGeometryType())
+            if flat == ogr.wkbLineString:
+                geom.AddGeometry(ogr.ForceTo(g.Clone(), ogr.wkbLineString))
+            elif flat == ogr.wkbMultiLineString:
+                for i in range(g.GetGeometryCount()):
+                    geom.AddGeometry(g.GetGeometryRef(i).Clone())
+            else:
+                raise FjordError(f"The {self.what} {os.path.basename(path)} holds "
+                                 f"{ogr.GeometryTypeToName(flat)} geometries; give a line layer.")
+        self.geometry = geom
+        ds = None
+
+    def transformed(self, target):
+        geom = self.geometry.Clone()
+        if self.srs is not None and target is not None and not self.srs.IsSame(target):
+            geom.Transform(osr.CoordinateTransformation(self.srs, target))
+        return geom
+
+
+def _srs(wkt):
+    if not wkt:
+        return None
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(wkt)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
+def _raster_extent(ds):
+    gt = ds.GetGeoTransform()
+    xs = [gt[0] + c * gt[1] + r * gt[2] for c, r in ((0, 0), (ds.RasterXSize, 0), (0, ds.RasterYSize),
+                                                     (ds.RasterXSize, ds.RasterYSize))]
+    ys = [gt[3] + c * gt[4] + r * gt[5] for c, r in ((0, 0), (ds.RasterXSize, 0), (0, ds.RasterYSize),
+                                                     (ds.RasterXSize, ds.RasterYSize))]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def measuring_crs(reference):
+    """The CRS distances are measured in: the reference's, or, when geographic (or missing a
+    CRS), the UTM zone of its centre."""
+    srs = reference.srs
+    if srs is not None and srs.IsProjected():
+        unit = srs.GetLinearUnits()
+        return srs, unit
+    if srs is None:
+        raise FjordError("The reference front has no CRS; distances in metres need one.")
+    centre = reference.geometry.Centroid()
+    lon, lat = centre.GetX(), centre.GetY()
+    utm = osr.SpatialReference()
+    utm.ImportFromEPSG((32600 if lat >= 0 else 32700) + int((lon + 180) // 6) % 60 + 1)
+    utm.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return utm, 1.0
+
+
+def reference_points(geometry, spacing):
+    """Points along the reference: line vertices densified to ``spacing``, or the points."""
+    points = []
+    if ogr.GT_Flatten(geometry.GetGeometryType()) == ogr.wkbMultiPoint:
+        for i in range(geometry.GetGeometryCount()):
+            p = geometry.GetGeometryRef(i)
+            points.append((p.GetX(), p.GetY()))
+        return np.array(points)
+    dense = geometry.Clone()
+    dense.Segmentize(spacing)
+    for i in range(dense.GetGeometryCount()):
+        points.extend(dense.GetGeometryRef(i).GetPoints())
+    return np.array([(p[0], p[1]) for p in points])
+
+
+def distances(points, predicted):
+    """Distance from each point to the predicted front (its lines, or its pixel centres)."""
+    if ogr.GT_Flatten(predicted.GetGeometryType()) == ogr.wkbMultiPoint:
+        from scipy.spatial import cKDTree
+
+        centres = np.array([(predicted.GetGeometryRef(i).GetX(), predicted.GetGeometryRef(i).GetY())
+                            for i in range(predicted.GetGeometryCount())])
+        return cKDTree(centres).query(points)[0]
+    out = np.empty(len(points))
+    p = ogr.Geometry(ogr.wkbPoint)
+    for i, (x, y) in enumerate(points):
+        p.SetPoint_2D(0, float(x), float(y))
+        out[i] = p.Distance(predicted)
+    return out
+
+
+def summarise(d):
+    """The front-error statistics of distances ``d`` in metres."""
+    bins = np.floor(d / BIN_M).astype(np.int64)
+    counts = np.bincount(bins)
+    mode_bin = int(np.argmax(counts))
+    return {"points": int(len(d)), "mean_m": float(d.mean()), "median_m": float(np.median(d)),
+            "mode_m": (mode_bin + 0.5) * BIN_M, "std_m": float(d.std()),
+            "p90_m": float(np.percentile(d, 90)), "max_m": float(d.max()),
+            "share_under_100m": float((d < CLOSE_M).mean()),
+            "catastrophic": bool(d.max() > CATASTROPHIC_M)}
+
+
+def graduated_qml(field="distance_m"):
+    ranges, symbols = [], []
+    for i, (lo, hi, label, color) in enumerate(BREAKS):
+        ranges.append(f'      <range lower="{lo}" upper="{hi}" label="{label}" symbol="{i}" render="true"/>')
+        symbols.append(f"""      <symbol type="marker" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">
+        <layer class="SimpleMarker" enabled="1" locked="0" pass="0">
+          <Option type="Map">
+            <Option name="color" type="QString" value="{color}"/>
+            <Option name="name" type="QString" value="circle"/>
+            <Option name="outline_color" type="QString" value="35,35,35,255"/>
+            <Option name="outline_width" type="QString" value="0.1"/>
+            <Option name="size" type="QString" value="1.2"/>
+            <Option name="size_unit" type="QString" value="MM"/>
+          </Option>
+          <prop k="color" v="{color}"/>
+          <prop k="name" v="circle"/>
+          <prop k="outline_color" v="35,35,35,255"/>
+          <prop k="outline_width" v="0.1"/>
+          <prop k="size" v="1.2"/>
+          <prop k="size_unit" v="MM"/>
+        </layer>
+      </symbol>""")
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="Symbology">
+  <renderer-v2 type="graduatedSymbol" attr="{field}" graduatedMethod="GraduatedColor" symbollevels="0" enableorderby="0" forceraster="0">
+    <ranges>
+{chr(10).join(ranges)}
+    </ranges>
+    <symbols>
+{chr(10).join(symbols)}
+    </symbols>
+    <mode name="manual"/>
+    <rotation/>
+    <sizescale/>
+  </renderer-v2>
+  <blendMode>0</blendMode>
+  <featureBlendMode>0</featureBlendMode>
+  <layerGeometryType>0</layerGeometryType>
+</qgis>
+"""
+
+
+def histogram_figure(d, stats, path, title):
+    from .figures import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    top = max(BIN_M, float(np.ceil(d.max() / BIN_M) * BIN_M))
+    ax.hist(d, bins=np.arange(0, top + BIN_M, BIN_M), color="#4477aa", edgecolor="white")
+    for key, style, label in (("median_m", "-", "median"), ("mean_m", "--", "mean")):
+        ax.axvline(stats[key], color="#cc3311", linestyle=style, label=f"{label} {stats[key]:.1f} m")
+    ax.set_xlabel("distance to the predicted front (m), 10 m bins")
+    ax.set_ylabel("reference points")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def validate_front(input, reference, output, *, input_layer=None, reference_layer=None,
+                   front_value=None, spacing=None, report=None, figure=None, progress=None,
+                   should_stop=None):
+    """Distances from the reference front to the predicted front; see the module docstring.
+
+    Writes ``output`` (GeoPackage points, field ``distance_m``, graduated style sidecar), and
+    optionally ``report`` (CSV, or JSON by extension) and ``figure`` (histogram PNG). Returns the
+    statistics.
+    """
+    progress = progress or _noop
+    for path in (output, report, figure):
+        if path:
+            check_writable(path)
+    predicted = Front(input, input_layer, front_value, "predicted front")
+    ref = Front(reference, reference_layer, front_value, "reference front")
+    crs, unit = measuring_crs(ref)
+    if predicted.srs is None and crs is not None:
+        predicted.srs = ref.srs
+    pred_geom, ref_geom = predicted.transformed(crs), ref.transformed(crs)
+    if predicted.extent is not None:
+        box = ogr.CreateGeometryFromWkt(
+            "POLYGON(({0} {2},{1} {2},{1} {3},{0} {3},{0} {2}))".format(*predicted.extent))
+        if predicted.srs is not None and not predicted.srs.IsSame(crs):
+            box.Transform(osr.CoordinateTransformation(predicted.srs, crs))
+        if not box.Intersects(ref_geom):
+            raise FjordError("The reference front lies outside the predicted raster; check that "
+                             "both are of the same place and have the right CRS.")
+    step = spacing or ref.spacing or predicted.spacing or 10.0 / unit
+    points = reference_points(ref_geom, step)
+    progress(0.3, f"{len(points):,} reference points every {step * unit:g} m")
+    d = distances(points, pred_geom) * unit
+    stats = summarise(d)
+    progress(0.8, f"Front error: mean {stats['mean_m']:.1f} m, median {stats['median_m']:.1f} m, "
+                  f"mode {stats['mode_m']:.0f} m, p90 {stats['p90_m']:.1f} m, max "
+                  f"{stats['max_m']:.1f} m, {100 * stats['share_under_100m']:.1f} % under 100 m"
+                  + (" - CATASTROPHIC FAILURE (max over 1000 m)" if stats["catastrophic"] else ""))
+    with AtomicOutputs() as out:
+        _write_points(out.add(output), points, d, crs)
+        qml = os.path.splitext(output)[0] + ".qml"
+        with open(out.add(qml), "w", encoding="utf-8") as f:
+            f.write(graduated_qml())
+        if report:
+            _write_report(out.add(report), report, stats)
+        if figure:
+            histogram_figure(d, stats, out.add(figure),
+                             f"{os.path.basename(input)} against {os.path.basename(reference)}")
+    return dict(stats, output=os.path.abspath(output))
+
+
+def _write_points(path, points, d, crs):
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    layer = ds.CreateLayer("front_error", srs=crs, geom_type=ogr.wkbPoint)
+    layer.CreateField(ogr.FieldDefn("distance_m", ogr.OFTReal))
+    defn = layer.GetLayerDefn()
+    layer.StartTransaction()
+    for (x, y), dist in zip(points, d):
+        feature = ogr.Feature(defn)
+        p = ogr.Geometry(ogr.wkbPoint)
+        p.AddPoint_2D(float(x), float(y))
+        feature.SetGeometry(p)
+        feature.SetField("distance_m", float(dist))
+        layer.CreateFeature(feature)
+    layer.CommitTransaction()
+    ds = None
+
+
+def _write_report(path, name, stats):
+    if name.lower().endswith(".json"):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(stats, f, indent=2)
+        return
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["statistic", "value"])
+        for key, value in stats.items():
+            w.writerow([key, value if not isinstance(value, float) else f"{value:.4f}"])
