@@ -1,6 +1,6 @@
 """Calving fronts and valley margins from a glacial class raster.
 
-:func:`calving_front` is the worker-free core of ``fjord:calvingfront``. It follows the routine
+:func:`calving_front` is the worker job of ``fjord:calvingfront``. It follows the routine
 of Marochov et al. (2021) with its published bug fixed (the longest contour is taken, not the
 first):
 
@@ -24,9 +24,12 @@ moves the front about two pixels into the ice (scikit-image applies the balloon 
 the guide image exceeds threshold / |balloon|, 1.2 with the published values, so on a 0/1 mask
 the contour never shrinks back from the dilated start). Fjord intersects the result with the main
 glacier instead. On synthetic fjords (true classes, five seeds and shapes) the median distance
-from the reference front is 0.15-0.23 px this way, against 1.0-1.3 px with the double erosion. The valley margins are the
-outlines of the rock classes where they run within 10 px of the main glacier (pieces of at
-least 100 contour points). Lines are in the raster's CRS, vertices at sub-pixel positions of the contours.
+from the reference front is 0.15-0.23 px this way, against 1.0-1.3 px with the double erosion.
+
+The valley margins are the outlines of the rock classes where they run within 10 px of the main
+glacier (pieces of at least 100 contour points). Lines are in the raster's CRS, vertices at
+sub-pixel positions of the contours. Everything runs on the whole class raster in memory (one
+byte per pixel; the morphology works on the glacier's bounding box).
 """
 
 import math
@@ -39,6 +42,7 @@ from . import schema as schemas
 from .errors import Cancelled, FjordError
 from .outputs import AtomicOutputs, check_writable
 from .rasters import create_class_raster, open_raster, read_classes, write_class_sidecars
+from .styles import line_qml
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -225,40 +229,6 @@ def to_map(points, gt):
     """(row, col) pixel-index positions (centres at whole numbers) to map (x, y)."""
     col, row = points[:, 1] + 0.5, points[:, 0] + 0.5
     return np.column_stack([gt[0] + col * gt[1] + row * gt[2], gt[3] + col * gt[4] + row * gt[5]])
-
-
-def line_qml(color, width_mm):
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22.0" styleCategories="Symbology">
-  <renderer-v2 type="singleSymbol" symbollevels="0" enableorderby="0" forceraster="0">
-    <symbols>
-      <symbol type="line" name="0" alpha="1" clip_to_extent="1" force_rhr="0">
-        <layer class="SimpleLine" enabled="1" locked="0" pass="0">
-          <Option type="Map">
-            <Option name="line_color" type="QString" value="{color}"/>
-            <Option name="line_width" type="QString" value="{width_mm}"/>
-            <Option name="line_width_unit" type="QString" value="MM"/>
-            <Option name="capstyle" type="QString" value="round"/>
-            <Option name="joinstyle" type="QString" value="round"/>
-            <Option name="line_style" type="QString" value="solid"/>
-          </Option>
-          <prop k="line_color" v="{color}"/>
-          <prop k="line_width" v="{width_mm}"/>
-          <prop k="line_width_unit" v="MM"/>
-          <prop k="capstyle" v="round"/>
-          <prop k="joinstyle" v="round"/>
-          <prop k="line_style" v="solid"/>
-        </layer>
-      </symbol>
-    </symbols>
-    <rotation/>
-    <sizescale/>
-  </renderer-v2>
-  <blendMode>0</blendMode>
-  <featureBlendMode>0</featureBlendMode>
-  <layerGeometryType>1</layerGeometryType>
-</qgis>
-"""
 
 
 def write_lines(out, path, layer_name, lines, gt, wkt, fields, qml):

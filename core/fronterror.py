@@ -23,6 +23,7 @@ from osgeo import gdal, ogr, osr
 from . import schema as schemas
 from .errors import FjordError
 from .outputs import AtomicOutputs, check_writable
+from .styles import graduated_points_qml
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -214,48 +215,6 @@ def summarise(d):
             "catastrophic": bool(d.max() > CATASTROPHIC_M)}
 
 
-def graduated_qml(field="distance_m"):
-    ranges, symbols = [], []
-    for i, (lo, hi, label, color) in enumerate(BREAKS):
-        ranges.append(f'      <range lower="{lo}" upper="{hi}" label="{label}" symbol="{i}" render="true"/>')
-        symbols.append(f"""      <symbol type="marker" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">
-        <layer class="SimpleMarker" enabled="1" locked="0" pass="0">
-          <Option type="Map">
-            <Option name="color" type="QString" value="{color}"/>
-            <Option name="name" type="QString" value="circle"/>
-            <Option name="outline_color" type="QString" value="35,35,35,255"/>
-            <Option name="outline_width" type="QString" value="0.1"/>
-            <Option name="size" type="QString" value="1.2"/>
-            <Option name="size_unit" type="QString" value="MM"/>
-          </Option>
-          <prop k="color" v="{color}"/>
-          <prop k="name" v="circle"/>
-          <prop k="outline_color" v="35,35,35,255"/>
-          <prop k="outline_width" v="0.1"/>
-          <prop k="size" v="1.2"/>
-          <prop k="size_unit" v="MM"/>
-        </layer>
-      </symbol>""")
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22.0" styleCategories="Symbology">
-  <renderer-v2 type="graduatedSymbol" attr="{field}" graduatedMethod="GraduatedColor" symbollevels="0" enableorderby="0" forceraster="0">
-    <ranges>
-{chr(10).join(ranges)}
-    </ranges>
-    <symbols>
-{chr(10).join(symbols)}
-    </symbols>
-    <mode name="manual"/>
-    <rotation/>
-    <sizescale/>
-  </renderer-v2>
-  <blendMode>0</blendMode>
-  <featureBlendMode>0</featureBlendMode>
-  <layerGeometryType>0</layerGeometryType>
-</qgis>
-"""
-
-
 def histogram_figure(d, stats, path, title):
     from .figures import _pyplot
 
@@ -314,7 +273,7 @@ def validate_front(input, reference, output, *, input_layer=None, reference_laye
         _write_points(out.add(output), points, d, crs)
         qml = os.path.splitext(output)[0] + ".qml"
         with open(out.add(qml), "w", encoding="utf-8") as f:
-            f.write(graduated_qml())
+            f.write(graduated_points_qml("distance_m", BREAKS))
         if report:
             _write_report(out.add(report), report, stats)
         if figure:
