@@ -6,7 +6,7 @@ first):
 
 1. glacier mask = the glacier classes; the main glacier is its largest 4-connected component,
    holes filled;
-2. ocean mask = the ocean classes without strips under 5 px wide (an opening), components of at
+2. ocean mask = the ocean classes without strips under 7 px wide (an opening), components of at
    least ``min_ocean_area`` (map units²) kept (the largest one when none is that large), holes
    filled;
 3. initial level set = the main glacier dilated (5 x 5), closed (30 x 30), holes filled; a
@@ -14,8 +14,9 @@ first):
    (``iterations``, ``smoothing``, ``threshold``, ``balloon``); of its result, only what is main
    glacier is kept;
 4. front = the longest contour of the result at level 0.5 (a 10-pixel frame of the image blanked,
-   so that contours close inside it), kept where it lies within 30 px of the ocean; of those
-   pieces, the longest.
+   so that contours close inside it), kept where it lies within 30 px of the ocean and no nearer
+   to the rock classes than to the ocean (there it is a valley margin); of those pieces, the
+   longest.
 
 A front longer than the image diagonal is a failed detection.
 
@@ -53,7 +54,7 @@ DEFAULT_NAMES = {"glacier": ("glacier ice",),
 FRONT_VALUE, FRONT_NAME, FRONT_COLOR = 8, "calving front", "#ff0000"
 FRAME = 10
 OCEAN_REACH = 30
-OCEAN_MIN_WIDTH = 5
+OCEAN_MIN_WIDTH = 7
 MARGIN_REACH = 10
 MIN_MARGIN_POINTS = 100
 FRONT_QML_COLOR, MARGIN_QML_COLOR = "255,0,0,255", "92,51,23,255"
@@ -126,8 +127,8 @@ def _square(op, mask, size, **kwargs):
     return op(out, np.ones((1, size), bool), **kwargs)
 
 
-def find_front(classes, glacier, ocean, *, pixel_area=1.0, min_ocean_area=1e6, iterations=30,
-               balloon=-0.5, smoothing=1, threshold=0.6, should_stop=_never):
+def find_front(classes, glacier, ocean, *, rock=(), pixel_area=1.0, min_ocean_area=1e6,
+               iterations=30, balloon=-0.5, smoothing=1, threshold=0.6, should_stop=_never):
     """The calving front of a class array.
 
     Returns ``(front, main, status)``: the front as an (n, 2) array of (row, col) positions in
@@ -185,7 +186,13 @@ def find_front(classes, glacier, ocean, *, pixel_area=1.0, min_ocean_area=1e6, i
     # Within OCEAN_REACH px of the ocean: a distance transform over the outline's box.
     q0, q1 = max(0, r0 - OCEAN_REACH - 1), min(height, r1 + OCEAN_REACH + 1)
     p0, p1 = max(0, c0 - OCEAN_REACH - 1), min(width, c1 + OCEAN_REACH + 1)
-    near = ndimage.distance_transform_edt(~ocean_mask[q0:q1, p0:p1]) <= OCEAN_REACH
+    to_ocean = ndimage.distance_transform_edt(~ocean_mask[q0:q1, p0:p1])
+    near = to_ocean <= OCEAN_REACH
+    if len(rock):
+        # Where rock is nearer than the ocean, the outline is a valley margin, not the front.
+        rock_box = np.isin(classes[q0:q1, p0:p1], rock)
+        if rock_box.any():
+            near &= to_ocean <= ndimage.distance_transform_edt(~rock_box)
     rr = np.clip(np.round(outline[:, 0]).astype(int), q0, q1 - 1) - q0
     cc = np.clip(np.round(outline[:, 1]).astype(int), p0, p1 - 1) - p0
     closed = np.allclose(outline[0], outline[-1])
@@ -313,7 +320,7 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
                    f"ocean {ocean}, rock {rock}")
     classes = read_classes(ds, 0, ds.RasterYSize)
     front, main, status = find_front(
-        classes, glacier, ocean, pixel_area=pixel_area, min_ocean_area=float(min_ocean_area),
+        classes, glacier, ocean, rock=rock, pixel_area=pixel_area, min_ocean_area=float(min_ocean_area),
         iterations=iterations, balloon=balloon, smoothing=smoothing, threshold=threshold,
         should_stop=should_stop)
     progress(0.7, status[0].upper() + status[1:] + ".")
