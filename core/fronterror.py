@@ -278,8 +278,14 @@ def validate_front(input, reference, output, *, input_layer=None, reference_laye
             _write_report(out.add(report), report, stats)
         if figure:
             histogram_figure(d, stats, out.add(figure),
-                             f"{os.path.basename(input)} against {os.path.basename(reference)}")
+                             f"predicted {_name(input)} against reference {_name(reference)}")
     return dict(stats, output=os.path.abspath(output))
+
+
+def _name(path):
+    """A file's name with its folder, so that two 'front.gpkg' can be told apart."""
+    full = os.path.abspath(path)
+    return os.path.join(os.path.basename(os.path.dirname(full)), os.path.basename(full))
 
 
 def _write_points(path, points, d, crs):
