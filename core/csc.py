@@ -39,6 +39,7 @@ from .metrics import Confusion, class_scores, write_scores_csv
 from .outputs import AtomicOutputs, check_writable, work_dir
 from .rasters import (GTIFF_OPTIONS, ImageStrips, class_raster_type, create_class_raster,
                       open_raster, read_classes, same_grid, write_class_sidecars)
+from .windows import window_positions as tile_positions
 
 gdal.UseExceptions()
 
@@ -66,15 +67,6 @@ def _never():
 def _check_stop(should_stop, where):
     if should_stop():
         raise Cancelled(f"Classification was cancelled during {where}; no output was written.")
-
-
-def tile_positions(length, tile, stride):
-    """Start offsets of tiles along one axis: every ``stride`` pixels, the last one ending at
-    the edge so that the whole length is covered."""
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
 
 
 def image_stem(path):
