@@ -29,7 +29,7 @@ import glob
 import os
 import time
 
-from .errors import Cancelled, FjordError
+from .errors import Cancelled, FjordError, never_stop, no_progress
 
 REQUIRED = ("Model", "DataSource", "OutFolder", "ExpShortHand", "Dims", "PatchSize", "TileSize",
             "Patience", "Done")
@@ -38,14 +38,6 @@ IMAGE_EXTENSIONS = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".img", ".
 SUMMARY_COLUMNS = ["ExpShortHand", "Model", "Image", "PatchSize", "TileSize", "Status",
                    "PhaseOne_weighted_F1", "PhaseOne_macro_F1", "CSC_weighted_F1", "CSC_macro_F1",
                    "CSC_accuracy", "Reference_pixels", "Seconds", "Message"]
-
-
-def _noop(fraction, message=None):
-    pass
-
-
-def _never():
-    return False
 
 
 def read_jobs(path):
@@ -124,7 +116,9 @@ def find_reference(image, validation=None):
         return validation
     if validation and os.path.isdir(validation):
         folder = validation
-    stem = os.path.splitext(os.path.basename(image))[0]
+    from .csc import image_stem
+
+    stem = image_stem(image)
     for name in (f"SCLS_{stem}", f"SCLS_{stem.replace('_', '')}", f"{stem}_classes"):
         for ext in (".tif", ".tiff"):
             path = os.path.join(folder, name + ext)
@@ -210,7 +204,9 @@ def job_folder(row, base):
 
 def output_names(row, image):
     """The file names of one image's outputs within the job folder (and its report name)."""
-    name = f"{row['ExpShortHand']}_{os.path.splitext(os.path.basename(image))[0]}"
+    from .csc import image_stem
+
+    name = f"{row['ExpShortHand']}_{image_stem(image)}"
     return {"classes": name + ".tif", "phase_one": name + "_phase_one.tif", "report_name": name}
 
 
@@ -221,8 +217,8 @@ def batch_csc(jobs, summary, *, samples_per_class=500_000, max_epochs=300, smoot
 
     from .csc import classify_csc, span_progress
 
-    progress = progress or _noop
-    should_stop = should_stop or _never
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
     fields, rows = read_jobs(jobs)
     base = os.path.dirname(os.path.abspath(jobs))
     todo = [i for i, r in enumerate(rows) if r["Done"] == "0"]

@@ -34,12 +34,12 @@ import numpy as np
 from osgeo import gdal
 
 from ..models import PATCH_SIZES
-from .errors import Cancelled, FjordError
+from .errors import Cancelled, FjordError, never_stop, no_progress
 from .metrics import Confusion, class_scores, write_scores_csv
 from .outputs import AtomicOutputs, check_writable, work_dir
 from .rasters import (GTIFF_OPTIONS, ImageStrips, class_raster_type, create_class_raster,
                       open_raster, read_classes, same_grid, write_class_sidecars)
-from .windows import window_positions as tile_positions
+from .windows import padded_rows, window_positions as tile_positions
 
 gdal.UseExceptions()
 
@@ -54,14 +54,6 @@ TILE_BATCH = 64
 MIN_DELTA = 0.005
 VALIDATION_SHARE = 0.2
 MIN_STEPS = 20
-
-
-def _noop(fraction, message=None):
-    pass
-
-
-def _never():
-    return False
 
 
 def _check_stop(should_stop, where):
@@ -199,15 +191,10 @@ def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop
 # --------------------------------------------------------------------------------- phase two
 
 def padded_strip(img, y0, y1, halo):
-    """Rows ``y0 .. y1`` of the image with ``halo`` extra rows and columns on every side, taken
-    from the image where it has them and reflected at its edges; plus the valid mask of the
-    rows ``y0 .. y1``."""
-    lo, hi = max(0, y0 - halo), min(img.height, y1 + halo)
-    data, valid = img.read(lo, hi - lo)
-    if halo:
-        data = np.pad(data, ((halo - (y0 - lo), halo - (hi - y1)), (halo, halo), (0, 0)),
-                      mode="reflect")
-    return data, valid[y0 - lo:y1 - lo]
+    """Rows ``y0 .. y1`` of the image with ``halo`` extra rows and columns on every side,
+    reflected at the image's edges; plus the valid mask of the rows ``y0 .. y1``."""
+    data, valid = padded_rows(img, y0 - halo, y1 + halo, halo, halo)
+    return data, valid[halo:halo + y1 - y0, halo:halo + img.width]
 
 
 def strip_rows(width, halo, channels, budget=BLOCK_MEMORY, cols=None):
@@ -572,8 +559,8 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
     dict with the output paths, class pixel counts, phase-two training summary, timings and,
     with ``validation``, the scores of both maps.
     """
-    progress = progress or _noop
-    should_stop = should_stop or _never
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
     job = _CscJob(image, model, output, patch_size=patch_size, samples_per_class=samples_per_class,
                   patience=patience, max_epochs=max_epochs, threshold=recognition_threshold,
                   tile_stride=tile_stride, smoothing=smoothing, validation=validation,

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 
-from .errors import FjordError
+from .errors import FjordError, no_progress
 from .process import run_streaming
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,10 +43,6 @@ def plugin_version():
     parser = configparser.ConfigParser()
     parser.read(os.path.join(PLUGIN_DIR, "metadata.txt"), encoding="utf-8")
     return parser.get("general", "version", fallback="0")
-
-
-def _noop(fraction, message=None):
-    pass
 
 
 def library_version(import_name, dists=None):
@@ -118,7 +114,7 @@ def backend_gpus(backend):
     return []
 
 
-def report(progress=_noop, should_stop=None):
+def report(progress=no_progress, should_stop=None):
     """Describe this interpreter's deep-learning stack.
 
     Returns a dict: ``python``, ``executable``, ``platform``, ``libraries`` (name -> version or
@@ -210,7 +206,7 @@ def manual_commands(base_python, venv_dir, requirements=REQUIREMENTS):
             f'"{venv_python(venv_dir)}" -m pip install -r "{requirements}"']
 
 
-def create_environment(venv_dir, base_python, requirements=REQUIREMENTS, progress=_noop,
+def create_environment(venv_dir, base_python, requirements=REQUIREMENTS, progress=no_progress,
                        should_stop=None):
     """Create ``venv_dir`` from ``base_python`` (system site packages on) and pip-install
     ``requirements`` into it, streaming pip's output through ``progress(None, line)``.

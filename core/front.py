@@ -40,7 +40,7 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from . import schema as schemas
-from .errors import Cancelled, FjordError
+from .errors import Cancelled, FjordError, never_stop, no_progress
 from .outputs import AtomicOutputs, check_writable
 from .rasters import create_class_raster, open_raster, read_classes, write_class_sidecars
 from .styles import line_qml
@@ -58,14 +58,6 @@ OCEAN_MIN_WIDTH = 7
 MARGIN_REACH = 10
 MIN_MARGIN_POINTS = 100
 FRONT_QML_COLOR, MARGIN_QML_COLOR = "255,0,0,255", "92,51,23,255"
-
-
-def _noop(fraction, message=None):
-    pass
-
-
-def _never():
-    return False
 
 
 def resolve_classes(schema, given, role):
@@ -128,7 +120,7 @@ def _square(op, mask, size, **kwargs):
 
 
 def find_front(classes, glacier, ocean, *, rock=(), pixel_area=1.0, min_ocean_area=1e6,
-               iterations=30, balloon=-0.5, smoothing=1, threshold=0.6, should_stop=_never):
+               iterations=30, balloon=-0.5, smoothing=1, threshold=0.6, should_stop=never_stop):
     """The calving front of a class array.
 
     Returns ``(front, main, status)``: the front as an (n, 2) array of (row, col) positions in
@@ -294,8 +286,8 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
     Returns the status sentence, front length in metres, margin count and the class values
     used.
     """
-    progress = progress or _noop
-    should_stop = should_stop or _never
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
     ds = open_raster(input, "class raster")
     if ds.RasterCount != 1:
         raise FjordError("The class raster must have one band of class values.")
@@ -344,7 +336,7 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
             out_schema = _with_front(schema, classes)
             target = create_class_raster(out.add(output_raster), ds, out_schema, nodata=False,
                                          description="class")
-            target.GetRasterBand(1).WriteArray(burned.astype(np.uint8 if FRONT_VALUE < 255 else np.uint16))
+            target.GetRasterBand(1).WriteArray(burned)
             target = None
             write_class_sidecars(out, output_raster, out_schema)
     ds = None

@@ -21,26 +21,22 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from . import schema as schemas
-from .errors import FjordError
+from .errors import FjordError, no_progress
+from .front import FRONT_NAME
 from .outputs import AtomicOutputs, check_writable
+from .rasters import bounds
 from .styles import graduated_points_qml
 
 gdal.UseExceptions()
 ogr.UseExceptions()
 osr.UseExceptions()
 
-FRONT_NAME = "calving front"
-FRONT_VALUE = 8
 BIN_M = 10.0
 CATASTROPHIC_M = 1000.0
 CLOSE_M = 100.0
 BREAKS = ((0, 50, "0-50 m", "26,150,65"), (50, 100, "50-100 m", "166,217,106"),
           (100, 250, "100-250 m", "253,174,97"), (250, 1000, "250-1000 m", "215,25,28"),
           (1000, 1e12, "over 1000 m", "110,0,20"))
-
-
-def _noop(fraction, message=None):
-    pass
 
 
 def _is_raster(path):
@@ -88,7 +84,7 @@ class Front:
         gt = ds.GetGeoTransform()
         self.srs = _srs(ds.GetProjection())
         self.spacing = math.hypot(gt[1], gt[4])
-        self.extent = _raster_extent(ds)
+        self.extent = bounds(ds)
         geom = ogr.Geometry(ogr.wkbMultiPoint)
         if len(rows) == 0:
             raise FjordError(f"The {self.what} raster {os.path.basename(path)} holds no pixel of the "
@@ -144,15 +140,6 @@ def _srs(wkt):
     srs.ImportFromWkt(wkt)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return srs
-
-
-def _raster_extent(ds):
-    gt = ds.GetGeoTransform()
-    xs = [gt[0] + c * gt[1] + r * gt[2] for c, r in ((0, 0), (ds.RasterXSize, 0), (0, ds.RasterYSize),
-                                                     (ds.RasterXSize, ds.RasterYSize))]
-    ys = [gt[3] + c * gt[4] + r * gt[5] for c, r in ((0, 0), (ds.RasterXSize, 0), (0, ds.RasterYSize),
-                                                     (ds.RasterXSize, ds.RasterYSize))]
-    return min(xs), max(xs), min(ys), max(ys)
 
 
 def measuring_crs(reference):
@@ -238,11 +225,14 @@ def validate_front(input, reference, output, *, input_layer=None, reference_laye
                    should_stop=None):
     """Distances from the reference front to the predicted front; see the module docstring.
 
+    ``front_value``: the front class of raster fronts (default: the class named 'calving
+    front'). ``should_stop`` is accepted as every worker job's is; the job is short.
+
     Writes ``output`` (GeoPackage points, field ``distance_m``, graduated style sidecar), and
     optionally ``report`` (CSV, or JSON by extension) and ``figure`` (histogram PNG). Returns the
     statistics.
     """
-    progress = progress or _noop
+    progress = progress or no_progress
     for path in (output, report, figure):
         if path:
             check_writable(path)
@@ -254,7 +244,7 @@ def validate_front(input, reference, output, *, input_layer=None, reference_laye
     pred_geom, ref_geom = predicted.transformed(crs), ref.transformed(crs)
     if predicted.extent is not None:
         box = ogr.CreateGeometryFromWkt(
-            "POLYGON(({0} {2},{1} {2},{1} {3},{0} {3},{0} {2}))".format(*predicted.extent))
+            "POLYGON(({0} {1},{2} {1},{2} {3},{0} {3},{0} {1}))".format(*predicted.extent))
         if predicted.srs is not None and not predicted.srs.IsSame(crs):
             box.Transform(osr.CoordinateTransformation(predicted.srs, crs))
         if not box.Intersects(ref_geom):

@@ -34,6 +34,13 @@ class Confusion:
         self.matrix += np.bincount(r * (self.top + 1) + p, minlength=(self.top + 1) ** 2).reshape(
             self.top + 1, self.top + 1)
 
+    def cover(self, top):
+        """Make room for class values up to ``top`` (counts kept)."""
+        if top > self.top:
+            grown = np.zeros((top + 1, top + 1), np.int64)
+            grown[:self.top + 1, :self.top + 1] = self.matrix
+            self.top, self.matrix = int(top), grown
+
     @property
     def total(self):
         return int(self.matrix.sum())

@@ -15,7 +15,7 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from . import schema as schemas
-from .errors import Cancelled, FjordError
+from .errors import Cancelled, FjordError, never_stop, no_progress
 from .outputs import AtomicOutputs, check_writable
 
 gdal.UseExceptions()
@@ -24,14 +24,6 @@ osr.UseExceptions()
 
 _POLYGON_TYPES = {ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon, ogr.wkbMultiSurface}
 _MIXED_TYPES = {ogr.wkbUnknown, ogr.wkbGeometryCollection}
-
-
-def _noop_progress(fraction, message=None):
-    pass
-
-
-def _never():
-    return False
 
 
 def _polygonal_part(geom):
@@ -83,8 +75,8 @@ def _field_index(lyr, field):
                      f"{', '.join(names) or 'none'}. Choose the field that holds the classes.")
 
 
-def read_polygons(vector, field, target_wkt, layer=None, progress=_noop_progress,
-                  should_stop=_never):
+def read_polygons(vector, field, target_wkt, layer=None, progress=no_progress,
+                  should_stop=never_stop):
     """Read polygons and their class labels, reprojected to ``target_wkt``.
 
     Returns
@@ -265,8 +257,8 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
     dict with ``output``, ``schema``, ``pixel_counts`` ({value: count}), ``labelled_pixels``,
     ``features`` (read/used/skipped counts) and ``warnings`` (list of str).
     """
-    progress = progress or _noop_progress
-    should_stop = should_stop or _never
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
     if schema is not None:
         schema = schemas.validate_schema(schema)
     try:

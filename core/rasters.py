@@ -48,6 +48,15 @@ def same_grid(ds, ref, lenient_crs=False):
     return same_crs(ds.GetProjection(), ref.GetProjection())
 
 
+def bounds(ds):
+    """(xmin, ymin, xmax, ymax) of a dataset's grid in its CRS."""
+    gt = ds.GetGeoTransform()
+    corners = ((0, 0), (ds.RasterXSize, 0), (0, ds.RasterYSize), (ds.RasterXSize, ds.RasterYSize))
+    xs = [gt[0] + px * gt[1] + py * gt[2] for px, py in corners]
+    ys = [gt[3] + px * gt[4] + py * gt[5] for px, py in corners]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 def numpy_dtype(ds):
     """The numpy type that holds every band of ``ds``."""
     types = [np.dtype(gdal.GetDataTypeName(ds.GetRasterBand(b + 1).DataType).lower()
@@ -68,7 +77,13 @@ class ImageStrips:
         self.band_names = [self.ds.GetRasterBand(b + 1).GetDescription() or f"band {b + 1}"
                            for b in range(self.bands)]
 
+    @property
+    def has_nodata(self):
+        """Whether any pixel can be invalid (a band has a nodata value, or floats)."""
+        return any(v is not None for v in self.nodata) or np.issubdtype(self.dtype, np.floating)
+
     def read(self, row, rows):
+        """Rows ``row .. row + rows`` as (rows, width, bands) and the valid mask."""
         data = self.ds.ReadAsArray(0, int(row), self.width, int(rows))
         self.ds.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
         if data.ndim == 2:

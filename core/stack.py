@@ -52,9 +52,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal, gdal_array, osr
 
-from .errors import Cancelled, FjordError
+from .errors import Cancelled, FjordError, never_stop, no_progress
 from .outputs import AtomicOutputs, check_writable
-from .rasters import same_crs, same_grid
+from .rasters import bounds, same_crs, same_grid
 
 gdal.UseExceptions()
 osr.UseExceptions()
@@ -96,14 +96,6 @@ _NOT_A_ROLE = {"edge", "ultra", "deep", "coastal", "aerosol", "cirrus", "vapour"
 STRIP_ROWS = 256
 _OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER", "INTERLEAVE=BAND",
             "NUM_THREADS=ALL_CPUS"]
-
-
-def _noop_progress(fraction, message=None):
-    pass
-
-
-def _never():
-    return False
 
 
 @dataclass
@@ -400,19 +392,9 @@ def _normalise_indices(indices):
 
 # ------------------------------------------------------------------------------------- grids
 
-def _bounds(ds):
-    gt = ds.GetGeoTransform()
-    xs, ys = [], []
-    for px, py in ((0, 0), (ds.RasterXSize, 0), (0, ds.RasterYSize),
-                   (ds.RasterXSize, ds.RasterYSize)):
-        xs.append(gt[0] + px * gt[1] + py * gt[2])
-        ys.append(gt[3] + px * gt[4] + py * gt[5])
-    return min(xs), min(ys), max(xs), max(ys)
-
-
 def _overlaps(ds, ref, name):
     """Whether ``ds`` covers any part of the grid of ``ref`` (in the CRS of ``ref``)."""
-    xmin, ymin, xmax, ymax = _bounds(ds)
+    xmin, ymin, xmax, ymax = bounds(ds)
     src_wkt, ref_wkt = ds.GetProjection(), ref.GetProjection()
     if src_wkt and ref_wkt and not same_crs(src_wkt, ref_wkt):
         src, dst = osr.SpatialReference(), osr.SpatialReference()
@@ -426,7 +408,7 @@ def _overlaps(ds, ref, name):
         except RuntimeError:
             raise FjordError(f"Cannot transform the extent of {name!r} into the CRS of the first "
                              "input; check the CRS of both.") from None
-    rxmin, rymin, rxmax, rymax = _bounds(ref)
+    rxmin, rymin, rxmax, rymax = bounds(ref)
     return xmin < rxmax and xmax > rxmin and ymin < rymax and ymax > rymin
 
 
@@ -545,8 +527,8 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
     (float), 0 (unsigned) or the type's minimum (signed). A pixel that is nodata in an input
     band is nodata in the output band, whatever value marked it in the input.
     """
-    progress = progress or _noop_progress
-    should_stop = should_stop or _never
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [str(p) for p in (inputs or []) if str(p).strip()]

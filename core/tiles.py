@@ -38,10 +38,10 @@ import numpy as np
 from osgeo import gdal
 
 from . import schema as schemas
-from .errors import Cancelled, FjordError
+from .errors import Cancelled, FjordError, never_stop, no_progress
 from .npyio import NpyWriter
 from .outputs import AtomicOutputs
-from .rasters import read_classes, same_grid
+from .rasters import ImageStrips, open_raster, read_classes, same_grid
 
 gdal.UseExceptions()
 
@@ -52,14 +52,6 @@ SPLIT_NAMES = ("train", "validation")
 FORMAT = "fjord-dataset"
 VERSION = 1
 DEFAULT_TILE = {"tiles": 50, "segmentation": 256}
-
-
-def _noop(fraction, message=None):
-    pass
-
-
-def _never():
-    return False
 
 
 def dihedral(array, k):
@@ -87,65 +79,32 @@ def scaling_rule(dtype, maximum):
 # Rasters
 
 
-class _Image:
+class _Image(ImageStrips):
     """The image and class raster pair, checked to share one grid."""
 
     def __init__(self, image, labels):
-        try:
-            self.ds = gdal.Open(image)
-        except RuntimeError as exc:
-            raise FjordError(f"Cannot open the image {image!r}: {exc}.") from None
-        try:
-            self.lds = gdal.Open(labels)
-        except RuntimeError as exc:
-            raise FjordError(f"Cannot open the class raster {labels!r}: {exc}.") from None
-        self.path, self.labels_path = image, labels
-        self.width, self.height, self.bands = self.ds.RasterXSize, self.ds.RasterYSize, self.ds.RasterCount
+        super().__init__(image)
+        self.lds = open_raster(labels, "class raster")
+        self.labels_path = labels
         self.transform = self.ds.GetGeoTransform()
         self.crs = self.ds.GetProjection()
-        grid = (self.lds.RasterXSize, self.lds.RasterYSize)
-        same = same_grid(self.lds, self.ds, lenient_crs=True)
-        if not same:
+        if not same_grid(self.lds, self.ds, lenient_crs=True):
             raise FjordError(
-                f"The class raster ({grid[0]} x {grid[1]} px, pixel {self.lds.GetGeoTransform()[1]:g}) is "
-                f"not on the grid of the image ({self.width} x {self.height} px, pixel "
-                f"{self.transform[1]:g}). Make it on the image's grid: run 'Rasterize training "
-                "labels' with this image as REFERENCE (or Raster > Align Rasters).")
+                f"The class raster ({self.lds.RasterXSize} x {self.lds.RasterYSize} px, pixel "
+                f"{self.lds.GetGeoTransform()[1]:g}) is not on the grid of the image ({self.width} x "
+                f"{self.height} px, pixel {self.transform[1]:g}). Make it on the image's grid: run "
+                "'Rasterize training labels' with this image as REFERENCE (or Raster > Align Rasters).")
         if self.lds.RasterCount != 1:
             raise FjordError("The class raster must have exactly one band.")
-        band0 = self.ds.GetRasterBand(1)
-        self.dtype = np.dtype(gdal.GetDataTypeName(band0.DataType).lower().replace("byte", "uint8"))
-        for b in range(2, self.bands + 1):
-            other = self.ds.GetRasterBand(b).DataType
-            if other != band0.DataType:
-                self.dtype = np.result_type(self.dtype, np.dtype(
-                    gdal.GetDataTypeName(other).lower().replace("byte", "uint8")))
-        self.nodata = [self.ds.GetRasterBand(b + 1).GetNoDataValue() for b in range(self.bands)]
-        self.check_nodata = any(v is not None for v in self.nodata) or np.issubdtype(self.dtype, np.floating)
-        self.band_names = [self.ds.GetRasterBand(b + 1).GetDescription() or f"band {b + 1}"
-                           for b in range(self.bands)]
-
-    def read_image(self, row, rows):
-        """Bands of rows ``row .. row + rows`` as (rows, width, bands), and the valid mask."""
-        data = self.ds.ReadAsArray(0, row, self.width, rows)
-        self.ds.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
-        if data.ndim == 2:
-            data = data[None]
-        data = np.moveaxis(data, 0, -1)
-        valid = np.ones(data.shape[:2], bool)
-        if self.check_nodata:
-            for b, nodata in enumerate(self.nodata):
-                if nodata is not None:
-                    valid &= data[..., b] != nodata
-            if np.issubdtype(data.dtype, np.floating):
-                valid &= np.isfinite(data).all(axis=-1)
-        return data, valid
+        self.check_nodata = self.has_nodata
+        self.read_image = self.read
 
     def read_labels(self, row, rows):
         return read_classes(self.lds, row, rows)
 
     def close(self):
-        self.ds = self.lds = None
+        super().close()
+        self.lds = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,8 +367,8 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
     dict: the dataset description (also written as ``dataset.json``), plus ``added`` (the counts
     of this call) and ``rejected`` (candidate windows per class and the rule that rejected them).
     """
-    progress = progress or _noop
-    should_stop = should_stop or _never
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
     if mode not in MODES:
         raise FjordError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
     if augment not in AUGMENTS:
@@ -674,7 +633,7 @@ def make_tiles(image, labels, output, *, progress=None, should_stop=None, **opti
     """
     from .preview import write_preview
 
-    progress = progress or _noop
+    progress = progress or no_progress
     meta = build_dataset(image, labels, output, progress=progress, should_stop=should_stop, **options)
     path = os.path.join(output, "preview.png")
     with AtomicOutputs() as out:

@@ -25,20 +25,12 @@ import time
 import numpy as np
 
 from ..models import ARCHITECTURES, MIN_TILE
-from .errors import Cancelled, FjordError
+from .errors import Cancelled, FjordError, never_stop, no_progress
 from .outputs import AtomicOutputs, check_writable
 from .tiles import AUGMENTS, read_dataset
 
 CLASS_WEIGHTS = ("none", "balanced")
 PRECISIONS = ("auto", "on", "off")
-
-
-def _noop(fraction, message=None):
-    pass
-
-
-def _never():
-    return False
 
 
 def checkpoint_dir(output):
@@ -149,8 +141,8 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     dict : the model path, epochs run, why training stopped, last and best validation scores,
     per-class validation scores and the report files.
     """
-    progress = progress or _noop
-    should_stop = should_stop or _never
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
     for name, value, allowed in (("architecture", architecture, ARCHITECTURES),
                                  ("class_weights", class_weights, CLASS_WEIGHTS),
                                  ("mixed_precision", mixed_precision, PRECISIONS),

@@ -12,26 +12,17 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
 from . import schema as schemas
-from .errors import Cancelled, FjordError
+from .errors import Cancelled, FjordError, never_stop, no_progress
 from .metrics import Confusion, class_scores
-from .outputs import AtomicOutputs, check_writable
+from .outputs import AtomicOutputs, check_writable, work_dir
 from .rasters import open_raster, read_classes, same_grid
 
 BOOTSTRAP = 1000
 SCORES = ("precision", "recall", "f1")
-
-
-def _noop(fraction, message=None):
-    pass
-
-
-def _never():
-    return False
 
 
 def kappa(matrix):
@@ -104,8 +95,8 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
     then overall accuracy, kappa, macro and weighted averages), optionally ``output_confusion``
     (CSV) and ``figure`` (PNG). Returns the numbers.
     """
-    progress = progress or _noop
-    should_stop = should_stop or _never
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
     if bool(reference) == bool(reference_vector):
         raise FjordError("Give either a reference class raster (REFERENCE) or reference polygons "
                          "(REFERENCE_VECTOR with FIELD), not both or neither.")
@@ -118,7 +109,7 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
     for path in (output, output_confusion, figure):
         if path:
             check_writable(path)
-    work = tempfile.mkdtemp(prefix="fjord-validate-")
+    work = work_dir(output)
     try:
         if reference_vector:
             progress(0.0, "Rasterising the reference polygons onto the class raster's grid")
@@ -133,7 +124,8 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
                 f"of the class raster ({ds.RasterXSize} x {ds.RasterYSize} px). Rasterise the "
                 "reference polygons onto it (or give them as REFERENCE_VECTOR).")
         nodata = ds.GetRasterBand(1).GetNoDataValue()
-        conf, missing, top = None, 0, None
+        conf = Confusion(max((c["value"] for c in schema["classes"]), default=1) if schema else 1)
+        missing = 0
         height, width = ds.RasterYSize, ds.RasterXSize
         for y in range(0, height, 512):
             if should_stop():
@@ -146,15 +138,7 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
             invalid = np.zeros(predicted.shape, bool) if nodata is None else raw == nodata
             missing += int((invalid & (truth > 0)).sum())
             predicted[invalid] = 0
-            if conf is None:
-                top = max(int(truth.max(initial=0)), int(predicted.max(initial=0)),
-                          max((c["value"] for c in schema["classes"]), default=0) if schema else 0)
-                conf = Confusion(max(top, 1))
-            big = max(int(truth.max(initial=0)), int(predicted.max(initial=0)))
-            if big > conf.top:
-                grown = Confusion(big)
-                grown.matrix[:conf.top + 1, :conf.top + 1] = conf.matrix
-                conf = grown
+            conf.cover(max(int(truth.max(initial=0)), int(predicted.max(initial=0))))
             conf.add(truth, predicted)
             progress(0.1 + 0.6 * (y + n) / height)
         ref = None

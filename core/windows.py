@@ -88,7 +88,6 @@ def predict_windows(img, predict, window, overlap, n_out, write, *, blend="cosin
     weight = np.outer(profile, profile).astype(np.float32)[..., None]
     acc = np.zeros((window, width, n_out), np.float32)
     total = np.zeros((window, width, 1), np.float32)
-    done_to = 0  # padded rows before this are written
     for i, y in enumerate(ys):
         if should_stop and should_stop():
             from .errors import Cancelled
@@ -109,7 +108,6 @@ def predict_windows(img, predict, window, overlap, n_out, write, *, blend="cosin
             rows = slice(first - y, last - y)
             values = acc[rows, pad:pad + img.width] / np.maximum(total[rows, pad:pad + img.width], 1e-12)
             write(first - pad, values, valid[rows, pad:pad + img.width])
-            done_to = last
         shift = nxt - y
         acc[:window - shift] = acc[shift:]
         acc[window - shift:] = 0
@@ -117,4 +115,3 @@ def predict_windows(img, predict, window, overlap, n_out, write, *, blend="cosin
         total[window - shift:] = 0
         if progress:
             progress((i + 1) / len(ys))
-    return done_to - pad
