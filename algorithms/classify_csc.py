@@ -23,11 +23,15 @@ from .styling import style_on_load
 from .worker import run_job
 
 
-def add_device_and_seed(alg):
+def add_device(alg):
     device = QgsProcessingParameterString("DEVICE", alg.tr("Device (auto, cpu or a GPU index)"),
                                           defaultValue="auto")
     device.setFlags(device.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
     alg.addParameter(device)
+
+
+def add_device_and_seed(alg):
+    add_device(alg)
     num = QgsProcessingParameterNumber
     alg.addParameter(num("SEED", alg.tr("Random seed"), num.Integer, defaultValue=0))
 

@@ -9,10 +9,12 @@ from .batch_csc import BatchCsc
 from .calving_front import CalvingFront
 from .check_environment import CheckEnvironment
 from .classify_csc import ClassifyCsc
+from .classify_unet import ClassifyUnet
 from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
 from .stack_bands import StackBands
 from .train_phase_one import TrainPhaseOne
+from .train_unet import TrainUnet
 from .validate_classification import ValidateClassification
 from .validate_front import ValidateFront
 from .worker import SETTING_PYTHON
@@ -66,7 +68,7 @@ class FjordProvider(QgsProcessingProvider):
             pass
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
-        for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), ClassifyCsc(),
-                    BatchCsc(), CalvingFront(), ValidateClassification(), ValidateFront(),
-                    CheckEnvironment()):
+        for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), TrainUnet(),
+                    ClassifyCsc(), BatchCsc(), ClassifyUnet(), CalvingFront(),
+                    ValidateClassification(), ValidateFront(), CheckEnvironment()):
             self.addAlgorithm(alg)

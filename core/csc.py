@@ -125,7 +125,7 @@ def _check_outputs(paths, inputs):
 
 # --------------------------------------------------------------------------------- phase one
 
-def _predict(model, x, shape=None):
+def predict_batch(model, x, shape=None):
     """The model's output for the batch ``x``, run as a compiled prediction step.
 
     ``shape``: the batch is zero-padded to it (and the output cropped back), so that every call
@@ -165,7 +165,7 @@ def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop
         for b in range(0, len(picks), TILE_BATCH):
             batch = picks[b:b + TILE_BATCH]
             x = np.stack([data[:, c:c + tile] for c in batch]).astype(np.float32) / divisor
-            probs = _predict(model, x, (TILE_BATCH,) + x.shape[1:])
+            probs = predict_batch(model, x, (TILE_BATCH,) + x.shape[1:])
             for c, p in zip(batch, probs):
                 acc[:, c:c + tile] += p
                 hits[:, c:c + tile] += 1
@@ -380,7 +380,7 @@ def phase_two_predict(img, fcn, values, bands_of, out_band, prob_ds, nodata, pro
         for c0 in range(0, img.width, cols):
             c1 = min(img.width, c0 + cols)
             block = data[:, c0:c1 + 2 * halo].astype(np.float32) / divisor
-            probs[:, c0:c1] = _predict(fcn, block[None], shape)[0]
+            probs[:, c0:c1] = predict_batch(fcn, block[None], shape)[0]
         classes = values[np.argmax(probs, axis=-1)]
         classes[~valid] = nodata
         out_band.WriteArray(classes.astype(dtype), 0, y0)

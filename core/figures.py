@@ -12,14 +12,14 @@ def _pyplot():
     return plt
 
 
-def training_curves(history, path):
+def training_curves(history, path, loss_name="categorical cross-entropy"):
     """Loss and accuracy per epoch, training and validation, side by side."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((axes[0], "loss", "Loss (categorical cross-entropy)"),
+    for ax, key, label in ((axes[0], "loss", f"Loss ({loss_name})"),
                            (axes[1], "accuracy", "Accuracy")):
         for prefix, name, style in (("", "training", "-"), ("val_", "validation", "--")):
             values = [row.get(prefix + key, np.nan) for row in history]

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from .npyio import open_npy
-from .tiles import SPLIT_NAMES, dihedral, read_dataset, variants
+from .tiles import SPLIT_NAMES, dihedral, read_dataset, standardise, variants
 
 
 class TileDataset(keras.utils.PyDataset):
@@ -34,6 +34,12 @@ class TileDataset(keras.utils.PyDataset):
         0 for unlabelled and number the classes from 1). One-hot masks are all zero where a
         pixel is unlabelled, so it adds nothing to a categorical cross-entropy.
     seed : int
+    standardise : bool
+        Per-band z-scores with the dataset's training statistics (:func:`.tiles.standardise`)
+        instead of the scaled values (the U-Net's input).
+    crops : sequence of int, optional
+        Random crops: every batch draws one of these sizes and each window of it a random
+        crop of that size (image and mask together), anew every epoch.
     shard : (int, int), optional
         ``(index, count)``: this process's share in a multi-process run, every ``count``-th
         tile of the (shuffled) order from ``index`` on. Every share has the same length and
@@ -43,7 +49,7 @@ class TileDataset(keras.utils.PyDataset):
     """
 
     def __init__(self, folder, split="train", batch_size=50, shuffle=True, augment="none",
-                 one_hot=True, seed=0, shard=None, **kwargs):
+                 one_hot=True, seed=0, shard=None, standardise=False, crops=None, **kwargs):
         super().__init__(**kwargs)
         if split not in SPLIT_NAMES:
             raise ValueError(f"split must be one of {SPLIT_NAMES}")
@@ -57,6 +63,9 @@ class TileDataset(keras.utils.PyDataset):
         self.seed = seed
         self.shard = shard
         self.divisor = float(self.meta["scaling"]["divisor"])
+        stats = self.meta["statistics"]
+        self.z = (stats["mean"], stats["std"]) if standardise else None
+        self.crops = [int(c) for c in crops] if crops else None
         self.values = [c["value"] for c in self.meta["schema"]["classes"]]
         lookup = np.zeros(max(self.values) + 1, np.int64)
         lookup[self.values] = np.arange(len(self.values))
@@ -105,7 +114,16 @@ class TileDataset(keras.utils.PyDataset):
                     y = dihedral(y, k)
             xs.append(x)
             ys.append(y)
-        x = np.stack(xs).astype(np.float32) / self.divisor
+        if self.crops:
+            size = int(rng.choice(self.crops))
+            for j, (x, y) in enumerate(zip(xs, ys)):
+                r, c = (int(v) for v in rng.integers(0, np.array(x.shape[:2]) - size + 1))
+                xs[j], ys[j] = x[r:r + size, c:c + size], y[r:r + size, c:c + size]
+        x = np.stack(xs).astype(np.float32)
+        if self.z:
+            x = standardise(x, self.divisor, *self.z)
+        else:
+            x /= self.divisor
         y = np.stack(ys).astype(np.int64)
         if self.meta["mode"] == "tiles":
             y = self._lookup[y]

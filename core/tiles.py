@@ -75,6 +75,17 @@ def scaling_rule(dtype, maximum):
     return {"rule": "divide", "divisor": 8192.0}
 
 
+def standardise(x, divisor, mean, std):
+    """Scaled values (``x / divisor``) as per-band z-scores with the training statistics, in
+    place on a float32 array; a band without spread becomes 0 (the U-Net's input)."""
+    mean = np.asarray(mean, np.float32)
+    std = np.asarray(std, np.float32)
+    x /= np.float32(divisor)
+    x -= mean
+    x *= np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0).astype(np.float32)
+    return x
+
+
 # ---------------------------------------------------------------------------------------------
 # Rasters
 

@@ -164,67 +164,25 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
         except OSError as exc:
             raise FjordError(f"Cannot create the report folder {report!r}: {exc.strerror}.") from None
 
-    from ..models import distribute
-
-    try:
-        late = distribute.select_device(device)
-    except ValueError as exc:
-        raise FjordError(str(exc)) from None
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    session = Session(output, device, mixed_precision, seed, progress, should_stop)
+    keras = session.keras
 
     from ..models.modelfile import library_versions, save_model
     from ..models.phase_one import build_phase_one, multiply_adds
     from .sequence import TileDataset
 
-    if late:
-        progress(None, late)
-    try:
-        spread = distribute.plan()
-    except distribute.DistributionUnsupported as exc:
-        raise FjordError(str(exc)) from None
-    gpu_list = distribute.gpus()
-    policy, why = distribute.precision_policy(mixed_precision, gpu_list)
-    names = ", ".join(g["name"] for g in gpu_list) or "CPU"
-    progress(None, f"Device: {names} ({keras.backend.backend()} backend, {spread.description}); {why}.")
-    keras.utils.set_random_seed(int(seed))
-
-    chief = distribute.is_chief()
-    # Every process of a multi-process run keeps its own checkpoint (all must resume together);
-    # only process 0 writes the model and the report.
-    ckpt = checkpoint_dir(output) + ("" if chief else f"-process{distribute.process_index()}")
+    policy = session.policy
     signature = _signature(dataset, meta, architecture, int(batch_size), float(learning_rate),
                            class_weights, augment, initial_model, int(seed), policy)
-    state = {"epoch": 0, "history": [], "best_loss": None, "best_epoch": None, "wait": 0,
-             "stopped": None, "model": None, "best_weights": None}
-    state_path = os.path.join(ckpt, "state.json")
-    resume = False
-    saved = None
-    if os.path.isfile(state_path):
-        with open(state_path, encoding="utf-8") as f:
-            saved = json.load(f)
-    if saved and os.path.isfile(os.path.join(ckpt, saved["state"].get("model") or "-")):
-        if saved.get("signature") == json.loads(json.dumps(signature)):
-            state.update(saved["state"])
-            resume = True
-            progress(None, f"Resuming from the checkpoint after epoch {state['epoch']}.")
-        else:
-            progress(None, "A checkpoint of a run with other settings was found; starting afresh.")
-    if not resume:
-        shutil.rmtree(ckpt, ignore_errors=True)
-    os.makedirs(ckpt, exist_ok=True)
-
-    keras.mixed_precision.set_dtype_policy(policy)
-    # The batch size is per device; each process reads its own share of every batch.
-    shard = (spread.index, spread.processes) if spread.processes > 1 else None
-    local_batch = int(batch_size) * spread.local
+    resume = session.open_checkpoint(signature)
+    shard, local_batch = session.shard, session.local_batch(batch_size)
     train = TileDataset(dataset, "train", batch_size=local_batch, shuffle=True, augment=augment,
                         seed=int(seed), shard=shard)
     val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False, shard=shard)
     n_classes = len(values)
     tile, bands = meta["tile_size"], meta["bands"]
     if resume:
-        model = keras.saving.load_model(os.path.join(ckpt, state["model"]), safe_mode=True)
+        model = session.checkpoint_model()
     else:
         model = build_phase_one(architecture, bands, tile, n_classes)
         if initial_model:
@@ -242,22 +200,14 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
                    f"training and {meta['windows']['validation']:,} validation tiles of {tile} px, "
                    f"{bands} bands, {n_classes} classes.")
 
-    monitor = _monitor_class(keras)(int(epochs), len(train), meta["windows"]["train"],
-                                    float(target_accuracy), int(patience), state, ckpt, signature,
-                                    chief, progress, should_stop)
     weights = _class_weights(meta, values) if class_weights == "balanced" else None
-    if state["stopped"] is None and state["epoch"] < int(epochs):
-        model.fit(train, validation_data=val, epochs=int(epochs), initial_epoch=state["epoch"],
-                  class_weight=weights, callbacks=[monitor], verbose=0)
-    stopped = state["stopped"] or "epochs"
-    if stopped == "patience" and state.get("best_weights"):
-        model.load_weights(os.path.join(ckpt, state["best_weights"]))
-        progress(None, f"Keeping the weights of epoch {state['best_epoch']} (lowest validation loss).")
+    stopped = session.fit(model, train, val, int(epochs), meta["windows"]["train"],
+                          float(target_accuracy), int(patience), class_weight=weights)
+    state, chief, ckpt = session.state, session.chief, session.ckpt
 
     progress(0.97, "Scoring the validation tiles")
     weights_now = model.get_weights()
-    distribute.end_plan()
-    keras.mixed_precision.set_dtype_policy("float32")
+    session.end()
     final = build_phase_one(architecture, bands, tile, n_classes)
     final.set_weights(weights_now)
     if shard is not None:  # score every validation tile, not this process's share
@@ -296,6 +246,106 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
             "history": state["history"], "report": files, "precision": policy}
 
 
+class Session:
+    """What every training job shares: the device and precision set-up (logged), the per-epoch
+    checkpoint beside the output and resuming from it, and the fit with its stopping rules."""
+
+    def __init__(self, output, device, mixed_precision, seed, progress, should_stop):
+        from ..models import distribute
+
+        self.distribute = distribute
+        self.output, self.progress, self.should_stop = output, progress, should_stop
+        try:
+            late = distribute.select_device(device)
+        except ValueError as exc:
+            raise FjordError(str(exc)) from None
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        self.keras = keras
+        if late:
+            progress(None, late)
+        try:
+            self.spread = distribute.plan()
+        except distribute.DistributionUnsupported as exc:
+            raise FjordError(str(exc)) from None
+        gpu_list = distribute.gpus()
+        self.policy, why = distribute.precision_policy(mixed_precision, gpu_list)
+        names = ", ".join(g["name"] for g in gpu_list) or "CPU"
+        progress(None, f"Device: {names} ({keras.backend.backend()} backend, "
+                       f"{self.spread.description}); {why}.")
+        keras.utils.set_random_seed(int(seed))
+        self.chief = distribute.is_chief()
+        # Every process of a multi-process run keeps its own checkpoint (all must resume
+        # together); only process 0 writes the model and the report.
+        self.ckpt = checkpoint_dir(output) + ("" if self.chief else
+                                              f"-process{distribute.process_index()}")
+        self.state = {"epoch": 0, "history": [], "best_loss": None, "best_epoch": None, "wait": 0,
+                      "stopped": None, "model": None, "best_weights": None}
+        self.signature = None
+
+    @property
+    def shard(self):
+        """``(index, count)`` of this process in a multi-process run, else None."""
+        return (self.spread.index, self.spread.processes) if self.spread.processes > 1 else None
+
+    def local_batch(self, batch_size):
+        """The batch this process reads: the batch size is per device."""
+        return int(batch_size) * self.spread.local
+
+    def open_checkpoint(self, signature):
+        """Take up the checkpoint of a run with the same ``signature`` (True), else start afresh;
+        then set the precision policy for building the network."""
+        self.signature = signature
+        ckpt, state = self.ckpt, self.state
+        state_path = os.path.join(ckpt, "state.json")
+        resume = False
+        saved = None
+        if os.path.isfile(state_path):
+            with open(state_path, encoding="utf-8") as f:
+                saved = json.load(f)
+        if saved and os.path.isfile(os.path.join(ckpt, saved["state"].get("model") or "-")):
+            if saved.get("signature") == json.loads(json.dumps(signature)):
+                state.update(saved["state"])
+                resume = True
+                self.progress(None, f"Resuming from the checkpoint after epoch {state['epoch']}.")
+            else:
+                self.progress(None, "A checkpoint of a run with other settings was found; "
+                                    "starting afresh.")
+        if not resume:
+            shutil.rmtree(ckpt, ignore_errors=True)
+        os.makedirs(ckpt, exist_ok=True)
+        self.keras.mixed_precision.set_dtype_policy(self.policy)
+        return resume
+
+    def checkpoint_model(self):
+        """The compiled model (optimiser state included) of the checkpoint."""
+        return self.keras.saving.load_model(os.path.join(self.ckpt, self.state["model"]),
+                                            safe_mode=True)
+
+    def fit(self, model, train, val, epochs, n_items, target, patience, class_weight=None):
+        """Train until a stopping rule or ``epochs``; returns why it stopped ('target',
+        'patience' — the best weights are then restored — or 'epochs')."""
+        state = self.state
+        monitor = _monitor_class(self.keras)(epochs, len(train), n_items, target, patience, state,
+                                             self.ckpt, self.signature, self.chief, self.progress,
+                                             self.should_stop)
+        if state["stopped"] is None and state["epoch"] < epochs:
+            model.fit(train, validation_data=val, epochs=epochs, initial_epoch=state["epoch"],
+                      class_weight=class_weight, callbacks=[monitor], verbose=0)
+        stopped = state["stopped"] or "epochs"
+        if stopped == "patience" and state.get("best_weights"):
+            model.load_weights(os.path.join(self.ckpt, state["best_weights"]))
+            self.progress(None, f"Keeping the weights of epoch {state['best_epoch']} "
+                                "(lowest validation loss).")
+        return stopped
+
+    def end(self):
+        """Leave the distribution strategy and go back to float32 (to build the final model)."""
+        self.distribute.end_plan()
+        self.keras.mixed_precision.set_dtype_policy("float32")
+
+
 def _predict(model, val, should_stop):
     truth, predicted = [], []
     for i in range(len(val)):
@@ -323,7 +373,10 @@ def _scores(truth, predicted, n_classes):
                         for a, b, c, d in zip(p, r, f, s)]}
 
 
-def _write_report(out, folder, history, scores, schema, values):
+def _write_report(out, folder, history, scores, schema, values, *, what="tiles",
+                  loss_name="categorical cross-entropy"):
+    """history.csv, curves.png, confusion_matrix.csv/.png and validation_scores.csv (with an
+    IoU column when the scores have one) in ``folder``; ``what`` names the validation units."""
     from .figures import confusion_figure, training_curves
 
     names = {int(c["value"]): c["name"] for c in schema["classes"]}
@@ -336,29 +389,33 @@ def _write_report(out, folder, history, scores, schema, values):
         w.writerows(history)
     files["history"] = os.path.join(folder, "history.csv")
     if history:
-        training_curves(history, out.add(os.path.join(folder, "curves.png")))
+        training_curves(history, out.add(os.path.join(folder, "curves.png")), loss_name)
         files["curves"] = os.path.join(folder, "curves.png")
     path = out.add(os.path.join(folder, "confusion_matrix.csv"))
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["truth \\ predicted"] + [names[v] for v in values])
         for v, row in zip(values, scores["confusion"]):
-            w.writerow([names[v]] + row)
+            w.writerow([names[v]] + list(row))
     files["confusion_csv"] = os.path.join(folder, "confusion_matrix.csv")
     confusion_figure(np.array(scores["confusion"]), [names[v] for v in values],
                      out.add(os.path.join(folder, "confusion_matrix.png")),
-                     title=f"Validation tiles: accuracy {scores['accuracy']:.3f}")
+                     title=f"Validation {what}: accuracy {scores['accuracy']:.3f}")
     files["confusion_png"] = os.path.join(folder, "confusion_matrix.png")
+    iou = all("iou" in s for s in scores["classes"])
     path = out.add(os.path.join(folder, "validation_scores.csv"))
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["Class", "Precision", "Recall", "F1_score", "Support"])
+        w.writerow(["Class", "Precision", "Recall", "F1_score"] + (["IoU"] if iou else []) + ["Support"])
         for v, s in zip(values, scores["classes"]):
-            w.writerow([names[v], f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}",
-                        s["support"]])
-        w.writerow(["accuracy", "", "", f"{scores['accuracy']:.4f}", sum(c["support"] for c in scores["classes"])])
-        w.writerow(["macro avg", "", "", f"{scores['macro_f1']:.4f}", ""])
-        w.writerow(["weighted avg", "", "", f"{scores['weighted_f1']:.4f}", ""])
+            w.writerow([names[v], f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}"]
+                       + ([f"{s['iou']:.4f}"] if iou else []) + [s["support"]])
+        pad = [""] if iou else []
+        w.writerow(["accuracy", "", "", f"{scores['accuracy']:.4f}"] + pad
+                   + [sum(c["support"] for c in scores["classes"])])
+        w.writerow(["macro avg", "", "", f"{scores['macro_f1']:.4f}"]
+                   + ([f"{scores['mean_iou']:.4f}"] if iou else []) + [""])
+        w.writerow(["weighted avg", "", "", f"{scores['weighted_f1']:.4f}"] + pad + [""])
     files["scores"] = os.path.join(folder, "validation_scores.csv")
     return files
 

@@ -10,3 +10,10 @@ MIN_TILE = {"vgg16": 32, "compact": 8}
 
 # Phase-two patch sizes: 1 = MLP on the band values, else a compact CNN (cCNN).
 PATCH_SIZES = (1, 3, 5, 7, 15)
+
+# U-Net presets: the published networks (see fjord.models.unet); None = layout as given.
+UNET_PRESETS = {
+    "none": None,
+    "lulc": {"depth": 4, "filters": 32, "dropout": 0.0, "optimizer": "nadam"},
+    "glacier": {"depth": 5, "filters": 16, "dropout": 0.2, "optimizer": "adam"},
+}

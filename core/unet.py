@@ -1,0 +1,510 @@
+"""U-Net segmentation: training on a segmentation dataset, classification with blended windows.
+
+:func:`train_unet` is the worker job of ``fjord:trainunet``. It reads the image/mask windows of
+a ``maketiles`` segmentation dataset (:class:`~fjord.core.sequence.TileDataset`: batches from
+the memory-mapped shards, per-band z-scores with the training statistics, rotations, flips and
+random crops drawn anew every epoch), builds a network of :mod:`fjord.models.unet` (a preset or
+a layout of its own) and trains it with the losses of :mod:`fjord.models.losses`, which leave
+unlabelled pixels out. Device, precision, checkpoint/resume and the stopping rule (patience on
+the validation loss, best weights kept) are those of phase-one training
+(:class:`fjord.core.train.Session`). The model file describes itself: bands, classes, window,
+down-sampling, the statistics of the z-scores.
+
+:func:`classify_unet` is the worker job of ``fjord:classifyunet``: the image is read in strips,
+standardised, cut into overlapping windows that are blended with weights falling to the window
+edges (:mod:`fjord.core.windows`), optionally averaged over flips (test-time augmentation), and
+written as one GeoTIFF: band 1 the class, bands 2..N+1 the probability of each class in schema
+order (float32, or bytes 0-254 with 255 as nodata, or none).
+"""
+
+import math
+import os
+import time
+
+import numpy as np
+from osgeo import gdal
+
+from .csc import predict_batch, span_progress
+from .errors import Cancelled, FjordError, never_stop, no_progress
+from .outputs import AtomicOutputs, check_writable
+from .rasters import (GTIFF_OPTIONS, ImageStrips, class_raster_type, create_class_raster,
+                      write_class_sidecars)
+from .schema import METADATA_KEY
+from .tiles import read_dataset, standardise
+from .windows import BLENDS, predict_windows
+
+gdal.UseExceptions()
+
+# LOSS parameter (order = the Toolbox enum): name -> (loss kind, class weights forced on)
+LOSSES = {"crossentropy": ("crossentropy", False),
+          "weighted_crossentropy": ("crossentropy", True),
+          "dice": ("dice", False),
+          "crossentropy_dice": ("crossentropy+dice", False)}
+LOSS_NAMES = {"crossentropy": "categorical cross-entropy",
+              "weighted_crossentropy": "weighted categorical cross-entropy",
+              "dice": "soft Dice", "crossentropy_dice": "cross-entropy + soft Dice"}
+AUGMENTS = ("none", "rotations+flips", "rotations+flips+crops")
+PROBABILITIES = ("float32", "byte", "none")
+BYTE_SCALE = 254  # byte probabilities: round(p * 254); 255 is nodata
+
+
+# ------------------------------------------------------------------------------------ training
+
+def crop_sizes(window, down):
+    """Random-crop sizes for windows of ``window`` px: half, three quarters and the whole
+    window, each a multiple of the network's down-sampling ``down``."""
+    sizes = {max(down, int(window * f) // down * down) for f in (0.5, 0.75, 1.0)}
+    return sorted(sizes)
+
+
+def _class_weights(meta, values):
+    """Balanced weights from the dataset's labelled-pixel counts (0 for an absent class)."""
+    counts = np.array([meta["counts"]["train"].get(str(v), 0) for v in values], float)
+    present = counts > 0
+    weights = np.zeros(len(values))
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return [float(w) for w in weights]
+
+
+def _check_dataset(meta, folder, down):
+    if meta["mode"] != "segmentation":
+        raise FjordError(f"{folder!r} is a tile classification dataset (one label per tile); a "
+                         "U-Net learns from image/mask windows. Make one with maketiles in "
+                         "segmentation mode.")
+    present = [int(v) for v, n in meta["counts"]["train"].items() if n > 0]
+    if len(present) < 2:
+        raise FjordError(f"The dataset's training windows label {len(present)} class(es) "
+                         f"({present}); a classifier needs at least two.")
+    if not meta["windows"]["validation"]:
+        raise FjordError("The dataset has no validation windows, so training cannot be judged or "
+                         "stopped; rebuild it with a VALIDATION_FRACTION above 0.")
+    if meta["tile_size"] % down:
+        raise FjordError(f"The dataset's windows are {meta['tile_size']} px, not a multiple of "
+                         f"{down} (the U-Net halves them {int(math.log2(down))} times). Rebuild "
+                         f"it with a TILE_SIZE that is a multiple of {down}, or lower DEPTH.")
+
+
+def _check_initial(initial, meta, values):
+    from ..models.modelfile import read_metadata
+
+    init = read_metadata(initial)
+    if init["task"] != "segmentation":
+        raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} is a {init['task']} model, "
+                         "not a U-Net.")
+    problems = []
+    if init["bands"] != meta["bands"]:
+        problems.append(f"it takes {init['bands']} bands, the dataset has {meta['bands']}")
+    if list(init["outputs"]) != values:
+        problems.append(f"its classes are {init['outputs']}, the dataset's are {values}")
+    if problems:
+        raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} does not fit this dataset: "
+                         + "; ".join(problems) + ".")
+    return init
+
+
+def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0.0,
+               loss="crossentropy", class_weights="none", augment="rotations+flips+crops",
+               epochs=100, batch_size=8, learning_rate=1e-3, patience=10, mixed_precision="auto",
+               device="auto", seed=0, initial_model=None, report=None, progress=None,
+               should_stop=None):
+    """Train a U-Net on a Fjord segmentation dataset and write a Fjord model file.
+
+    Parameters
+    ----------
+    dataset : str
+        Segmentation dataset folder (``maketiles`` in segmentation mode).
+    output : str
+        Model file to write (``.keras``).
+    preset : {'none', 'lulc', 'glacier'}
+        The published networks (:data:`fjord.models.UNET_PRESETS`); 'none': ``depth``,
+        ``filters`` and ``dropout`` as given. Ignored with ``initial_model`` (its layout is kept).
+    loss : one of :data:`LOSSES`
+    class_weights : {'none', 'balanced'}
+        Balanced weights from the dataset's labelled-pixel counts, for every loss
+        ('weighted_crossentropy' always uses them).
+    augment : one of :data:`AUGMENTS`
+    epochs, batch_size, learning_rate, patience : int, int, float, int
+        Patience: stop when the validation loss has not improved for this many epochs, keep the
+        best weights (0: never).
+    mixed_precision : {'auto', 'on', 'off'}
+    device : str
+    seed : int
+    initial_model : str, optional
+        A Fjord U-Net model file to fine-tune (same bands and classes).
+    report : str, optional
+        Folder for history, curves, the validation confusion matrix and per-class IoU/F1.
+    """
+    from ..models import UNET_PRESETS
+    from .train import CLASS_WEIGHTS, PRECISIONS, Session, _signature, _write_report
+
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
+    for name, value, allowed in (("preset", preset, tuple(UNET_PRESETS)), ("loss", loss, tuple(LOSSES)),
+                                 ("class_weights", class_weights, CLASS_WEIGHTS),
+                                 ("mixed_precision", mixed_precision, PRECISIONS),
+                                 ("augment", augment, AUGMENTS)):
+        if value not in allowed:
+            raise FjordError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+    if int(epochs) < 1 or int(batch_size) < 1 or not float(learning_rate) > 0:
+        raise FjordError("EPOCHS and BATCH_SIZE must be at least 1 and LEARNING_RATE above 0.")
+    if preset == "none" and (int(depth) < 1 or int(depth) > 7 or int(filters) < 1
+                             or not 0 <= float(dropout) < 1):
+        raise FjordError("DEPTH must be 1 to 7, FILTERS at least 1 and DROPOUT in [0, 1).")
+    meta = read_dataset(dataset)
+    values = [int(c["value"]) for c in meta["schema"]["classes"]]
+    if initial_model:
+        init = _check_initial(initial_model, meta, values)
+        layout = init["layout"]
+        depth, filters, dropout, optimizer = (layout["depth"], layout["filters"], layout["dropout"],
+                                              layout["optimizer"])
+        preset = init.get("preset", "none")
+    else:
+        from ..models.unet import preset_layout
+
+        depth, filters, dropout, optimizer = preset_layout(preset, depth, filters, dropout)
+    down = 2 ** int(depth)
+    _check_dataset(meta, dataset, down)
+    check_writable(output, "model file")
+    if report:
+        try:
+            os.makedirs(report, exist_ok=True)
+        except OSError as exc:
+            raise FjordError(f"Cannot create the report folder {report!r}: {exc.strerror}.") from None
+
+    session = Session(output, device, mixed_precision, seed, progress, should_stop)
+    keras = session.keras
+
+    from ..models.losses import LabelledAccuracy, SegmentationLoss
+    from ..models.modelfile import library_versions, save_model
+    from ..models.unet import build_unet, multiply_adds_per_pixel
+    from .sequence import TileDataset
+
+    kind, forced = LOSSES[loss]
+    weights = (_class_weights(meta, values) if class_weights == "balanced" or forced else None)
+    layout = {"depth": int(depth), "filters": int(filters), "dropout": float(dropout),
+              "optimizer": optimizer}
+    signature = dict(_signature(dataset, meta, "unet", int(batch_size), float(learning_rate),
+                                class_weights, augment, initial_model, int(seed), session.policy),
+                     layout=layout, loss=loss)
+    resume = session.open_checkpoint(signature)
+    window, bands, n_classes = meta["tile_size"], meta["bands"], len(values)
+    crops = crop_sizes(window, down) if augment.endswith("crops") else None
+    shard, local_batch = session.shard, session.local_batch(batch_size)
+    turns = "rotations+flips" if augment != "none" else "none"
+    train = TileDataset(dataset, "train", batch_size=local_batch, shuffle=True, augment=turns,
+                        seed=int(seed), shard=shard, standardise=True, crops=crops)
+    val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False, shard=shard,
+                      standardise=True)
+    if resume:
+        model = session.checkpoint_model()
+    else:
+        model = build_unet(bands, n_classes, int(depth), int(filters), float(dropout))
+        if initial_model:
+            from ..models.modelfile import load_model
+
+            source, _ = load_model(initial_model, task="segmentation")
+            model.set_weights(source.get_weights())
+            progress(None, f"Fine-tuning {os.path.basename(initial_model)} at learning rate "
+                           f"{learning_rate:g}.")
+        opt = (keras.optimizers.Nadam if optimizer == "nadam" else keras.optimizers.Adam)(
+            float(learning_rate))
+        model.compile(optimizer=opt, loss=SegmentationLoss(kind, weights),
+                      metrics=[LabelledAccuracy()])
+    progress(None, f"U-Net ({preset}: depth {depth}, {filters} base filters, dropout {dropout:g}, "
+                   f"{optimizer}): {model.count_params():,} parameters, "
+                   f"{multiply_adds_per_pixel(model) / 1e3:,.1f} k multiply-adds per pixel; "
+                   f"{meta['windows']['train']:,} training and {meta['windows']['validation']:,} "
+                   f"validation windows of {window} px, {bands} bands, {n_classes} classes; "
+                   f"loss: {LOSS_NAMES[loss]}" + (" with balanced class weights" if weights else "")
+                   + (f"; random crops of {', '.join(map(str, crops))} px" if crops else "") + ".")
+    stopped = session.fit(model, train, val, int(epochs), meta["windows"]["train"], 0.0,
+                          int(patience))
+    state = session.state
+
+    progress(0.97, "Scoring the validation windows")
+    weights_now = model.get_weights()
+    session.end()
+    final = build_unet(bands, n_classes, int(depth), int(filters), float(dropout))
+    final.set_weights(weights_now)
+    if shard is not None:
+        val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False,
+                          standardise=True)
+    matrix = _validation_confusion(final, val, n_classes, should_stop)
+    scores = segmentation_scores(matrix)
+    model_meta = {
+        "task": "segmentation", "architecture": "unet", "preset": preset, "layout": layout,
+        "downsampling": down, "bands": bands, "band_names": meta["band_names"],
+        "tile_size": window, "scaling": meta["scaling"], "normalisation": "zscore",
+        "statistics": meta["statistics"], "schema": meta["schema"], "outputs": values,
+        "training": {
+            "dataset": os.path.abspath(dataset), "counts": meta["counts"],
+            "epochs": int(epochs), "epochs_run": state["epoch"], "stopped": stopped,
+            "batch_size": int(batch_size), "learning_rate": float(learning_rate),
+            "patience": int(patience), "loss": loss, "class_weights": weights,
+            "augment": augment, "crops": crops, "precision": session.policy,
+            "initial_model": os.path.abspath(initial_model) if initial_model else None,
+            "seed": int(seed), "history": state["history"]},
+        "validation": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+                       "mean_iou": scores["mean_iou"],
+                       "classes": [dict(value=v, **s) for v, s in zip(values, scores["classes"])]},
+        "versions": library_versions(),
+    }
+    files = {}
+    if session.chief:
+        with AtomicOutputs() as out:
+            if report:
+                files = _write_report(out, report, state["history"], scores, meta["schema"], values,
+                                      what="pixels", loss_name=LOSS_NAMES[loss])
+        save_model(final, output, model_meta)
+    import shutil
+
+    shutil.rmtree(session.ckpt, ignore_errors=True)
+    progress(1.0, f"Validation: pixel accuracy {scores['accuracy']:.4f}, macro F1 "
+                  f"{scores['macro_f1']:.4f}, mean IoU {scores['mean_iou']:.4f} after "
+                  f"{state['epoch']} epochs (stopped: {stopped}).")
+    return {"model": os.path.abspath(output), "epochs_run": state["epoch"], "stopped": stopped,
+            "parameters": int(final.count_params()), "layout": layout, "preset": preset,
+            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+            "weighted_f1": scores["weighted_f1"], "mean_iou": scores["mean_iou"],
+            "classes": model_meta["validation"]["classes"], "history": state["history"],
+            "report": files, "precision": session.policy}
+
+
+def _validation_confusion(model, val, n_classes, should_stop):
+    """Confusion matrix (truth x predicted, class indices) over the labelled validation pixels."""
+    matrix = np.zeros((n_classes, n_classes), np.int64)
+    for i in range(len(val)):
+        if should_stop():
+            raise Cancelled("Training was cancelled.")
+        x, y = val[i]
+        labelled = y.sum(axis=-1) > 0
+        truth = np.argmax(y, axis=-1)[labelled]
+        predicted = np.argmax(np.asarray(model(x, training=False)), axis=-1)[labelled]
+        matrix += np.bincount(truth * n_classes + predicted,
+                              minlength=n_classes ** 2).reshape(n_classes, n_classes)
+    return matrix
+
+
+def segmentation_scores(matrix):
+    """Per-class precision, recall, F1, IoU and support from a confusion matrix over class
+    indices; pixel accuracy, macro F1 and mean IoU over the classes present in the truth,
+    support-weighted F1."""
+    m = np.asarray(matrix, np.float64)
+    tp = np.diag(m)
+    support, predicted = m.sum(axis=1), m.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        union = support + predicted - tp
+        iou = np.where(union > 0, tp / union, 0.0)
+    present = support > 0
+    total = support.sum()
+    return {"accuracy": float(tp.sum() / total) if total else 0.0,
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+            "weighted_f1": float((f1 * support).sum() / total) if total else 0.0,
+            "mean_iou": float(iou[present].mean()) if present.any() else 0.0,
+            "confusion": m.astype(np.int64).tolist(),
+            "classes": [{"precision": float(a), "recall": float(b), "f1": float(c), "iou": float(d),
+                         "support": int(s)}
+                        for a, b, c, d, s in zip(precision, recall, f1, iou, support)]}
+
+
+# ------------------------------------------------------------------------------ classification
+
+class StandardisedStrips:
+    """An :class:`~fjord.core.rasters.ImageStrips` read as the U-Net's input: float32 z-scores
+    with the model's statistics, invalid pixels 0 (the training mean)."""
+
+    def __init__(self, img, meta):
+        self.img = img
+        self.width, self.height, self.bands = img.width, img.height, img.bands
+        self.divisor = float(meta["scaling"]["divisor"])
+        self.mean, self.std = meta["statistics"]["mean"], meta["statistics"]["std"]
+
+    def read(self, row, rows):
+        data, valid = self.img.read(row, rows)
+        x = standardise(data.astype(np.float32), self.divisor, self.mean, self.std)
+        x[~valid] = 0.0
+        return x, valid
+
+
+def flip_average(predict, x):
+    """``predict`` averaged over the image and its three flips (test-time augmentation)."""
+    stack = np.concatenate([x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]])
+    out = predict(stack)
+    n = len(x)
+    return (out[:n] + out[n:2 * n, :, ::-1] + out[2 * n:3 * n, ::-1]
+            + out[3 * n:, ::-1, ::-1]) / 4.0
+
+
+def blend_margin(overlap, blend):
+    """The dead border of a window (weight 0) under a ramp blend: a quarter of the overlap.
+    Pixels at a window's very edge see the least context; with the margin they never count,
+    which lowers both the mean and the largest difference to a whole-image prediction."""
+    return overlap // 4 if blend != "none" else 0
+
+
+def window_batch(window):
+    """Windows predicted together: about a million pixels per batch."""
+    return max(1, 2 ** 20 // (window * window))
+
+
+def _create_output(path, img, schema, names, probabilities):
+    """The output GeoTIFF: band 1 class, then one probability band per class (or none)."""
+    if probabilities == "none":
+        return create_class_raster(path, img.ds, schema)
+    n = len(names)
+    if probabilities == "float32":
+        dtype, nodata = gdal.GDT_Float32, float("nan")
+        options = GTIFF_OPTIONS + ["PREDICTOR=3"]
+    else:
+        dtype, nodata = class_raster_type(schema)
+        options = list(GTIFF_OPTIONS)
+    ds = gdal.GetDriverByName("GTiff").Create(path, img.width, img.height, 1 + n, dtype,
+                                              options=options + ["INTERLEAVE=BAND"])
+    ds.SetGeoTransform(img.ds.GetGeoTransform())
+    if img.ds.GetProjection():
+        ds.SetProjection(img.ds.GetProjection())
+    import json
+
+    ds.SetMetadataItem(METADATA_KEY, json.dumps(schema, ensure_ascii=False))
+    ds.GetRasterBand(1).SetDescription("class")
+    for b, name in enumerate(names):
+        ds.GetRasterBand(b + 2).SetDescription(f"probability {name}")
+    for b in range(1 + n):
+        ds.GetRasterBand(b + 1).SetNoDataValue(nodata)
+    return ds
+
+
+def _check_window(meta, window, overlap, blend, img):
+    down = int(meta.get("downsampling", 1))
+    if window < down or window % down:
+        raise FjordError(f"WINDOW {window} px is not a multiple of {down}, the network's "
+                         f"down-sampling (it halves its input {int(math.log2(down))} times); use "
+                         f"e.g. {max(down, window // down * down)} px.")
+    if not 0 <= overlap < window:
+        raise FjordError(f"OVERLAP must be at least 0 and smaller than the window ({window} px); "
+                         f"it is {overlap} px.")
+    if blend not in BLENDS:
+        raise FjordError(f"BLEND must be one of {', '.join(BLENDS)}, not {blend!r}.")
+    if img.bands != meta["bands"]:
+        raise FjordError(f"The image has {img.bands} bands but the model was trained on "
+                         f"{meta['bands']} ({', '.join(meta['band_names'])}); give an image with "
+                         "the same bands in the same order.")
+
+
+def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine", tta=False,
+                  probabilities="float32", device="auto", progress=None, should_stop=None):
+    """Classify ``image`` with a U-Net model file over overlapping, blended windows.
+
+    Parameters
+    ----------
+    window : int
+        Window size in px (0: the model's training window); a multiple of the network's
+        down-sampling.
+    overlap : int
+        Overlap of neighbouring windows in px (-1: a quarter of the window).
+    blend : {'cosine', 'linear', 'none'}
+    tta : bool
+        Average over the image and its flips (four times the work).
+    probabilities : {'float32', 'byte', 'none'}
+        Bands 2..N+1: the probability of each class in schema order, as float32 (nodata NaN)
+        or as round(p x 254) in bytes (255 nodata); or the class band alone.
+
+    Returns a dict: output path, window, overlap, blend, pixels per second, class pixel counts.
+    """
+    from ..models.modelfile import read_metadata
+
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
+    t0 = time.perf_counter()
+    meta = read_metadata(model)
+    if meta["task"] != "segmentation":
+        raise FjordError(f"{os.path.basename(model)} is a {meta['task']} model; classifyunet needs "
+                         "a U-Net made by 'Train U-Net'.")
+    if probabilities not in PROBABILITIES:
+        raise FjordError(f"PROBABILITIES must be one of {', '.join(PROBABILITIES)}.")
+    img = ImageStrips(image)
+    window = int(window) or int(meta["tile_size"])
+    overlap = window // 4 if int(overlap) < 0 else int(overlap)
+    _check_window(meta, window, overlap, blend, img)
+    if os.path.abspath(output) in {os.path.abspath(image), os.path.abspath(model)}:
+        raise FjordError("The output would overwrite an input; choose another path.")
+    check_writable(output, "class raster")
+    schema = meta["schema"]
+    names = [c["name"] for c in schema["classes"]]
+    values = np.array(meta["outputs"], np.int64)
+    if [int(c["value"]) for c in schema["classes"]] != list(values):
+        raise FjordError(f"{os.path.basename(model)}: its outputs do not follow its class schema.")
+
+    from ..models import distribute
+
+    try:
+        late = distribute.select_device(device)
+    except ValueError as exc:
+        raise FjordError(str(exc)) from None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from ..models.modelfile import load_model
+
+    if late:
+        progress(None, late)
+    gpu_names = ", ".join(g["name"] for g in distribute.gpus()) or "CPU"
+    progress(None, f"Device: {gpu_names} ({keras.backend.backend()} backend).")
+    net, _ = load_model(model, task="segmentation")
+    batch = window_batch(window)
+    shape = (batch * (4 if tta else 1), window, window, img.bands)
+
+    def run(x):
+        return predict_batch(net, x, shape)  # padded to one shape: compiled once
+
+    def predict(x):
+        return flip_average(run, x) if tta else run(x)
+
+    nodata = class_raster_type(schema)[1]
+    counts = np.zeros(int(values.max()) + 1, np.int64)
+    progress(0.0, f"{img.width} x {img.height} px in windows of {window} px overlapping by "
+                  f"{overlap} px, {blend} blend" + (", averaged over flips" if tta else "") + ".")
+    try:
+        with AtomicOutputs() as out:
+            ds = _create_output(out.add(output), img, schema, names, probabilities)
+            try:
+                bands = [ds.GetRasterBand(b + 1) for b in range(ds.RasterCount)]
+
+                def write(row, probs, valid):
+                    classes = values[np.argmax(probs, axis=-1)]
+                    counts[:] += np.bincount(classes[valid], minlength=len(counts))
+                    if probabilities == "float32":
+                        band1 = np.where(valid, classes, np.nan).astype(np.float32)
+                        layers = np.where(valid[..., None], probs, np.nan).astype(np.float32)
+                    else:
+                        band1 = np.where(valid, classes, nodata)
+                        layers = np.where(valid[..., None], np.rint(probs * BYTE_SCALE), nodata)
+                    bands[0].WriteArray(band1, 0, row)
+                    if probabilities != "none":
+                        for b, band in enumerate(bands[1:]):
+                            band.WriteArray(layers[..., b], 0, row)
+
+                predict_windows(StandardisedStrips(img, meta), predict, window, overlap,
+                                len(values), write, blend=blend, margin=blend_margin(overlap, blend),
+                                batch=batch,
+                                should_stop=should_stop, progress=span_progress(progress, 0, 0.98))
+                ds.FlushCache()
+            finally:
+                ds = bands = None
+            write_class_sidecars(out, output, schema)
+    finally:
+        img.close()
+    seconds = time.perf_counter() - t0
+    rate = img.width * img.height / seconds
+    total = max(int(counts.sum()), 1)
+    shares = ", ".join(f"{c['name']} {100 * counts[c['value']] / total:.1f} %"
+                       for c in schema["classes"] if counts[c["value"]])
+    progress(1.0, f"Classified {img.width * img.height:,} px in {seconds:.1f} s "
+                  f"({rate:,.0f} px/s): {shares}.")
+    return {"output": os.path.abspath(output), "window": window, "overlap": overlap,
+            "blend": blend, "tta": bool(tta), "probabilities": probabilities,
+            "seconds": seconds, "pixels_per_second": rate,
+            "counts": {int(v): int(n) for v, n in enumerate(counts) if n}}
