@@ -9,7 +9,8 @@ weights serve every measurement:
     of windowed classification (256 px windows overlapping by 64 px) are compared with the
     whole-image prediction, for BLEND none / linear / cosine: largest and mean absolute
     difference, over the whole image and inside it (64 px from the border, where the whole-image
-    network's own zero padding differs from the windows' reflection).
+    network's own zero padding differs from the windows' reflection), and the largest step of
+    the difference between neighbouring pixels inside (a seam is such a step).
 (b) Memory and speed on a full Sentinel-2 tile: ``--big`` x ``--big`` x 14 (the scene repeated
     through a VRT mosaic), classified in a fresh child process that reports its peak RSS; the
     baseline, in the same way, is the published layout: non-overlapping 256 px windows (no
@@ -129,9 +130,12 @@ def seams(folder, image, model):
         classify_unet(image, model, out, window=WINDOW, overlap=OVERLAP, blend=blend)
         diff = np.abs(gdal.Open(out).ReadAsArray()[1:] - ref)
         inner = diff[:, OVERLAP:-OVERLAP, OVERLAP:-OVERLAP]
+        signed = (gdal.Open(out).ReadAsArray()[1:] - ref)[:, OVERLAP:-OVERLAP, OVERLAP:-OVERLAP]
+        # A seam is a step in the difference: its largest jump between neighbouring pixels.
+        step = max(np.abs(np.diff(signed, axis=1)).max(), np.abs(np.diff(signed, axis=2)).max())
         agree = (gdal.Open(out).ReadAsArray()[0] == ref.argmax(0) + 1).mean()
         rows.append((blend, float(diff.max()), float(diff.mean()), float(inner.max()),
-                     float(inner.mean()), float(agree)))
+                     float(inner.mean()), float(step), float(agree)))
     return rows
 
 
@@ -182,9 +186,10 @@ def main():
     print(f"\n(a) Seams: {args.size} x {args.size} x 14 px, windows {WINDOW} px overlapping by "
           f"{OVERLAP} px, against the whole-image prediction (probabilities 0..1)")
     print(f"{'blend':<8} {'max |diff|':>11} {'mean |diff|':>12} {'inside: max':>12} "
-          f"{'inside: mean':>13} {'class agreement':>16}")
-    for blend, mx, mean, imx, imean, agree in seams(args.work, image, model):
-        print(f"{blend:<8} {mx:>11.4f} {mean:>12.5f} {imx:>12.4f} {imean:>13.5f} {100 * agree:>15.3f}%")
+          f"{'inside: mean':>13} {'inside: step':>13} {'class agreement':>16}")
+    for blend, mx, mean, imx, imean, step, agree in seams(args.work, image, model):
+        print(f"{blend:<8} {mx:>11.4f} {mean:>12.5f} {imx:>12.4f} {imean:>13.5f} {step:>13.4f} "
+              f"{100 * agree:>15.3f}%")
 
     if args.big:
         big = mosaic_vrt(image, os.path.join(args.work, f"mosaic{args.big}.vrt"), args.big)

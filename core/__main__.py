@@ -7,6 +7,8 @@
   train DATASET MODEL       train the phase-one CNN on a tile dataset (as fjord:trainphaseone)
   csc IMAGE MODEL OUTPUT    CNN-supervised classification of one image (as fjord:classifycsc)
   batchcsc JOBS SUMMARY     run a CSC job table (as fjord:batchcsc)
+  trainunet DATASET MODEL   train a U-Net on a segmentation dataset (as fjord:trainunet)
+  unet IMAGE MODEL OUTPUT   classify with a U-Net over blended windows (as fjord:classifyunet)
 """
 
 import argparse
@@ -65,6 +67,37 @@ def main(argv=None):
         p.add_argument("--seed", type=int, default=0)
     p_csc.add_argument("--patience", type=int, default=10)
     p_csc.add_argument("--tile-stride", type=int)
+    p_tu = sub.add_parser("trainunet", help="train a U-Net on a segmentation dataset")
+    p_tu.add_argument("dataset")
+    p_tu.add_argument("model")
+    p_tu.add_argument("--preset", default="none", choices=("none", "lulc", "glacier"))
+    p_tu.add_argument("--depth", type=int, default=4)
+    p_tu.add_argument("--filters", type=int, default=32)
+    p_tu.add_argument("--dropout", type=float, default=0.0)
+    p_tu.add_argument("--loss", default="crossentropy",
+                      choices=("crossentropy", "weighted_crossentropy", "dice", "crossentropy_dice"))
+    p_tu.add_argument("--class-weights", default="none", choices=("none", "balanced"))
+    p_tu.add_argument("--augment", default="rotations+flips+crops",
+                      choices=("none", "rotations+flips", "rotations+flips+crops"))
+    p_tu.add_argument("--epochs", type=int, default=100)
+    p_tu.add_argument("--batch-size", type=int, default=8)
+    p_tu.add_argument("--learning-rate", type=float, default=1e-3)
+    p_tu.add_argument("--patience", type=int, default=10)
+    p_tu.add_argument("--mixed-precision", default="auto", choices=("auto", "on", "off"))
+    p_tu.add_argument("--initial-model")
+    p_tu.add_argument("--report")
+    p_tu.add_argument("--seed", type=int, default=0)
+    p_unet = sub.add_parser("unet", help="classify with a U-Net over blended windows")
+    p_unet.add_argument("image")
+    p_unet.add_argument("model")
+    p_unet.add_argument("output")
+    p_unet.add_argument("--window", type=int, default=0)
+    p_unet.add_argument("--overlap", type=int, default=-1)
+    p_unet.add_argument("--blend", default="cosine", choices=("cosine", "linear", "none"))
+    p_unet.add_argument("--tta", action="store_true")
+    p_unet.add_argument("--probabilities", default="float32", choices=("float32", "byte", "none"))
+    for p in (p_tu, p_unet):
+        p.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -82,7 +115,9 @@ def main(argv=None):
         return 0
     jobs = {"train": (".train", "train_phase_one", ("dataset", "model")),
             "csc": (".csc", "classify_csc", ("image", "model", "output")),
-            "batchcsc": (".batch", "batch_csc", ("jobs", "summary"))}
+            "batchcsc": (".batch", "batch_csc", ("jobs", "summary")),
+            "trainunet": (".unet", "train_unet", ("dataset", "model")),
+            "unet": (".unet", "classify_unet", ("image", "model", "output"))}
     if args.command in jobs:
         import importlib
 

@@ -42,7 +42,8 @@ from osgeo import gdal, ogr, osr
 from . import schema as schemas
 from .errors import Cancelled, FjordError, never_stop, no_progress
 from .outputs import AtomicOutputs, check_writable
-from .rasters import create_class_raster, open_raster, read_classes, write_class_sidecars
+from .rasters import (check_class_bands, create_class_raster, open_raster, read_classes,
+                      write_class_sidecars)
 from .styles import line_qml
 
 gdal.UseExceptions()
@@ -289,8 +290,7 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
     progress = progress or no_progress
     should_stop = should_stop or never_stop
     ds = open_raster(input, "class raster")
-    if ds.RasterCount != 1:
-        raise FjordError("The class raster must have one band of class values.")
+    check_class_bands(ds)
     schema = schemas.read_raster_schema(input)
     glacier = resolve_classes(schema, glacier_classes, "glacier")
     ocean = resolve_classes(schema, ocean_classes, "ocean")

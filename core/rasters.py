@@ -141,6 +141,14 @@ def write_class_sidecars(out, path, schema):
     return side
 
 
+def check_class_bands(ds, what="class raster"):
+    """A class raster has one band of class values, or is a classification with band 1 the
+    class and more bands after it (``classifyunet``'s probabilities); FjordError otherwise."""
+    if ds.RasterCount != 1 and ds.GetRasterBand(1).GetDescription() != "class":
+        raise FjordError(f"The {what} must have one band of class values (or band 1 described "
+                         "as 'class', as classifyunet writes).")
+
+
 def read_classes(ds, row, rows, what="class raster"):
     """Rows of a one-band class raster as int64; nodata and non-finite values become 0."""
     band = ds.GetRasterBand(1)

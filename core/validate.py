@@ -19,7 +19,7 @@ from . import schema as schemas
 from .errors import Cancelled, FjordError, never_stop, no_progress
 from .metrics import Confusion, class_scores
 from .outputs import AtomicOutputs, check_writable, work_dir
-from .rasters import open_raster, read_classes, same_grid
+from .rasters import check_class_bands, open_raster, read_classes, same_grid
 
 BOOTSTRAP = 1000
 SCORES = ("precision", "recall", "f1")
@@ -103,8 +103,7 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
     if reference_vector and not field:
         raise FjordError("Reference polygons need FIELD, the field that holds their class.")
     ds = open_raster(input, "class raster")
-    if ds.RasterCount != 1:
-        raise FjordError("The class raster must have one band of class values.")
+    check_class_bands(ds)
     schema = schemas.read_raster_schema(input)
     for path in (output, output_confusion, figure):
         if path:
@@ -116,8 +115,7 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
             reference = _reference_from_vector(reference_vector, field, layer, input, schema, work,
                                                progress, should_stop)
         ref = open_raster(reference, "reference raster")
-        if ref.RasterCount != 1:
-            raise FjordError("The reference raster must have one band of class values.")
+        check_class_bands(ref, "reference raster")
         if not same_grid(ref, ds, lenient_crs=True):
             raise FjordError(
                 f"The reference raster ({ref.RasterXSize} x {ref.RasterYSize} px) is not on the grid "

@@ -3,8 +3,9 @@
     make demo                 (or: .venv/bin/python scripts/demo.py [OUTPUT_FOLDER])
 
 Land cover: the bundled real Sentinel-2 scene (resources/demo) and its OpenStreetMap polygons
-are rasterised onto the image grid; NDVI and NDWI are added to the bands and the stack is cut
-into a segmentation dataset. Glacier: a synthetic
+are rasterised onto the image grid; NDVI and NDWI are added to the bands, the stack is cut
+into a segmentation dataset, a small U-Net is trained on it and classifies the scene over
+blended windows, and the map is validated against the labels. Glacier: a synthetic
 Sentinel-2-like fjord scene is generated, its training polygons rasterised with the glacial
 class schema and cut into a phase-one tile dataset, the phase-one CNN is trained and the scene
 classified with CSC; its calving front is extracted and measured against the reference front,
@@ -78,7 +79,18 @@ def main(out_dir):
                   INPUTS=image, INDICES="0,1", OUTPUT=os.path.join(lc, "stack.tif"))
     alg("Land cover: segmentation windows (128 px, spatial split)", "fjord:maketiles",
         INPUT=stacked["OUTPUT"], LABELS=lc_labels["OUTPUT"], MODE=1, TILE_SIZE=128, STRIDE=64,
-        SPLIT=1, AUGMENT=2, OUTPUT=os.path.join(lc, "windows"))
+        SPLIT=1, AUGMENT=0, OUTPUT=os.path.join(lc, "windows"))  # trainunet augments on the fly
+    unet = alg("Land cover: train a U-Net (depth 4, 16 filters, up to 25 epochs)", "fjord:trainunet",
+               DATASET=os.path.join(lc, "windows"), DEPTH=4, FILTERS=16, EPOCHS=25, BATCH_SIZE=8,
+               LEARNING_RATE=2e-3, PATIENCE=6, CLASS_WEIGHTS=1, OUTPUT=os.path.join(lc, "unet.keras"),
+               REPORT=os.path.join(lc, "unet-report"))
+    lc_unet = alg("Land cover: classify the scene with the U-Net (blended windows)",
+                  "fjord:classifyunet", INPUT=stacked["OUTPUT"], MODEL=unet["OUTPUT"],
+                  OUTPUT=os.path.join(lc, "unet.tif"))
+    alg("Land cover: validate the U-Net map against all OSM labels", "fjord:validateclassification",
+        INPUT=lc_unet["OUTPUT"], REFERENCE=lc_labels["OUTPUT"], OUTPUT=os.path.join(lc, "unet_scores.csv"),
+        OUTPUT_CONFUSION=os.path.join(lc, "unet_confusion.csv"),
+        FIGURE=os.path.join(lc, "unet_confusion.png"))
 
     # Glacier: the synthetic fjord.
     gl = os.path.join(out_dir, "glacier")
@@ -117,7 +129,8 @@ def main(out_dir):
     t = time.monotonic()
     project = write_project(out_dir, [
         ("Land cover: Sentinel-2, Havel lakes (real)", [
-            ("OpenStreetMap land-use labels", lc_labels["OUTPUT"], "raster", True),
+            ("OpenStreetMap land-use labels", lc_labels["OUTPUT"], "raster", False),
+            ("U-Net classes (band 1; bands 2.. class probabilities)", lc_unet["OUTPUT"], "raster", True),
             ("Sentinel-2 B4/B3/B2, 2017-02-16", image, "raster", True),
         ], "landcover.png"),
         ("Glacier: synthetic fjord", [
@@ -151,8 +164,13 @@ def main(out_dir):
         elif "CSC_WEIGHTED_F1" in results:
             what = (f"weighted F1 {results['PHASE_ONE_WEIGHTED_F1']:.3f} -> "
                     f"{results['CSC_WEIGHTED_F1']:.3f}")
+        elif "VALIDATION_MEAN_IOU" in results:
+            what = (f"validation accuracy {results['VALIDATION_ACCURACY']:.3f}, mean IoU "
+                    f"{results['VALIDATION_MEAN_IOU']:.3f}")
         elif "VALIDATION_ACCURACY" in results:
             what = f"validation accuracy {results['VALIDATION_ACCURACY']:.3f}"
+        elif "PIXELS_PER_SECOND" in results:
+            what = f"{results['PIXELS_PER_SECOND']:,.0f} px/s"
         elif "TRAIN_COUNT" in results:
             what = f"{results['TRAIN_COUNT']:,} train / {results['VALIDATION_COUNT']:,} validation"
         else:
@@ -162,7 +180,8 @@ def main(out_dir):
     print(f"map images: {os.path.join(out_dir, 'landcover.png')}, {os.path.join(out_dir, 'glacier.png')}")
     print(f"dataset previews: {os.path.join(gl, 'tiles', 'preview.png')}, "
           f"{os.path.join(lc, 'windows', 'preview.png')}")
-    print(f"training report: {os.path.join(gl, 'phase1-report')}; CSC figure: {csc['FIGURE']}")
+    print(f"training reports: {os.path.join(gl, 'phase1-report')}, {os.path.join(lc, 'unet-report')}; "
+          f"CSC figure: {csc['FIGURE']}")
 
 
 def write_project(out_dir, groups):

@@ -256,3 +256,57 @@ def test_crops_are_multiples_of_the_downsampling_and_batches_follow_them(glacier
     x, y = data[0]
     assert x.shape[:3] == y.shape[:3] and y.shape[-1] == 7
     assert abs(float(x.mean())) < 1.5  # z-scores
+
+
+def test_unet_output_chains_into_validation_and_the_calving_front(glacier, glacier_unet, tmp_path):
+    """Band 1 of classifyunet's output is the class raster the later steps read."""
+    from fjord.core.front import calving_front
+    from fjord.core.unet import classify_unet
+    from fjord.core.validate import validate_classification
+
+    out = str(tmp_path / "u.tif")
+    classify_unet(glacier["image"], glacier_unet["path"], out)
+    result = validate_classification(out, str(tmp_path / "scores.csv"), reference=glacier["classes"])
+    assert result["accuracy"] > 0.85
+    front = calving_front(out, str(tmp_path / "front.gpkg"))  # reads band 1 with the schema
+    assert front["glacier_classes"] == [4] and front["ocean_classes"] == [1, 2, 3]
+    assert os.path.isfile(tmp_path / "front.gpkg")
+    other = make_raster(tmp_path / "two.tif", bands=2)
+    with pytest.raises(FjordError, match="one band of class values"):
+        validate_classification(other, str(tmp_path / "s2.csv"), reference=glacier["classes"])
+
+
+def test_mixed_precision_trains_and_saves_float32(glacier_segmentation, tmp_path):
+    import json
+    import zipfile
+
+    from fjord.core.unet import train_unet
+
+    path = str(tmp_path / "mp.keras")
+    lines = []
+    result = train_unet(glacier_segmentation, path, depth=2, filters=4, epochs=1,
+                        mixed_precision="on", progress=lambda f, m=None: m and lines.append(m))
+    assert result["precision"] == "mixed_bfloat16" and "bfloat16" in lines[0]
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    assert all("mixed" not in json.dumps(layer["config"].get("dtype"))
+               for layer in config["config"]["layers"])
+
+
+def test_trains_and_classifies_under_the_jax_backend(glacier, glacier_segmentation, tmp_path):
+    """The backend the GPU machines run: training with random crops (several input shapes)
+    and windowed classification."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    code = ("import sys; import keras; from fjord.core.unet import train_unet, classify_unet; "
+            "r = train_unet(sys.argv[1], sys.argv[2], depth=2, filters=4, epochs=2, seed=1); "
+            "c = classify_unet(sys.argv[3], sys.argv[2], sys.argv[4], window=64); "
+            "print(keras.backend.backend(), r['epochs_run'], c['window'])")
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code, glacier_segmentation, str(tmp_path / "jax.keras"),
+                          glacier["image"], str(tmp_path / "jax.tif")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-3:] == ["jax", "2", "64"]
+    assert gdal.Open(str(tmp_path / "jax.tif")).RasterCount == 8

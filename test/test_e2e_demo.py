@@ -24,14 +24,17 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
                  "glacier/phase1-report/curves.png", "glacier/phase1-report/confusion_matrix.png",
                  "glacier/csc.tif", "glacier/csc-report/CSC_image.png", "glacier/front.gpkg",
                  "glacier/front_error.gpkg", "glacier/front_error.csv", "glacier/scores.csv",
-                 "glacier/confusion.png"):
+                 "glacier/confusion.png", "landcover/unet.keras", "landcover/unet.tif",
+                 "landcover/unet.qml", "landcover/unet-report/validation_scores.csv",
+                 "landcover/unet_scores.csv"):
         assert (tmp_path / path).is_file(), path
     from qgis.core import QgsProject
     project = QgsProject()
     assert project.read(str(tmp_path / "fjord-demo.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
-    assert len(layers) == 11 and all(layer.isValid() for layer in layers.values())
-    for name in ("OpenStreetMap land-use labels", "Training labels (rasterised)", "CSC classes (K = 7)"):
+    assert len(layers) == 12 and all(layer.isValid() for layer in layers.values())
+    for name in ("OpenStreetMap land-use labels", "Training labels (rasterised)", "CSC classes (K = 7)",
+                 "U-Net classes (band 1; bands 2.. class probabilities)"):
         assert layers[name].renderer().type() == "paletted"
     assert layers["Calving front (from CSC)"].renderer().symbol().color().name() == "#ff0000"
     assert layers["Front error points (m)"].renderer().type() == "graduatedSymbol"
