@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo package clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,5 +14,8 @@ test: setup
 demo: setup
 	$(PY) scripts/demo.py
 
+package:
+	python3 scripts/package.py
+
 clean:
-	rm -rf demo-output .pytest_cache
+	rm -rf demo-output dist .pytest_cache

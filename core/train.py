@@ -95,7 +95,7 @@ def _class_weights(meta, values):
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def _signature(dataset, meta, architecture, batch_size, learning_rate, class_weights, augment,
+def run_signature(dataset, meta, architecture, batch_size, learning_rate, class_weights, augment,
                initial_model, seed, policy):
     return {"dataset": os.path.abspath(dataset), "windows": meta["windows"],
             "counts": meta["counts"], "architecture": architecture, "batch_size": batch_size,
@@ -172,7 +172,7 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     from .sequence import TileDataset
 
     policy = session.policy
-    signature = _signature(dataset, meta, architecture, int(batch_size), float(learning_rate),
+    signature = run_signature(dataset, meta, architecture, int(batch_size), float(learning_rate),
                            class_weights, augment, initial_model, int(seed), policy)
     resume = session.open_checkpoint(signature)
     shard, local_batch = session.shard, session.local_batch(batch_size)
@@ -234,7 +234,7 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     if chief:
         with AtomicOutputs() as out:
             if report:
-                files = _write_report(out, report, state["history"], scores, meta["schema"], values)
+                files = write_report(out, report, state["history"], scores, meta["schema"], values)
         save_model(final, output, model_meta)
     shutil.rmtree(ckpt, ignore_errors=True)
     progress(1.0, f"Validation accuracy {scores['accuracy']:.4f} after {state['epoch']} epochs "
@@ -373,7 +373,7 @@ def _scores(truth, predicted, n_classes):
                         for a, b, c, d in zip(p, r, f, s)]}
 
 
-def _write_report(out, folder, history, scores, schema, values, *, what="tiles",
+def write_report(out, folder, history, scores, schema, values, *, what="tiles",
                   loss_name="categorical cross-entropy"):
     """history.csv, curves.png, confusion_matrix.csv/.png and validation_scores.csv (with an
     IoU column when the scores have one) in ``folder``; ``what`` names the validation units."""

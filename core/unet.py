@@ -17,8 +17,10 @@ written as one GeoTIFF: band 1 the class, bands 2..N+1 the probability of each c
 order (float32, or bytes 0-254 with 255 as nodata, or none).
 """
 
+import json
 import math
 import os
+import shutil
 import time
 
 import numpy as np
@@ -135,7 +137,7 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
         Folder for history, curves, the validation confusion matrix and per-class IoU/F1.
     """
     from ..models import UNET_PRESETS
-    from .train import CLASS_WEIGHTS, PRECISIONS, Session, _signature, _write_report
+    from .train import CLASS_WEIGHTS, PRECISIONS, Session, run_signature, write_report
 
     progress = progress or no_progress
     should_stop = should_stop or never_stop
@@ -183,8 +185,9 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
     weights = (_class_weights(meta, values) if class_weights == "balanced" or forced else None)
     layout = {"depth": int(depth), "filters": int(filters), "dropout": float(dropout),
               "optimizer": optimizer}
-    signature = dict(_signature(dataset, meta, "unet", int(batch_size), float(learning_rate),
-                                class_weights, augment, initial_model, int(seed), session.policy),
+    signature = dict(run_signature(dataset, meta, "unet", int(batch_size), float(learning_rate),
+                                   class_weights, augment, initial_model, int(seed),
+                                   session.policy),
                      layout=layout, loss=loss)
     resume = session.open_checkpoint(signature)
     window, bands, n_classes = meta["tile_size"], meta["bands"], len(values)
@@ -253,11 +256,9 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
     if session.chief:
         with AtomicOutputs() as out:
             if report:
-                files = _write_report(out, report, state["history"], scores, meta["schema"], values,
+                files = write_report(out, report, state["history"], scores, meta["schema"], values,
                                       what="pixels", loss_name=LOSS_NAMES[loss])
         save_model(final, output, model_meta)
-    import shutil
-
     shutil.rmtree(session.ckpt, ignore_errors=True)
     progress(1.0, f"Validation: pixel accuracy {scores['accuracy']:.4f}, macro F1 "
                   f"{scores['macro_f1']:.4f}, mean IoU {scores['mean_iou']:.4f} after "
@@ -366,8 +367,6 @@ def _create_output(path, img, schema, names, probabilities):
     ds.SetGeoTransform(img.ds.GetGeoTransform())
     if img.ds.GetProjection():
         ds.SetProjection(img.ds.GetProjection())
-    import json
-
     ds.SetMetadataItem(METADATA_KEY, json.dumps(schema, ensure_ascii=False))
     ds.GetRasterBand(1).SetDescription("class")
     for b, name in enumerate(names):

@@ -310,3 +310,21 @@ def test_trains_and_classifies_under_the_jax_backend(glacier, glacier_segmentati
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-3:] == ["jax", "2", "64"]
     assert gdal.Open(str(tmp_path / "jax.tif")).RasterCount == 8
+
+
+def test_segmentation_scores_equal_scikit_learn():
+    from sklearn.metrics import confusion_matrix, f1_score, jaccard_score
+
+    from fjord.core.unet import segmentation_scores
+
+    rng = np.random.default_rng(2)
+    truth = rng.integers(0, 4, 5000)
+    predicted = np.where(rng.random(5000) < 0.7, truth, rng.integers(0, 5, 5000)) % 4
+    truth[truth == 3] = 2  # class 3 only predicted: F1 0, left out of the macro mean
+    scores = segmentation_scores(confusion_matrix(truth, predicted, labels=[0, 1, 2, 3]))
+    f1 = f1_score(truth, predicted, labels=[0, 1, 2, 3], average=None, zero_division=0)
+    iou = jaccard_score(truth, predicted, labels=[0, 1, 2, 3], average=None, zero_division=0)
+    assert np.allclose([c["f1"] for c in scores["classes"]], f1)
+    assert np.allclose([c["iou"] for c in scores["classes"]], iou)
+    assert scores["macro_f1"] == pytest.approx(f1_score(truth, predicted, labels=[0, 1, 2], average="macro"))
+    assert scores["weighted_f1"] == pytest.approx(f1_score(truth, predicted, average="weighted"))
