@@ -16,6 +16,9 @@ class FjordPlugin:
             # The registry takes ownership; it refuses (and deletes) a second "fjord" provider.
             if QgsApplication.processingRegistry().addProvider(provider):
                 self.provider = provider
+                # The shipped workflows find their steps (and so their outputs) only once the
+                # provider is in the registry: load the algorithms once more now that it is.
+                provider.refreshAlgorithms()
 
     def initGui(self):  # noqa: N802 (QGIS API name)
         self.initProcessing()

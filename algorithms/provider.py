@@ -18,6 +18,7 @@ from .train_unet import TrainUnet
 from .validate_classification import ValidateClassification
 from .validate_front import ValidateFront
 from .worker import SETTING_PYTHON
+from .workflows import workflows
 
 
 class FjordProvider(QgsProcessingProvider):
@@ -71,4 +72,7 @@ class FjordProvider(QgsProcessingProvider):
         for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), TrainUnet(),
                     ClassifyCsc(), BatchCsc(), ClassifyUnet(), CalvingFront(),
                     ValidateClassification(), ValidateFront(), CheckEnvironment()):
+            self.addAlgorithm(alg)
+        # After the algorithms they chain: a workflow looks its steps up when it is read.
+        for alg in workflows():
             self.addAlgorithm(alg)

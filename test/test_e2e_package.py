@@ -31,7 +31,8 @@ def test_zip_holds_the_plugin_folder_without_development_files(package):
     for needed in ("fjord/__init__.py", "fjord/metadata.txt", "fjord/plugin.py", "fjord/LICENSE",
                    "fjord/requirements.txt", "fjord/algorithms/provider.py", "fjord/core/unet.py",
                    "fjord/models/unet.py", "fjord/resources/icons/fjord.svg",
-                   "fjord/resources/schemas/glacial.json"):
+                   "fjord/resources/schemas/glacial.json", "fjord/resources/models/glacier_csc_chain.model3",
+                   "fjord/resources/models/landcover_unet_chain.model3"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("fjord/test/", "fjord/bench/", "fjord/.ci/",
                                                   "fjord/scripts/"))]
@@ -64,6 +65,7 @@ def test_zip_installs_into_a_clean_profile_and_runs(package, tmp_path):
                f"REFERENCE={image}", f"OUTPUT={out}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["results"]["LABELLED_PIXELS"] == 400 + 400
+    assert "front:FRONT" in run("help", "fjord:glaciercscchain").stdout  # the workflows resolve
     # The worker (the deep-learning side) runs the installed copy's core too.
     proc = run("--json", "run", "fjord:checkenvironment", "--", f"OUTPUT={tmp_path / 'env.json'}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
