@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/qgis_process.bin"),
 def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     env = dict(os.environ, FJORD_PYTHON=sys.executable)
     proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Demo finished" in proc.stdout
     for path in ("landcover/osm_labels.tif", "landcover/osm_labels.qml", "glacier/labels.tif",
@@ -26,15 +26,16 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
                  "glacier/front_error.gpkg", "glacier/front_error.csv", "glacier/scores.csv",
                  "glacier/confusion.png", "landcover/unet.keras", "landcover/unet.tif",
                  "landcover/unet.qml", "landcover/unet-report/validation_scores.csv",
-                 "landcover/unet_scores.csv"):
+                 "landcover/unet_scores.csv", "landcover/csc.tif", "landcover/csc_scores.csv",
+                 "landcover/phase1.keras"):
         assert (tmp_path / path).is_file(), path
     from qgis.core import QgsProject
     project = QgsProject()
     assert project.read(str(tmp_path / "fjord-demo.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
-    assert len(layers) == 12 and all(layer.isValid() for layer in layers.values())
+    assert len(layers) == 13 and all(layer.isValid() for layer in layers.values())
     for name in ("OpenStreetMap land-use labels", "Training labels (rasterised)", "CSC classes (K = 7)",
-                 "U-Net classes (band 1; bands 2.. class probabilities)"):
+                 "U-Net classes (band 1; bands 2.. class probabilities)", "Land-cover CSC classes (K = 7)"):
         assert layers[name].renderer().type() == "paletted"
     assert layers["Calving front (from CSC)"].renderer().symbol().color().name() == "#ff0000"
     assert layers["Front error points (m)"].renderer().type() == "graduatedSymbol"
