@@ -256,8 +256,10 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
     if session.chief:
         with AtomicOutputs() as out:
             if report:
+                loss_name = LOSS_NAMES[loss] + (", balanced class weights"
+                                                 if weights and not forced else "")
                 files = write_report(out, report, state["history"], scores, meta["schema"], values,
-                                      what="pixels", loss_name=LOSS_NAMES[loss])
+                                     what="pixels", loss_name=loss_name)
         save_model(final, output, model_meta)
     shutil.rmtree(session.ckpt, ignore_errors=True)
     progress(1.0, f"Validation: pixel accuracy {scores['accuracy']:.4f}, macro F1 "

@@ -1,6 +1,6 @@
 """The Fjord demo: runs the chain through qgis_process and writes a styled QGIS project.
 
-    make demo                 (or: .venv/bin/python scripts/demo.py [OUTPUT_FOLDER])
+    make demo                 (or: .venv/bin/python scripts/demo.py [OUTPUT_FOLDER] [--quick])
 
 Land cover: the bundled real Sentinel-2 scene (resources/demo) and its OpenStreetMap polygons
 are rasterised onto the image grid; NDVI and NDWI are added to the bands, the stack is cut
@@ -26,7 +26,14 @@ DEMO_DATA = os.path.join(REPO, "resources", "demo")
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # the Debian wrapper passes a flag 3.22 rejects
 
 
-def main(out_dir):
+# Training lengths of the land-cover models: the demo's, and the test suite's quick run
+# (--quick: the same chain and outputs, fewer epochs and samples).
+FULL = {"unet_epochs": 25, "phase_one_epochs": 8, "samples": 10000, "max_epochs": 20}
+QUICK = {"unet_epochs": 3, "phase_one_epochs": 2, "samples": 2000, "max_epochs": 5}
+
+
+def main(out_dir, quick=False):
+    size = QUICK if quick else FULL
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     plugins = os.path.join(out_dir, ".plugins")
@@ -80,8 +87,10 @@ def main(out_dir):
     alg("Land cover: segmentation windows (128 px, spatial split)", "fjord:maketiles",
         INPUT=stacked["OUTPUT"], LABELS=lc_labels["OUTPUT"], MODE=1, TILE_SIZE=128, STRIDE=64,
         SPLIT=1, AUGMENT=0, OUTPUT=os.path.join(lc, "windows"))  # trainunet augments on the fly
-    unet = alg("Land cover: train a U-Net (depth 4, 16 filters, up to 25 epochs)", "fjord:trainunet",
-               DATASET=os.path.join(lc, "windows"), DEPTH=4, FILTERS=16, EPOCHS=25, BATCH_SIZE=8,
+    unet = alg(f"Land cover: train a U-Net (depth 4, 16 filters, {size['unet_epochs']} epochs at most)",
+               "fjord:trainunet",
+               DATASET=os.path.join(lc, "windows"), DEPTH=4, FILTERS=16, EPOCHS=size["unet_epochs"],
+               BATCH_SIZE=8,
                LEARNING_RATE=2e-3, PATIENCE=6, CLASS_WEIGHTS=1, OUTPUT=os.path.join(lc, "unet.keras"),
                REPORT=os.path.join(lc, "unet-report"))
     lc_unet = alg("Land cover: classify the scene with the U-Net (blended windows)",
@@ -94,12 +103,15 @@ def main(out_dir):
     alg("Land cover: phase-one tiles (16 px, stride 8, rotations)", "fjord:maketiles",
         INPUT=stacked["OUTPUT"], LABELS=lc_labels["OUTPUT"], MODE=0, TILE_SIZE=16, STRIDE=8,
         PURITY=0.9, MAX_UNLABELLED=0.2, AUGMENT=1, MAX_PER_CLASS=1500, OUTPUT=os.path.join(lc, "tiles"))
-    alg("Land cover: train the phase-one CNN (compact, 8 epochs)", "fjord:trainphaseone",
-        DATASET=os.path.join(lc, "tiles"), ARCHITECTURE=1, EPOCHS=8, LEARNING_RATE=1e-3, PATIENCE=0,
+    alg(f"Land cover: train the phase-one CNN (compact, {size['phase_one_epochs']} epochs)",
+        "fjord:trainphaseone",
+        DATASET=os.path.join(lc, "tiles"), ARCHITECTURE=1, EPOCHS=size["phase_one_epochs"],
+        LEARNING_RATE=1e-3, PATIENCE=0,
         TARGET_ACCURACY=0, OUTPUT=os.path.join(lc, "phase1.keras"), REPORT=os.path.join(lc, "phase1-report"))
     lc_csc = alg("Land cover: CSC, phase two a 7 x 7 compact CNN", "fjord:classifycsc",
                  INPUT=stacked["OUTPUT"], MODEL=os.path.join(lc, "phase1.keras"), PATCH_SIZE=7,
-                 SAMPLES_PER_CLASS=10000, MAX_EPOCHS=20, PATIENCE=5, OUTPUT=os.path.join(lc, "csc.tif"))
+                 SAMPLES_PER_CLASS=size["samples"], MAX_EPOCHS=size["max_epochs"], PATIENCE=5,
+                 OUTPUT=os.path.join(lc, "csc.tif"))
     alg("Land cover: validate the CSC map against all OSM labels", "fjord:validateclassification",
         INPUT=lc_csc["OUTPUT"], REFERENCE=lc_labels["OUTPUT"], OUTPUT=os.path.join(lc, "csc_scores.csv"),
         OUTPUT_CONFUSION=os.path.join(lc, "csc_confusion.csv"),
@@ -250,4 +262,5 @@ def write_project(out_dir, groups):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "demo-output"))
+    args = [a for a in sys.argv[1:] if a != "--quick"]
+    main(args[0] if args else os.path.join(REPO, "demo-output"), quick="--quick" in sys.argv[1:])

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/qgis_process.bin"),
 
 def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     env = dict(os.environ, FJORD_PYTHON=sys.executable)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), str(tmp_path)],
+    # --quick: the same chain and outputs with fewer land-cover epochs (the full demo is `make demo`).
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), str(tmp_path), "--quick"],
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Demo finished" in proc.stdout
