@@ -328,3 +328,23 @@ def test_segmentation_scores_equal_scikit_learn():
     assert np.allclose([c["iou"] for c in scores["classes"]], iou)
     assert scores["macro_f1"] == pytest.approx(f1_score(truth, predicted, labels=[0, 1, 2], average="macro"))
     assert scores["weighted_f1"] == pytest.approx(f1_score(truth, predicted, average="weighted"))
+
+
+def test_fine_tuning_keeps_the_initial_layout_and_weights(glacier_segmentation, glacier_unet, tmp_path):
+    from fjord.core.unet import train_unet
+    from fjord.models.modelfile import load_model, read_metadata
+
+    path = str(tmp_path / "tuned.keras")
+    lines = []
+    result = train_unet(glacier_segmentation, path, initial_model=glacier_unet["path"], depth=5,
+                        filters=64, epochs=1, learning_rate=1e-5,
+                        progress=lambda f, m=None: m and lines.append(m))
+    assert result["layout"]["depth"] == 3 and result["layout"]["filters"] == 8  # the initial's
+    assert any(line.startswith("Fine-tuning unet.keras") for line in lines)
+    assert read_metadata(path)["training"]["initial_model"] == os.path.abspath(glacier_unet["path"])
+    tuned, _ = load_model(path)
+    start, _ = load_model(glacier_unet["path"])
+    # Trainable weights (batch-normalisation statistics follow the data whatever the rate).
+    moved = max(float(np.abs(np.asarray(a.value) - np.asarray(b.value)).max())
+                for a, b in zip(tuned.trainable_weights, start.trainable_weights))
+    assert 0 < moved < 0.01  # one epoch at 1e-5 from the initial weights, not from scratch
