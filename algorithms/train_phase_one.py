@@ -21,6 +21,17 @@ from .base import FjordAlgorithm
 from .worker import run_job
 
 
+def run_training(alg, job, kwargs, feedback, output):
+    """Run a training job in the worker; after a cancel, say that its checkpoint is kept."""
+    try:
+        return run_job(job, kwargs, feedback, outputs=[output])
+    except QgsProcessingException:
+        if feedback.isCanceled() and os.path.isdir(checkpoint_dir(output)):
+            feedback.pushInfo(alg.tr("The checkpoint of the last finished epoch is kept: run again "
+                                     "with the same model file and settings to resume."))
+        raise
+
+
 class TrainPhaseOne(FjordAlgorithm):
     DATASET = "DATASET"
     ARCHITECTURE = "ARCHITECTURE"
@@ -131,13 +142,7 @@ class TrainPhaseOne(FjordAlgorithm):
             "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, self.SEED, context),
         }
-        try:
-            result = run_job(".train:train_phase_one", kwargs, feedback, outputs=[output])
-        except QgsProcessingException:
-            if feedback.isCanceled() and os.path.isdir(checkpoint_dir(output)):
-                feedback.pushInfo(self.tr("The checkpoint of the last finished epoch is kept: run again "
-                                          "with the same model file and settings to resume."))
-            raise
+        result = run_training(self, ".train:train_phase_one", kwargs, feedback, output)
         for cls in result["classes"]:
             feedback.pushInfo(f"  class {cls['value']}: precision {cls['precision']:.3f}, recall "
                               f"{cls['recall']:.3f}, F1 {cls['f1']:.3f}, support {cls['support']}")

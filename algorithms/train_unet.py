@@ -14,12 +14,12 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..core.train import CLASS_WEIGHTS, checkpoint_dir
+from ..core.train import CLASS_WEIGHTS
 from ..core.unet import AUGMENTS, LOSSES
 from ..models import UNET_PRESETS
 from .base import FjordAlgorithm
 from .classify_csc import add_device_and_seed
-from .worker import run_job
+from .train_phase_one import run_training
 
 PRESETS = tuple(UNET_PRESETS)
 
@@ -129,13 +129,7 @@ class TrainUnet(FjordAlgorithm):
             "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, "SEED", context),
         }
-        try:
-            result = run_job(".unet:train_unet", kwargs, feedback, outputs=[output])
-        except QgsProcessingException:
-            if feedback.isCanceled() and os.path.isdir(checkpoint_dir(output)):
-                feedback.pushInfo(self.tr("The checkpoint of the last finished epoch is kept: run again "
-                                          "with the same model file and settings to resume."))
-            raise
+        result = run_training(self, ".unet:train_unet", kwargs, feedback, output)
         for cls in result["classes"]:
             feedback.pushInfo(f"  class {cls['value']}: precision {cls['precision']:.3f}, recall "
                               f"{cls['recall']:.3f}, F1 {cls['f1']:.3f}, IoU {cls['iou']:.3f}, "

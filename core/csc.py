@@ -630,21 +630,9 @@ class _CscJob:
 
     def run(self, device):
         from ..models import distribute
-
-        try:
-            late = distribute.select_device(device)
-        except ValueError as exc:
-            raise FjordError(str(exc)) from None
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-
         from ..models.modelfile import load_model
 
-        self.keras = keras
-        if late:
-            self.progress(None, late)
-        names = ", ".join(g["name"] for g in distribute.gpus()) or "CPU"
-        self.progress(None, f"Device: {names} ({keras.backend.backend()} backend).")
+        self.keras = keras = distribute.start(device, self.progress)
         self.net, self.meta = load_model(self.model, task="tiles")
         keras.utils.set_random_seed(self.seed)
         self.work = work_dir(self.output)

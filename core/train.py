@@ -66,33 +66,38 @@ def _check_dataset(meta, architecture, folder):
                          + (" or use the compact architecture." if architecture == "vgg16" else "."))
 
 
-def _check_initial(initial, meta, outputs):
+def check_initial(initial, meta, outputs, task="tiles"):
+    """The metadata of INITIAL_MODEL, checked to be a ``task`` model with the dataset's bands
+    and classes (and, for tiles, its tile size); FjordError otherwise."""
     from ..models.modelfile import read_metadata
 
     init = read_metadata(initial)
-    if init["task"] != "tiles":
+    if init["task"] != task:
+        wanted = "a phase-one tile classifier" if task == "tiles" else "a U-Net"
         raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} is a {init['task']} model, "
-                         "not a phase-one tile classifier.")
+                         f"not {wanted}.")
     problems = []
     if init["bands"] != meta["bands"]:
         problems.append(f"it takes {init['bands']} bands, the dataset has {meta['bands']}")
     if list(init["outputs"]) != outputs:
         problems.append(f"its classes are {init['outputs']}, the dataset's are {outputs}")
-    if init["tile_size"] != meta["tile_size"]:
+    if task == "tiles" and init["tile_size"] != meta["tile_size"]:
         problems.append(f"its tiles are {init['tile_size']} px, the dataset's {meta['tile_size']} px")
     if problems:
+        same = "bands, classes and tile size" if task == "tiles" else "bands and classes"
         raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} does not fit this dataset: "
-                         + "; ".join(problems) + ". Fine-tune only on a dataset with the same "
-                         "bands, classes and tile size.")
+                         + "; ".join(problems) + f". Fine-tune only on a dataset with the same {same}.")
     return init
 
 
-def _class_weights(meta, values):
+def balanced_weights(meta, values):
+    """Balanced class weights (total / (classes x count)) from the training split's counts, in
+    the order of ``values``; 0 for a class absent from it."""
     counts = np.array([meta["counts"]["train"].get(str(v), 0) for v in values], float)
     present = counts > 0
     weights = np.zeros(len(values))
     weights[present] = counts.sum() / (present.sum() * counts[present])
-    return {i: float(w) for i, w in enumerate(weights)}
+    return [float(w) for w in weights]
 
 
 def run_signature(dataset, meta, architecture, batch_size, learning_rate, class_weights, augment,
@@ -153,7 +158,7 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
         raise FjordError("EPOCHS and BATCH_SIZE must be at least 1 and LEARNING_RATE above 0.")
     meta = read_dataset(dataset)
     values = [int(c["value"]) for c in meta["schema"]["classes"]]
-    init_meta = _check_initial(initial_model, meta, values) if initial_model else None
+    init_meta = check_initial(initial_model, meta, values) if initial_model else None
     if init_meta:
         architecture = init_meta["architecture"]
     _check_dataset(meta, architecture, dataset)
@@ -200,7 +205,8 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
                    f"training and {meta['windows']['validation']:,} validation tiles of {tile} px, "
                    f"{bands} bands, {n_classes} classes.")
 
-    weights = _class_weights(meta, values) if class_weights == "balanced" else None
+    weights = (dict(enumerate(balanced_weights(meta, values))) if class_weights == "balanced"
+               else None)
     stopped = session.fit(model, train, val, int(epochs), meta["windows"]["train"],
                           float(target_accuracy), int(patience), class_weight=weights)
     state, chief, ckpt = session.state, session.chief, session.ckpt
@@ -255,16 +261,7 @@ class Session:
 
         self.distribute = distribute
         self.output, self.progress, self.should_stop = output, progress, should_stop
-        try:
-            late = distribute.select_device(device)
-        except ValueError as exc:
-            raise FjordError(str(exc)) from None
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-
-        self.keras = keras
-        if late:
-            progress(None, late)
+        self.keras = keras = distribute.start(device, progress, log=False)
         try:
             self.spread = distribute.plan()
         except distribute.DistributionUnsupported as exc:

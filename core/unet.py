@@ -59,15 +59,6 @@ def crop_sizes(window, down):
     return sorted(sizes)
 
 
-def _class_weights(meta, values):
-    """Balanced weights from the dataset's labelled-pixel counts (0 for an absent class)."""
-    counts = np.array([meta["counts"]["train"].get(str(v), 0) for v in values], float)
-    present = counts > 0
-    weights = np.zeros(len(values))
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return [float(w) for w in weights]
-
-
 def _check_dataset(meta, folder, down):
     if meta["mode"] != "segmentation":
         raise FjordError(f"{folder!r} is a tile classification dataset (one label per tile); a "
@@ -84,24 +75,6 @@ def _check_dataset(meta, folder, down):
         raise FjordError(f"The dataset's windows are {meta['tile_size']} px, not a multiple of "
                          f"{down} (the U-Net halves them {int(math.log2(down))} times). Rebuild "
                          f"it with a TILE_SIZE that is a multiple of {down}, or lower DEPTH.")
-
-
-def _check_initial(initial, meta, values):
-    from ..models.modelfile import read_metadata
-
-    init = read_metadata(initial)
-    if init["task"] != "segmentation":
-        raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} is a {init['task']} model, "
-                         "not a U-Net.")
-    problems = []
-    if init["bands"] != meta["bands"]:
-        problems.append(f"it takes {init['bands']} bands, the dataset has {meta['bands']}")
-    if list(init["outputs"]) != values:
-        problems.append(f"its classes are {init['outputs']}, the dataset's are {values}")
-    if problems:
-        raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} does not fit this dataset: "
-                         + "; ".join(problems) + ".")
-    return init
 
 
 def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0.0,
@@ -137,7 +110,8 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
         Folder for history, curves, the validation confusion matrix and per-class IoU/F1.
     """
     from ..models import UNET_PRESETS
-    from .train import CLASS_WEIGHTS, PRECISIONS, Session, run_signature, write_report
+    from .train import (CLASS_WEIGHTS, PRECISIONS, Session, balanced_weights, check_initial,
+                        run_signature, write_report)
 
     progress = progress or no_progress
     should_stop = should_stop or never_stop
@@ -155,7 +129,7 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
     meta = read_dataset(dataset)
     values = [int(c["value"]) for c in meta["schema"]["classes"]]
     if initial_model:
-        init = _check_initial(initial_model, meta, values)
+        init = check_initial(initial_model, meta, values, task="segmentation")
         layout = init["layout"]
         depth, filters, dropout, optimizer = (layout["depth"], layout["filters"], layout["dropout"],
                                               layout["optimizer"])
@@ -182,7 +156,7 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
     from .sequence import TileDataset
 
     kind, forced = LOSSES[loss]
-    weights = (_class_weights(meta, values) if class_weights == "balanced" or forced else None)
+    weights = balanced_weights(meta, values) if class_weights == "balanced" or forced else None
     layout = {"depth": int(depth), "filters": int(filters), "dropout": float(dropout),
               "optimizer": optimizer}
     signature = dict(run_signature(dataset, meta, "unet", int(batch_size), float(learning_rate),
@@ -440,20 +414,9 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
         raise FjordError(f"{os.path.basename(model)}: its outputs do not follow its class schema.")
 
     from ..models import distribute
-
-    try:
-        late = distribute.select_device(device)
-    except ValueError as exc:
-        raise FjordError(str(exc)) from None
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from ..models.modelfile import load_model
 
-    if late:
-        progress(None, late)
-    gpu_names = ", ".join(g["name"] for g in distribute.gpus()) or "CPU"
-    progress(None, f"Device: {gpu_names} ({keras.backend.backend()} backend).")
+    distribute.start(device, progress)
     net, _ = load_model(model, task="segmentation")
     batch = window_batch(window)
     shape = (batch * (4 if tta else 1), window, window, img.bands)

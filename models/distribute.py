@@ -31,6 +31,27 @@ def select_device(device):
     return None
 
 
+def start(device, progress, log=True):
+    """Select ``device``, import Keras and return it; with ``log``, report the device through
+    ``progress(None, line)``. A bad device is a FjordError. What every worker job that runs a
+    network does first."""
+    from ..core.errors import FjordError
+
+    try:
+        late = select_device(device)
+    except ValueError as exc:
+        raise FjordError(str(exc)) from None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    if late:
+        progress(None, late)
+    if log:
+        names = ", ".join(g["name"] for g in gpus()) or "CPU"
+        progress(None, f"Device: {names} ({keras.backend.backend()} backend).")
+    return keras
+
+
 def gpus():
     """The GPUs the Keras backend sees (list of dicts with name and compute capability)."""
     import keras
