@@ -1,12 +1,22 @@
-"""QGIS plugin object: registers the Fjord Processing provider."""
+"""QGIS plugin object: registers the Fjord Processing provider; in the desktop also the
+environment dialog (Plugins > Fjord menu and a button on the Processing Toolbox's toolbar) and
+the training monitor dock."""
+
+import os
 
 from qgis.core import QgsApplication
+
+MENU = "&Fjord"
 
 
 class FjordPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.provider = None
+        self.actions = []
+        self.toolbar = None
+        self.monitor = None
+        self.dialog = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         if self.provider is None:
@@ -22,8 +32,62 @@ class FjordPlugin:
 
     def initGui(self):  # noqa: N802 (QGIS API name)
         self.initProcessing()
+        if self.iface is None:
+            return
+        from qgis.PyQt.QtCore import Qt
+        from qgis.PyQt.QtGui import QIcon
+        from qgis.PyQt.QtWidgets import QAction, QToolBar
+
+        from .ui.training_monitor import TrainingMonitor
+
+        window = self.iface.mainWindow()
+        icon = QIcon(os.path.join(os.path.dirname(__file__), "resources", "icons", "fjord.svg"))
+        environment = QAction(icon, "Fjord environment…", window)
+        environment.setObjectName("FjordEnvironmentAction")
+        environment.setToolTip("Fjord environment: the worker's Python, Keras backend, versions "
+                               "and GPUs; set up the deep-learning environment")
+        environment.triggered.connect(self.show_environment)
+        self.monitor = TrainingMonitor(window)
+        self.monitor.hide()
+        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.monitor)
+        monitor = self.monitor.toggleViewAction()
+        monitor.setText("Fjord training monitor")
+        self.actions = [environment, monitor]
+        for action in self.actions:
+            self.iface.addPluginToMenu(MENU, action)
+        # The Processing Toolbox's own toolbar (the Processing plugin's); without it, QGIS's
+        # plugin toolbar.
+        self.toolbar = window.findChild(QToolBar, "processingToolbar")
+        if self.toolbar is not None:
+            self.toolbar.addAction(environment)
+        else:
+            self.iface.addToolBarIcon(environment)
+
+    def show_environment(self):
+        from .ui.environment_dialog import EnvironmentDialog
+
+        if self.dialog is None:
+            self.dialog = EnvironmentDialog(self.iface.mainWindow())
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
 
     def unload(self):
+        if self.iface is not None:
+            for action in self.actions:
+                self.iface.removePluginMenu(MENU, action)
+            if self.actions:
+                if self.toolbar is not None:
+                    self.toolbar.removeAction(self.actions[0])
+                else:
+                    self.iface.removeToolBarIcon(self.actions[0])
+            if self.monitor is not None:
+                self.monitor.close_monitor()
+                self.iface.removeDockWidget(self.monitor)
+                self.monitor.deleteLater()
+            if self.dialog is not None:
+                self.dialog.deleteLater()
+        self.actions, self.toolbar, self.monitor, self.dialog = [], None, None, None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

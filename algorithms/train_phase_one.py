@@ -17,19 +17,36 @@ from qgis.core import (
 )
 
 from ..core.train import ARCHITECTURES, AUGMENTS, CLASS_WEIGHTS, PRECISIONS, checkpoint_dir
+from . import training_events
 from .base import FjordAlgorithm
 from .worker import run_job
 
 
 def run_training(alg, job, kwargs, feedback, output):
-    """Run a training job in the worker; after a cancel, say that its checkpoint is kept."""
+    """Run a training job in the worker, publishing its epochs as training events (the live
+    curves of the desktop's training monitor); after a cancel, say that its checkpoint is kept."""
+    run = training_events.new_run()
+    training_events.publish({"event": "start", "run": run, "title": alg.displayName(),
+                             "model": output})
+
+    def on_record(kind, record):
+        if kind == "epoch":
+            training_events.publish({"event": "epoch", "run": run, "row": record})
+
+    status, curves = "failed", None
     try:
-        return run_job(job, kwargs, feedback, outputs=[output])
+        result = run_job(job, kwargs, feedback, outputs=[output], on_record=on_record)
+        status, curves = "finished", result["report"].get("curves")
+        return result
     except QgsProcessingException:
-        if feedback.isCanceled() and os.path.isdir(checkpoint_dir(output)):
-            feedback.pushInfo(alg.tr("The checkpoint of the last finished epoch is kept: run again "
-                                     "with the same model file and settings to resume."))
+        if feedback.isCanceled():
+            status = "cancelled"
+            if os.path.isdir(checkpoint_dir(output)):
+                feedback.pushInfo(alg.tr("The checkpoint of the last finished epoch is kept: run "
+                                         "again with the same model file and settings to resume."))
         raise
+    finally:
+        training_events.publish({"event": "end", "run": run, "status": status, "curves": curves})
 
 
 class TrainPhaseOne(FjordAlgorithm):

@@ -98,10 +98,12 @@ def _signal_name(code):
         return f"signal {-code}"
 
 
-def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=None):
+def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=None,
+            on_record=None):
     """Run ``function`` (``module:callable``; leading dot = in ``fjord.core``) in a worker.
 
-    Progress and messages go to ``feedback``; returns the function's result. Raises
+    Progress and messages go to ``feedback``, structured records (``core.errors.send_record``)
+    to ``on_record(kind, record)``; returns the function's result. Raises
     QgsProcessingException on error, crash or cancel, after removing partial ``outputs``.
     """
     feedback = feedback or QgsProcessingFeedback()
@@ -134,6 +136,9 @@ def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=
                 feedback.setProgress(100.0 * msg["progress"])
             if msg.get("message"):
                 feedback.pushInfo(msg["message"])
+        elif "record" in msg:
+            if on_record is not None:
+                on_record(msg["record"], msg.get("data"))
         elif "result" in msg:
             state["result"], state["done"] = msg["result"], True
         elif "error" in msg:

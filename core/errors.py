@@ -1,5 +1,6 @@
-"""Exceptions the core raises for bad input (their message is shown to the user as is), and the
-neutral progress and cancel callables of a job run without a watcher."""
+"""Exceptions the core raises for bad input (their message is shown to the user as is), the
+neutral progress and cancel callables of a job run without a watcher, and the channel for
+structured records (one training epoch's scores) beside the progress messages."""
 
 
 class FjordError(Exception):
@@ -20,3 +21,16 @@ def no_progress(fraction, message=None):
 def never_stop():
     """The ``should_stop`` of a job nobody cancels."""
     return False
+
+
+def send_record(progress, kind, record):
+    """Give a structured ``record`` of ``kind`` (``"epoch"``: one training epoch's scores) to
+    whoever watches the job.
+
+    A ``progress`` callable that takes records has a ``record(kind, record)`` attribute (the
+    worker's forwards them to QGIS, where the training monitor draws live curves); any other
+    ``progress`` (a notebook's, the command line's) ignores them.
+    """
+    sink = getattr(progress, "record", None)
+    if sink is not None:
+        sink(kind, record)

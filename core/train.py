@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from ..models import ARCHITECTURES, MIN_TILE
-from .errors import Cancelled, FjordError, never_stop, no_progress
+from .errors import Cancelled, FjordError, never_stop, no_progress, send_record
 from .outputs import AtomicOutputs, check_writable
 from .tiles import AUGMENTS, read_dataset
 
@@ -327,6 +327,8 @@ class Session:
         monitor = _monitor_class(self.keras)(epochs, len(train), n_items, target, patience, state,
                                              self.ckpt, self.signature, self.chief, self.progress,
                                              self.should_stop)
+        for row in state["history"]:  # a resumed run's watcher gets the epochs done before
+            send_record(self.progress, "epoch", dict(row, epochs=epochs))
         if state["stopped"] is None and state["epoch"] < epochs:
             model.fit(train, validation_data=val, epochs=epochs, initial_epoch=state["epoch"],
                       class_weight=class_weight, callbacks=[monitor], verbose=0)
@@ -473,6 +475,7 @@ class _MonitorMixin:
         st = self.state
         st["history"].append(row)
         st["epoch"] = epoch + 1
+        send_record(self.progress, "epoch", dict(row, epochs=self.epochs))
         self.progress(None, f"Epoch {epoch + 1}/{self.epochs}: loss {row.get('loss', float('nan')):.4f}, "
                             f"accuracy {row.get('accuracy', float('nan')):.4f}, validation loss "
                             f"{row.get('val_loss', float('nan')):.4f}, validation accuracy "

@@ -10,7 +10,8 @@ A job is a JSON object::
 
 The protocol goes to the original standard output, one JSON object per line:
 ``{"progress": f, "message": m}`` (f may be null: a log line), ``{"result": value}`` or
-``{"error": message, "kind": "input" | "cancelled" | "internal"}``. Anything else a library
+``{"error": message, "kind": "input" | "cancelled" | "internal"}``, and
+``{"record": kind, "data": {...}}`` for structured records (see ``errors.send_record``). Anything else a library
 prints to standard output is sent to standard error, so it cannot corrupt the protocol.
 SIGTERM asks the job to stop (``should_stop()`` turns true); when the job was read from
 standard input, the end of standard input (the parent has gone) ends the process.
@@ -82,6 +83,8 @@ def run_job(job_file=None):
 
     def progress(fraction, message=None):
         proto.send(progress=None if fraction is None else float(fraction), message=message)
+
+    progress.record = lambda kind, record: proto.send(record=kind, data=record)
 
     try:
         func = resolve(job["function"])

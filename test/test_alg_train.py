@@ -32,18 +32,33 @@ def _feedback(cancel_after=None):
 def test_trainphaseone_logs_epochs_cancels_and_resumes(run_alg, glacier_tiles, tmp_path):
     from qgis.core import QgsProcessingException
 
+    from fjord.algorithms import training_events
+
+    events = []
+    training_events.subscribe(events.append)
     model, report = str(tmp_path / "phase1.keras"), str(tmp_path / "report")
     params = dict(QUICK, DATASET=glacier_tiles, OUTPUT=model, REPORT=report)
     fb = _feedback(cancel_after="Epoch 1/3")
     with pytest.raises(QgsProcessingException, match="Cancelled"):
         run_alg("trainphaseone", params, feedback=fb)
+    # The training monitor's events: start, the finished epoch, end (cancelled).
+    assert [e["event"] for e in events] == ["start", "epoch", "end"]
+    assert events[0]["model"] == model and events[0]["title"].startswith("Train phase-one CNN")
+    assert events[1]["row"]["epoch"] == 1 and events[1]["row"]["epochs"] == 3
+    assert set(events[1]["row"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert events[2]["status"] == "cancelled" and len({e["run"] for e in events}) == 1
+    del events[:]
     assert fb.lines[0].startswith("Device: ") and "mixed precision" in fb.lines[0]
     assert not os.path.exists(model)
     assert any("run again with the same model file" in line for line in fb.lines)
 
     fb = _feedback()
     res = run_alg("trainphaseone", params, feedback=fb)
+    training_events.unsubscribe(events.append)
     assert "Resuming from the checkpoint after epoch 1." in fb.lines
+    # The resumed run sends the epoch done before too, so its curves start at epoch 1.
+    assert [e["row"]["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3]
+    assert events[-1]["status"] == "finished" and events[-1]["curves"] == res["CURVES"]
     assert [line[:9] for line in fb.lines if line.startswith("Epoch ")] == ["Epoch 2/3", "Epoch 3/3"]
     assert res["EPOCHS_RUN"] == 3 and res["STOPPED"] == "epochs"
     assert res["OUTPUT"] == model and os.path.isfile(model)
