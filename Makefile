@@ -1,9 +1,11 @@
 # Fjord: `make demo` runs the demo chain, `make test` runs the tests. Both set up what they
 # need first (Debian packages, then .venv), on a fresh Debian 12 / Ubuntu machine.
+# `make screenshots` (after `make demo`) remakes docs/screenshots in the QGIS desktop under Xvfb;
+# `make package` builds the plugin ZIP.
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup test demo package clean
+.PHONY: setup test demo package screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +15,9 @@ test: setup
 
 demo: setup
 	$(PY) scripts/demo.py
+
+screenshots: setup
+	$(PY) scripts/screenshots.py
 
 package:
 	python3 scripts/package.py

@@ -36,7 +36,7 @@ class FjordPlugin:
             return
         from qgis.PyQt.QtCore import Qt
         from qgis.PyQt.QtGui import QIcon
-        from qgis.PyQt.QtWidgets import QAction, QToolBar
+        from qgis.PyQt.QtWidgets import QAction
 
         from .ui.training_monitor import TrainingMonitor
 
@@ -48,20 +48,32 @@ class FjordPlugin:
                                "and GPUs; set up the deep-learning environment")
         environment.triggered.connect(self.show_environment)
         self.monitor = TrainingMonitor(window)
-        self.monitor.hide()
         self.iface.addDockWidget(Qt.RightDockWidgetArea, self.monitor)
+        self.monitor.hide()  # it shows itself when a training starts
         monitor = self.monitor.toggleViewAction()
         monitor.setText("Fjord training monitor")
         self.actions = [environment, monitor]
         for action in self.actions:
             self.iface.addPluginToMenu(MENU, action)
-        # The Processing Toolbox's own toolbar (the Processing plugin's); without it, QGIS's
-        # plugin toolbar.
-        self.toolbar = window.findChild(QToolBar, "processingToolbar")
-        if self.toolbar is not None:
-            self.toolbar.addAction(environment)
-        else:
-            self.iface.addToolBarIcon(environment)
+        # The button goes on the Processing Toolbox's own toolbar. At QGIS start-up the
+        # Processing plugin may set up its toolbox after this plugin: then look again once QGIS
+        # has loaded every plugin; without Processing, the button goes on QGIS's plugin toolbar.
+        if not self._add_toolbar_button(fallback=False):
+            self.iface.initializationCompleted.connect(self._add_toolbar_button)
+
+    def _add_toolbar_button(self, fallback=True):
+        from qgis.PyQt.QtWidgets import QToolBar
+
+        if not self.actions or self.toolbar is not None:
+            return True
+        toolbar = self.iface.mainWindow().findChild(QToolBar, "processingToolbar")
+        if toolbar is not None:
+            toolbar.addAction(self.actions[0])
+            self.toolbar = toolbar
+        elif fallback:
+            self.iface.addToolBarIcon(self.actions[0])
+            self.toolbar = "plugins"
+        return self.toolbar is not None
 
     def show_environment(self):
         from .ui.environment_dialog import EnvironmentDialog
@@ -76,11 +88,10 @@ class FjordPlugin:
         if self.iface is not None:
             for action in self.actions:
                 self.iface.removePluginMenu(MENU, action)
-            if self.actions:
-                if self.toolbar is not None:
-                    self.toolbar.removeAction(self.actions[0])
-                else:
-                    self.iface.removeToolBarIcon(self.actions[0])
+            if self.toolbar == "plugins":
+                self.iface.removeToolBarIcon(self.actions[0])
+            elif self.toolbar is not None:
+                self.toolbar.removeAction(self.actions[0])
             if self.monitor is not None:
                 self.monitor.close_monitor()
                 self.iface.removeDockWidget(self.monitor)

@@ -97,7 +97,7 @@ class ClassifyCsc(FjordAlgorithm):
                                                      "size; smaller strides average overlapping tiles)"),
                               num.Integer, defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterRasterLayer(
-            "VALIDATION", self.tr("Reference classes for validation (optional)"), optional=True))
+            "VALIDATION", self.tr("Reference classes for validation"), optional=True))
         add_device_and_seed(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("CSC classes")))
         self.addParameter(QgsProcessingParameterRasterDestination(

@@ -113,7 +113,7 @@ class TrainPhaseOne(FjordAlgorithm):
                                                      "validation loss (0 = never)"),
                               num.Integer, defaultValue=20, minValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            self.INITIAL_MODEL, self.tr("Model to fine-tune (optional)"), extension="keras", optional=True))
+            self.INITIAL_MODEL, self.tr("Model to fine-tune"), extension="keras", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.CLASS_WEIGHTS, self.tr("Class weights"), options=list(CLASS_WEIGHTS), defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(

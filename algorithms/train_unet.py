@@ -88,7 +88,7 @@ class TrainUnet(FjordAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             "MIXED_PRECISION", self.tr("Mixed precision"), options=["auto", "on", "off"], defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            "INITIAL_MODEL", self.tr("U-Net to fine-tune (optional)"), extension="keras", optional=True))
+            "INITIAL_MODEL", self.tr("U-Net to fine-tune"), extension="keras", optional=True))
         add_device_and_seed(self)
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT", self.tr("Model file"), fileFilter=self.tr("Keras model (*.keras)")))

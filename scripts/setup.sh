@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES="qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-venv python3-pip"
+# xvfb: a virtual display for the desktop screenshots (scripts/screenshots.py) and their test.
+PACKAGES="qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-venv python3-pip xvfb"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

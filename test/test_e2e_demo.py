@@ -1,5 +1,7 @@
-"""`make demo`'s script, run as the README's command runs it, into a temporary folder."""
+"""`make demo`'s script, run as the README's command runs it, into a temporary folder; then
+`make screenshots`'s script on its output (the QGIS desktop under Xvfb)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -41,3 +43,29 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     assert layers["Calving front (from CSC)"].renderer().symbol().color().name() == "#ff0000"
     assert layers["Front error points (m)"].renderer().type() == "graduatedSymbol"
     assert "weighted F1" in proc.stdout and "median" in proc.stdout
+
+    # The README's screenshots, made from this demo in the QGIS desktop under Xvfb.
+    shots = tmp_path / "shots"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "screenshots.py"), str(tmp_path),
+                           str(shots)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from qgis.PyQt.QtGui import QColor, QImage
+
+    def count(image, colour, tolerance=40):
+        """Pixels of ``image`` within ``tolerance`` of ``colour`` (every 2nd row and column)."""
+        return sum(1 for y in range(0, image.height(), 2) for x in range(0, image.width(), 2)
+                   if sum(abs(a - b) for a, b in zip(image.pixelColor(x, y).getRgb()[:3],
+                                                      colour.getRgb()[:3])) < tolerance)
+
+    images = {name: QImage(str(shots / name)) for name in (
+        "toolbox.png", "classifycsc.png", "map.png", "environment.png", "training-monitor.png")}
+    assert all(not image.isNull() for image in images.values())
+    assert (images["toolbox.png"].width(), images["toolbox.png"].height()) == (1600, 1000)
+    # The map: the red calving front over the CSC classes (iceberg water, glacier ice).
+    glacial = {c["name"]: c["color"] for c in json.loads((tmp_path / "glacier" / "labels.schema.json").read_text())["classes"]}
+    assert count(images["map.png"], QColor("#ff0000")) > 100
+    assert count(images["map.png"], QColor(glacial["iceberg water"]), 10) > 1000
+    assert count(images["map.png"], QColor(glacial["glacier ice"]), 10) > 1000
+    # The training monitor drew curves (its blue and orange) from a real run in the desktop.
+    assert count(images["training-monitor.png"], QColor("#1f77b4")) > 100
+    assert count(images["training-monitor.png"], QColor("#ff7f0e")) > 100

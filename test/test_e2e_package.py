@@ -30,12 +30,13 @@ def test_zip_holds_the_plugin_folder_without_development_files(package):
     assert all(n.startswith("fjord/") for n in names)
     for needed in ("fjord/__init__.py", "fjord/metadata.txt", "fjord/plugin.py", "fjord/LICENSE",
                    "fjord/requirements.txt", "fjord/algorithms/provider.py", "fjord/core/unet.py",
-                   "fjord/models/unet.py", "fjord/resources/icons/fjord.svg",
+                   "fjord/models/unet.py", "fjord/resources/icons/fjord.svg", "fjord/ui/training_monitor.py",
+                   "fjord/ui/environment_dialog.py",
                    "fjord/resources/schemas/glacial.json", "fjord/resources/models/glacier_csc_chain.model3",
                    "fjord/resources/models/landcover_unet_chain.model3"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("fjord/test/", "fjord/bench/", "fjord/.ci/",
-                                                  "fjord/scripts/"))]
+                                                  "fjord/scripts/", "fjord/docs/"))]
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", "Makefile"))]
 
 

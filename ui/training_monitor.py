@@ -28,12 +28,10 @@ def _nice_ticks(low, high, count=5):
     raw = (high - low) / max(count - 1, 1)
     step = 10 ** math.floor(math.log10(raw))
     step *= next(m for m in (1, 2, 2.5, 5, 10) if m * step >= raw)
-    first = math.floor(low / step) * step
-    ticks, value = [], first
-    while value <= high + step * 1e-6:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+    ticks = [math.floor(low / step) * step]
+    while ticks[-1] < high - step * 1e-6:
+        ticks.append(ticks[-1] + step)
+    return [round(t, 10) for t in ticks]
 
 
 class CurvesChart(QWidget):
