@@ -81,6 +81,18 @@ def test_environment_dialog_shows_the_worker(qgis_app):
     assert "complete" in dialog.status.text()
 
 
+def test_environment_dialog_says_why_a_check_failed(qgis_app, monkeypatch, tmp_path):
+    from fjord.ui.environment_dialog import EnvironmentDialog
+
+    monkeypatch.setenv("FJORD_PYTHON", str(tmp_path / "no-such-python"))
+    dialog = EnvironmentDialog()
+    dialog.check()
+    _wait(lambda: not dialog.running(), timeout=60)
+    assert dialog.report is None and "failed" in dialog.status.text()
+    assert "FJORD_PYTHON names" in dialog.log.toPlainText()
+    assert dialog.check_button.isEnabled() and dialog.setup_button.isEnabled()
+
+
 def test_environment_dialog_sets_up_the_environment(qgis_app, tmp_path):
     from qgis.core import QgsApplication
 
