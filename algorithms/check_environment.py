@@ -47,7 +47,8 @@ class CheckEnvironment(FjordAlgorithm):
             "the log gives the exact commands to run by hand.\n\n"
             "The worker's interpreter is chosen in this order: the environment variable "
             "FJORD_PYTHON; Processing > Options > Providers > Fjord; the environment made here; "
-            "the Python that runs QGIS.")
+            "the Python that runs QGIS.\n\n"
+            "In the desktop the same check and set-up are in Plugins > Fjord > Fjord environment…")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterBoolean(

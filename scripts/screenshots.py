@@ -11,6 +11,7 @@ opens the demo project, and runs this same file inside QGIS (``qgis --code``), w
 - ``classifycsc.png``: the "CNN-supervised classification" dialog, filled in for the demo;
 - ``map.png``: the map canvas around the calving front: CSC classes, the front, valley margins
   and the front's per-vertex error points;
+- ``landcover.png``: the QGIS window with the land-cover demo's U-Net classes and their legend;
 - ``environment.png``: the environment dialog (Plugins > Fjord > Fjord environment…);
 - ``training-monitor.png``: the training monitor while a 3-epoch phase-one training of the demo's
   glacier tiles runs in the desktop (a real run).
@@ -29,7 +30,8 @@ import traceback
 # Inside QGIS this file is exec'd without __file__ (and only the desktop part runs there).
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(globals().get("__file__", "."))))
 SCREEN = (1600, 1000)
-NAMES = ("toolbox.png", "classifycsc.png", "map.png", "environment.png", "training-monitor.png")
+NAMES = ("toolbox.png", "classifycsc.png", "map.png", "landcover.png", "environment.png",
+         "training-monitor.png")
 
 
 # --- inside QGIS (qgis --code) -------------------------------------------------------------------
@@ -94,6 +96,20 @@ def _desktop_steps(demo, dest):
     yield 1000
     yield lambda: not canvas.isDrawing()
     canvas.grab().save(os.path.join(dest, "map.png.partial"), "PNG")
+
+    # The land-cover demo: the U-Net map over the real scene.
+    for group in root.children():
+        landcover = group.name().startswith("Land cover")
+        group.setItemVisibilityChecked(landcover)
+        group.setExpanded(landcover)
+    toolbox.setVisible(False)
+    unet = next(lyr for name, lyr in layer.items() if name.startswith("U-Net classes"))
+    canvas.setDestinationCrs(unet.crs())
+    canvas.setExtent(unet.extent())
+    canvas.refresh()
+    yield 1000
+    yield lambda: not canvas.isDrawing()
+    window.grab().save(os.path.join(dest, "landcover.png.partial"), "PNG")
 
     # The classifycsc dialog, filled in as the demo ran it.
     dialog = processing.createAlgorithmDialog("fjord:classifycsc", {

@@ -48,11 +48,23 @@ def test_trainunet_cancels_and_resumes(run_alg, glacier_segmentation, tmp_path):
         run_alg("trainunet", params, feedback=fb)
     assert not os.path.exists(model)
     assert any("U-Net (none: depth 3, 8 base filters" in line for line in fb.lines)
+    from fjord.algorithms import training_events
+
+    events = []
+    training_events.subscribe(events.append)
     fb = _feedback()
-    res = run_alg("trainunet", params, feedback=fb)
+    try:
+        res = run_alg("trainunet", params, feedback=fb)
+    finally:
+        training_events.unsubscribe(events.append)
     assert "Resuming from the checkpoint after epoch 1." in fb.lines
     assert [line[:9] for line in fb.lines if line.startswith("Epoch ")] == ["Epoch 2/3", "Epoch 3/3"]
     assert res["EPOCHS_RUN"] == 3 and os.path.isfile(model) and os.path.isfile(res["CURVES"])
+    # The training monitor gets every epoch's loss and (labelled-pixel) accuracy.
+    rows = [e["row"] for e in events if e["event"] == "epoch"]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert all({"loss", "accuracy", "val_loss", "val_accuracy"} <= set(r) for r in rows)
+    assert events[0]["title"].startswith("Train U-Net") and events[-1]["status"] == "finished"
 
 
 def test_classifyunet_loads_styled_with_probability_bands(run_alg, glacier, glacier_unet, tmp_path):

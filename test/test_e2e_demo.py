@@ -58,7 +58,8 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
                                                       colour.getRgb()[:3])) < tolerance)
 
     images = {name: QImage(str(shots / name)) for name in (
-        "toolbox.png", "classifycsc.png", "map.png", "environment.png", "training-monitor.png")}
+        "toolbox.png", "classifycsc.png", "map.png", "landcover.png", "environment.png",
+        "training-monitor.png")}
     assert all(not image.isNull() for image in images.values())
     assert (images["toolbox.png"].width(), images["toolbox.png"].height()) == (1600, 1000)
     # The map: the red calving front over the CSC classes (iceberg water, glacier ice).
