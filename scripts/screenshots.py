@@ -132,7 +132,7 @@ def _desktop_steps(demo, dest):
     env.close()
 
     # The training monitor during a real (short) phase-one training in the desktop.
-    work = tempfile.mkdtemp(prefix="fjord-shot-")
+    work = os.path.join(dest, "training")  # inside the launcher's temporary folder
     alg = QgsApplication.processingRegistry().createAlgorithmById("fjord:trainphaseone")
     params = {"DATASET": os.path.join(demo, "glacier", "tiles"), "ARCHITECTURE": 1, "EPOCHS": 3,
               "BATCH_SIZE": 32, "TARGET_ACCURACY": 0, "PATIENCE": 0,
@@ -151,7 +151,6 @@ def _desktop_steps(demo, dest):
     monitor.resize(760, 420)
     yield 800
     monitor.grab().save(os.path.join(dest, "training-monitor.png.partial"), "PNG")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def _run_in_desktop():

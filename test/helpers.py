@@ -51,3 +51,12 @@ def box(x0, y0, x1, y1):
 def read(path, band=1):
     ds = gdal.Open(str(path))
     return ds.GetRasterBand(band).ReadAsArray()
+
+
+def colour_pixels(image, colour, tolerance=40):
+    """How many pixels of a QImage (every 2nd row and column) lie within ``tolerance`` (sum of
+    the RGB differences) of the QColor ``colour``."""
+    target = colour.getRgb()[:3]
+    return sum(1 for y in range(0, image.height(), 2) for x in range(0, image.width(), 2)
+               if sum(abs(a - b) for a, b in zip(image.pixelColor(x, y).getRgb()[:3], target))
+               < tolerance)

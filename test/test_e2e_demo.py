@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from helpers import colour_pixels
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/qgis_process.bin"),
                                 reason="qgis_process not installed")
@@ -51,12 +52,6 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     from qgis.PyQt.QtGui import QColor, QImage
 
-    def count(image, colour, tolerance=40):
-        """Pixels of ``image`` within ``tolerance`` of ``colour`` (every 2nd row and column)."""
-        return sum(1 for y in range(0, image.height(), 2) for x in range(0, image.width(), 2)
-                   if sum(abs(a - b) for a, b in zip(image.pixelColor(x, y).getRgb()[:3],
-                                                      colour.getRgb()[:3])) < tolerance)
-
     images = {name: QImage(str(shots / name)) for name in (
         "toolbox.png", "classifycsc.png", "map.png", "landcover.png", "environment.png",
         "training-monitor.png")}
@@ -64,9 +59,9 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     assert (images["toolbox.png"].width(), images["toolbox.png"].height()) == (1600, 1000)
     # The map: the red calving front over the CSC classes (iceberg water, glacier ice).
     glacial = {c["name"]: c["color"] for c in json.loads((tmp_path / "glacier" / "labels.schema.json").read_text())["classes"]}
-    assert count(images["map.png"], QColor("#ff0000")) > 100
-    assert count(images["map.png"], QColor(glacial["iceberg water"]), 10) > 1000
-    assert count(images["map.png"], QColor(glacial["glacier ice"]), 10) > 1000
+    assert colour_pixels(images["map.png"], QColor("#ff0000")) > 100
+    assert colour_pixels(images["map.png"], QColor(glacial["iceberg water"]), 10) > 1000
+    assert colour_pixels(images["map.png"], QColor(glacial["glacier ice"]), 10) > 1000
     # The training monitor drew curves (its blue and orange) from a real run in the desktop.
-    assert count(images["training-monitor.png"], QColor("#1f77b4")) > 100
-    assert count(images["training-monitor.png"], QColor("#ff7f0e")) > 100
+    assert colour_pixels(images["training-monitor.png"], QColor("#1f77b4")) > 100
+    assert colour_pixels(images["training-monitor.png"], QColor("#ff7f0e")) > 100

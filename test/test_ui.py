@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-import pytest
+from helpers import colour_pixels
 
 
 def _wait(condition, timeout=180):
@@ -16,18 +16,6 @@ def _wait(condition, timeout=180):
         assert time.monotonic() < end, "timed out"
         QgsApplication.processEvents()
         time.sleep(0.02)
-
-
-def _colour_pixels(image, colour, tolerance=40):
-    """How many pixels of a QImage are close to ``colour``."""
-    count = 0
-    for y in range(0, image.height(), 2):
-        for x in range(0, image.width(), 2):
-            c = image.pixelColor(x, y)
-            if (abs(c.red() - colour.red()) + abs(c.green() - colour.green())
-                    + abs(c.blue() - colour.blue())) < tolerance:
-                count += 1
-    return count
 
 
 def test_training_monitor_draws_the_epochs_published_from_another_thread(qgis_app):
@@ -55,12 +43,12 @@ def test_training_monitor_draws_the_epochs_published_from_another_thread(qgis_ap
     assert "finished, epoch 5/8" in monitor.status.text() and "/x/curves.png" in monitor.status.text()
     assert monitor.chart.rows == entry["rows"]
     image = monitor.chart.grab().toImage()
-    with_curves = _colour_pixels(image, VALIDATION_COLOUR)
-    assert _colour_pixels(image, TRAIN_COLOUR) > 50 and with_curves > 50
+    with_curves = colour_pixels(image, VALIDATION_COLOUR)
+    assert colour_pixels(image, TRAIN_COLOUR) > 50 and with_curves > 50
     # An empty run draws the axes but no curve.
     monitor.chart.set_rows([], 10)
     image = monitor.chart.grab().toImage()
-    assert _colour_pixels(image, VALIDATION_COLOUR) < with_curves / 3  # the legend swatches only
+    assert colour_pixels(image, VALIDATION_COLOUR) < with_curves / 3  # the legend swatches only
     monitor.close_monitor()
     training_events.publish({"event": "start", "run": "other", "title": "t", "model": "m"})
     assert "other" not in monitor.runs

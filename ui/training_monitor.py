@@ -7,6 +7,7 @@ and validation loss and accuracy. Every run of the session stays selectable; whe
 the monitor names the PNG of the curves that the training report got.
 """
 
+import html
 import math
 
 from qgis.PyQt.QtCore import QPointF, QRectF, Qt, QUrl, pyqtSignal
@@ -184,11 +185,12 @@ class TrainingMonitor(QDockWidget):
             return
         self.chart.set_rows(entry["rows"], entry["epochs"])
         rows = entry["rows"]
-        text = f"<b>{entry['title']}</b>: {entry['status']}"
+        text = f"<b>{html.escape(entry['title'])}</b>: {entry['status']}"
         if rows:
             last = rows[-1]
             text += (f", epoch {last['epoch']}/{entry['epochs']}: loss {last.get('loss', float('nan')):.4f}, "
                      f"validation accuracy {last.get('val_accuracy', float('nan')):.4f}")
         if entry["curves"]:
-            text += f"<br>Curves saved: <a href='{entry['curves']}'>{entry['curves']}</a>"
+            path = html.escape(entry["curves"], quote=True)
+            text += f"<br>Curves saved: <a href=\"{path}\">{path}</a>"
         self.status.setText(text)
