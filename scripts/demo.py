@@ -174,7 +174,8 @@ def main(out_dir, quick=False):
     rows.append(("QGIS project and map images", "PyQGIS", {"OUTPUT": project}, time.monotonic() - t))
 
     print()
-    print(f"{'step':<64} {'result':<44} {'s':>6}")
+    width = max(len(title) for title, *_ in rows)
+    print(f"{'step':<{width}} {'result':<44} {'s':>6}")
     for title, alg_id, results, seconds in rows:
         if "LABELLED_PIXELS" in results:
             what = f"{results['CLASS_COUNT']} classes, {results['LABELLED_PIXELS']:,} px labelled"
@@ -202,7 +203,7 @@ def main(out_dir, quick=False):
             what = f"{results['TRAIN_COUNT']:,} train / {results['VALIDATION_COUNT']:,} validation"
         else:
             what = os.path.basename(results.get("OUTPUT", ""))
-        print(f"{title[:64]:<64} {what:<44} {seconds:6.1f}")
+        print(f"{title:<{width}} {what:<44} {seconds:6.1f}")
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Open {project} in QGIS;")
     print(f"map images: {os.path.join(out_dir, 'landcover.png')}, {os.path.join(out_dir, 'glacier.png')}")
     print(f"dataset previews: {os.path.join(gl, 'tiles', 'preview.png')}, "
