@@ -14,6 +14,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
 )
 
 from ..core import schema as schemas
@@ -22,13 +23,16 @@ from .base import FjordAlgorithm, core_call, progress_to
 from .styling import style_on_load
 
 PRESET_LABELS = ("none: classes from the field", "glacial (7 classes)",
-                 "clean ice / debris / background", "CORINE land cover (13 classes)")
+                 "clean ice / debris / background", "CORINE land cover (13 classes)",
+                 "glacier outlines: not glacier / glacier")
 _OGR_FORMATS = ["gpkg", "shp", "geojson", "json", "fgb", "sqlite", "gml", "kml", "tab", "mif", "csv"]
 
 
 class RasterizeLabels(FjordAlgorithm):
     INPUT = "INPUT"
     FIELD = "FIELD"
+    CLASS = "CLASS"
+    BACKGROUND = "BACKGROUND"
     REFERENCE = "REFERENCE"
     SCHEMA = "SCHEMA"
     PRESET = "PRESET"
@@ -51,6 +55,14 @@ class RasterizeLabels(FjordAlgorithm):
             "<b>Class field</b>: integer class values, or text labels. Text labels are matched to "
             "the class names of the schema; without a schema they become classes 1..N in sorted "
             "order.\n"
+            "<b>One class for every polygon</b> (CLASS, instead of a class field): a class value "
+            "or name, for layers that outline one kind of thing, such as glacier inventories "
+            "(RGI, GLIMS, national ones).\n"
+            "<b>Background class</b> (BACKGROUND): a class value or name for every pixel of the "
+            "grid outside all polygons (pixels where the reference image is nodata stay "
+            "unlabelled); empty: they stay 0 = unlabelled. It must not be the class of any "
+            "polygon. Outlines mark glacier and nothing else, so with the built-in schema "
+            "'glacier outlines' use CLASS 'glacier' and BACKGROUND 'not glacier'.\n"
             "<b>Class schema</b>: a JSON or CSV file (value, name, color) or a built-in preset; "
             "without either, classes are named after the field values.\n"
             "<b>Overlaps</b>: where polygons overlap, the smallest polygon wins (a lake inside a "
@@ -66,7 +78,13 @@ class RasterizeLabels(FjordAlgorithm):
             self.INPUT, self.tr("Training polygons"), [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField(
             self.FIELD, self.tr("Class field"), parentLayerParameterName=self.INPUT,
-            type=QgsProcessingParameterField.Any))
+            type=QgsProcessingParameterField.Any, optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.CLASS, self.tr("One class for every polygon, instead of a class field "
+                                "(value or name)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.BACKGROUND, self.tr("Background class for pixels outside all polygons "
+                                     "(value or name; empty: unlabelled)"), optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.REFERENCE, self.tr("Reference image (grid of the output)")))
         self.addParameter(QgsProcessingParameterFile(
@@ -88,6 +106,14 @@ class RasterizeLabels(FjordAlgorithm):
         if (self.parameterAsFile(parameters, self.SCHEMA, context)
                 and self.parameterAsEnum(parameters, self.PRESET, context) != 0):
             return False, self.tr("Give either a class schema file or a built-in schema, not both.")
+        field = self.parameterAsString(parameters, self.FIELD, context)
+        constant = self.parameterAsString(parameters, self.CLASS, context).strip()
+        if not field and not constant:
+            return False, self.tr("Give the field that holds the classes (FIELD), or one class for "
+                                  "every polygon (CLASS), e.g. 'glacier' for glacier outlines.")
+        if field and constant:
+            return False, self.tr("Give either a class field or one class for every polygon "
+                                  "(CLASS), not both.")
         return super().checkParameterValues(parameters, context)
 
     def _schema(self, parameters, context):
@@ -102,7 +128,7 @@ class RasterizeLabels(FjordAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         schema = self._schema(parameters, context)
         reference = self.raster_file(parameters, self.REFERENCE, context, "reference image")
-        field = self.parameterAsString(parameters, self.FIELD, context)
+        field = self.parameterAsString(parameters, self.FIELD, context) or None
         vector, layer_name = self.parameterAsCompatibleSourceLayerPathAndLayerName(
             parameters, self.INPUT, context, _OGR_FORMATS, "gpkg", feedback)
         if not vector:
@@ -113,7 +139,9 @@ class RasterizeLabels(FjordAlgorithm):
 
         result = core_call(
             rasterize_labels, vector, field, reference, output, layer=layer_name or None,
-            schema=schema, all_touched=self.parameterAsBoolean(parameters, self.ALL_TOUCHED, context),
+            schema=schema, class_value=self.parameterAsString(parameters, self.CLASS, context) or None,
+            background=self.parameterAsString(parameters, self.BACKGROUND, context) or None,
+            all_touched=self.parameterAsBoolean(parameters, self.ALL_TOUCHED, context),
             progress=progress_to(feedback), should_stop=feedback.isCanceled)
         for warning in result["warnings"]:
             feedback.reportError(warning, False)

@@ -6,6 +6,13 @@ Where polygons overlap, the **smallest polygon wins**: polygons are burned in or
 decreasing area (ties in order of feature id), so a lake digitised inside a forest polygon
 stays a lake. The rule is deterministic and independent of the order of the features in the
 file. Class value 0 means unlabelled; a polygon whose class is 0 therefore clears labels.
+
+Outline labels
+--------------
+Glacier inventories (RGI, GLIMS, national ones) outline glacier ice and nothing else. For such
+layers every polygon gets one class (``class_value``, no class field needed) and every pixel of
+the grid outside all polygons gets a ``background`` class ("not glacier"); pixels where the
+reference image is nodata stay unlabelled.
 """
 
 import json
@@ -17,6 +24,7 @@ from osgeo import gdal, ogr, osr
 from . import schema as schemas
 from .errors import Cancelled, FjordError, never_stop, no_progress
 from .outputs import AtomicOutputs, check_writable
+from .rasters import ImageStrips
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -79,26 +87,30 @@ def read_polygons(vector, field, target_wkt, layer=None, progress=no_progress,
                   should_stop=never_stop):
     """Read polygons and their class labels, reprojected to ``target_wkt``.
 
+    ``field`` None or empty: every polygon is read, with the label None.
+
     Returns
     -------
     features : list of (ogr.Geometry, label, area, fid)
-    kind : 'integer' or 'string' (the type of the class field)
+    kind : 'integer', 'real' or 'string' (the type of the class field); None without a field
     counts : dict with 'read', 'null', 'empty', 'non_polygon', 'invalid_repaired',
         'invalid_skipped' feature counts
     """
     ds, lyr = _open_layer(vector, layer)
-    idx = _field_index(lyr, field)
-    fdefn = lyr.GetLayerDefn().GetFieldDefn(idx)
-    ftype = fdefn.GetType()
-    if ftype in (ogr.OFTInteger, ogr.OFTInteger64):
-        kind = "integer"
-    elif ftype == ogr.OFTReal:
-        kind = "real"
-    elif ftype == ogr.OFTString:
-        kind = "string"
-    else:
-        raise FjordError(f"The class field {fdefn.GetName()!r} is of type "
-                         f"{fdefn.GetFieldTypeName(ftype)}; use an integer or a text field.")
+    idx, kind = None, None
+    if field not in (None, ""):
+        idx = _field_index(lyr, field)
+        fdefn = lyr.GetLayerDefn().GetFieldDefn(idx)
+        ftype = fdefn.GetType()
+        if ftype in (ogr.OFTInteger, ogr.OFTInteger64):
+            kind = "integer"
+        elif ftype == ogr.OFTReal:
+            kind = "real"
+        elif ftype == ogr.OFTString:
+            kind = "string"
+        else:
+            raise FjordError(f"The class field {fdefn.GetName()!r} is of type "
+                             f"{fdefn.GetFieldTypeName(ftype)}; use an integer or a text field.")
     layer_type = ogr.GT_Flatten(lyr.GetGeomType())
     if layer_type not in _POLYGON_TYPES | _MIXED_TYPES:
         raise FjordError(
@@ -131,10 +143,10 @@ def read_polygons(vector, field, target_wkt, layer=None, progress=no_progress,
                 raise Cancelled()
             progress(n / total, None)
         counts["read"] += 1
-        if not feat.IsFieldSetAndNotNull(idx):
+        if idx is not None and not feat.IsFieldSetAndNotNull(idx):
             counts["null"] += 1
             continue
-        label = feat.GetField(idx)
+        label = feat.GetField(idx) if idx is not None else None
         if kind == "string":
             label = str(label).strip()
             if not label:
@@ -181,18 +193,55 @@ def _describe_skipped(counts):
     return ", ".join(parts) or "none skipped"
 
 
-def class_mapping(labels, kind, schema=None):
+def class_spec(spec):
+    """A class given by the user (``CLASS``, ``BACKGROUND``): ``('integer', value)`` for a
+    whole number, ``('string', name)`` otherwise, None when empty."""
+    if spec is None:
+        return None
+    if isinstance(spec, (int, np.integer)):
+        return "integer", int(spec)
+    text = str(spec).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return "string", text
+    if number != int(number):
+        raise FjordError(f"Class {text!r} is not a whole number; give a class value (1, 2, ...) "
+                         "or a class name.")
+    return "integer", int(number)
+
+
+def _describe_spec(spec):
+    return f"{spec[1]!r}" if spec[0] == "string" else f"{spec[1]}"
+
+
+def class_mapping(labels, kind, schema=None, background=None):
     """Map raw labels to class values and settle the schema.
 
     Integer labels are class values. Text labels match the names of ``schema`` (case does not
-    matter); without a schema they become classes 1..N in sorted order.
+    matter); without a schema they become classes 1..N in sorted order (the ``background``
+    name among them).
 
-    Returns ``(mapping, schema)`` where ``mapping`` maps each raw label to its value.
+    ``background``: a :func:`class_spec` (or None) for the pixels outside all polygons; it is
+    resolved like the labels and must not be the class of any polygon.
+
+    Returns ``(mapping, schema, background_value)`` where ``mapping`` maps each raw label to
+    its value and ``background_value`` is None without a background.
     """
     distinct = sorted(set(labels), key=lambda v: (str(type(v)), v))
+    if background is not None and background[0] != ("string" if kind == "string" else "integer") \
+            and schema is None:
+        have = "names" if kind == "string" else "numbers"
+        raise FjordError(
+            f"BACKGROUND {_describe_spec(background)} is a {'name' if background[0] == 'string' else 'value'} "
+            f"but the polygon classes are {have}; give the background class as a "
+            f"{'name' if kind == 'string' else 'value'} too, or choose a class schema that holds it.")
     if kind == "string":
         if schema is None:
-            schema = schemas.schema_from_names(distinct)
+            schema = schemas.schema_from_names(
+                distinct + ([background[1]] if background is not None else []))
         by_name = {c["name"].lower(): c["value"] for c in schema["classes"]}
         missing = [lab for lab in distinct if lab.lower() not in by_name]
         if missing:
@@ -200,43 +249,72 @@ def class_mapping(labels, kind, schema=None):
                 f"Class names {', '.join(map(repr, missing[:10]))} are not in the class schema "
                 f"({', '.join(c['name'] for c in schema['classes'])}). Fix the field values, or "
                 "use another schema, or none to number the names 1..N.")
-        return {lab: by_name[lab.lower()] for lab in distinct}, schema
-    mapping = {}
-    for lab in distinct:
-        value = float(lab)
-        if value != int(value):
-            raise FjordError(f"The class field holds {lab!r}, which is not a whole number. "
-                             "Class values must be integers (0 = unlabelled).")
-        value = int(value)
-        if not 0 <= value <= 65535:
-            raise FjordError(f"Class value {value} is outside 0..65535.")
-        mapping[lab] = value
-    values = sorted(v for v in set(mapping.values()) if v != 0)
-    if schema is None:
-        if not values:
-            raise FjordError("Every polygon has class 0 (unlabelled): there is nothing to rasterise.")
-        schema = schemas.schema_from_values(values)
+        mapping = {lab: by_name[lab.lower()] for lab in distinct}
     else:
-        known = {c["value"] for c in schema["classes"]}
-        unknown = [v for v in values if v not in known]
-        if unknown:
-            raise FjordError(
-                f"Class values {unknown[:10]} are not in the class schema "
-                f"{schema.get('name', '')!r} (values {sorted(known)}). Fix the field or the schema.")
-    return mapping, schema
+        mapping = {}
+        for lab in distinct:
+            value = float(lab)
+            if value != int(value):
+                raise FjordError(f"The class field holds {lab!r}, which is not a whole number. "
+                                 "Class values must be integers (0 = unlabelled).")
+            value = int(value)
+            if not 0 <= value <= 65535:
+                raise FjordError(f"Class value {value} is outside 0..65535.")
+            mapping[lab] = value
+        values = sorted(v for v in set(mapping.values()) if v != 0)
+        if schema is None:
+            extra = [background[1]] if background is not None else []
+            if not values and not extra:
+                raise FjordError("Every polygon has class 0 (unlabelled): there is nothing to "
+                                 "rasterise.")
+            schema = schemas.schema_from_values(values + extra)
+        else:
+            known = {c["value"] for c in schema["classes"]}
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                raise FjordError(
+                    f"Class values {unknown[:10]} are not in the class schema "
+                    f"{schema.get('name', '')!r} (values {sorted(known)}). Fix the field or the schema.")
+    return mapping, schema, _background_value(background, schema, set(mapping.values()))
+
+
+def _background_value(background, schema, polygon_values):
+    if background is None:
+        return None
+    kind, given = background
+    classes = ", ".join(f"{c['value']} {c['name']}" for c in schema["classes"])
+    if kind == "string":
+        found = [c["value"] for c in schema["classes"] if c["name"].lower() == given.lower()]
+        if not found:
+            raise FjordError(f"BACKGROUND {given!r} is not a class of the class schema ({classes}); "
+                             "give one of its names or values.")
+        value = found[0]
+    else:
+        value = given
+        if value not in {c["value"] for c in schema["classes"]}:
+            raise FjordError(f"BACKGROUND {value} is not a class of the class schema ({classes}); "
+                             "give one of its values or names.")
+    if value in polygon_values:
+        raise FjordError(
+            f"BACKGROUND {_describe_spec(background)} (class {value}) is also the class of "
+            "polygons, so the polygons could not be told from the background. Choose a "
+            "background class that no polygon has (for glacier outlines: 'not glacier').")
+    return value
 
 
 def rasterize_labels(vector, field, reference, output, *, layer=None, schema=None,
-                     all_touched=False, progress=None, should_stop=None):
+                     class_value=None, background=None, all_touched=False, progress=None,
+                     should_stop=None):
     """Burn training polygons into a class raster on the grid of ``reference``.
 
     Parameters
     ----------
     vector : str
         Polygon file readable by OGR (GeoPackage, Shapefile, GeoJSON, ...).
-    field : str
+    field : str or None
         Class field: integer values, or text labels (matched to ``schema`` names, or numbered
-        1..N in sorted order when there is no schema).
+        1..N in sorted order when there is no schema). None or empty: ``class_value`` for
+        every polygon.
     reference : str
         Raster whose grid (size, geotransform, CRS) the output takes.
     output : str
@@ -247,6 +325,13 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
         Layer name inside ``vector`` (default: the first).
     schema : dict, optional
         Class schema (see :mod:`.schema`).
+    class_value : int or str, optional
+        The class (value or schema name) of every polygon, for layers without a class field
+        such as glacier inventories; give either ``field`` or this.
+    background : int or str, optional
+        The class (value or name) of every pixel outside all polygons (pixels where the
+        reference is nodata excepted); default: none, they stay 0 = unlabelled. It must not be
+        a class of any polygon.
     all_touched : bool
         Burn every pixel a polygon touches, not only those whose centre it covers.
     progress : callable(fraction, message), optional
@@ -261,6 +346,16 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
     should_stop = should_stop or never_stop
     if schema is not None:
         schema = schemas.validate_schema(schema)
+    constant, background = class_spec(class_value), class_spec(background)
+    if background == ("integer", 0):
+        raise FjordError("BACKGROUND 0 is 'unlabelled', which pixels outside the polygons are "
+                         "anyway; leave BACKGROUND empty.")
+    if field in (None, "") and constant is None:
+        raise FjordError("Give the field that holds the classes (FIELD), or one class for every "
+                         "polygon (CLASS), e.g. 'glacier' for glacier outlines.")
+    if field not in (None, "") and constant is not None:
+        raise FjordError(f"Give either a class field (FIELD {field!r}) or one class for every "
+                         f"polygon (CLASS {_describe_spec(constant)}), not both.")
     try:
         ref = gdal.Open(reference)
     except RuntimeError as exc:
@@ -268,6 +363,8 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
     width, height = ref.RasterXSize, ref.RasterYSize
     transform = ref.GetGeoTransform()
     wkt = ref.GetProjection()
+    ref_masked = any(ref.GetRasterBand(b + 1).GetMaskFlags() != gdal.GMF_ALL_VALID
+                     for b in range(ref.RasterCount))
     ref = None
     check_writable(output, "class raster")
     if os.path.abspath(output) == os.path.abspath(reference):
@@ -277,7 +374,10 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
     features, kind, counts = read_polygons(
         vector, field, wkt, layer=layer,
         progress=lambda f, m=None: progress(0.4 * f, m), should_stop=should_stop)
-    mapping, schema = class_mapping([f[1] for f in features], kind, schema)
+    if constant is not None:
+        kind = constant[0]
+        features = [(geom, constant[1], area, fid) for geom, _, area, fid in features]
+    mapping, schema, fill = class_mapping([f[1] for f in features], kind, schema, background)
 
     # Keep the polygons that reach the raster.
     x0, y0 = transform[0], transform[3]
@@ -329,7 +429,7 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
             if wkt:
                 ds.SetProjection(wkt)
             band = ds.GetRasterBand(1)
-            band.Fill(0)
+            band.Fill(fill or 0)
             band.SetDescription("class")
             band.SetColorTable(schemas.gdal_color_table(schema))
             ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema, ensure_ascii=False))
@@ -346,6 +446,9 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
                 if should_stop():
                     raise Cancelled() from None
                 raise
+            if fill and ref_masked:
+                progress(0.85, "Leaving the reference's nodata pixels unlabelled")
+                _clear_invalid(band, reference, should_stop)
             progress(0.9, "Counting pixels per class")
             pixel_counts = _count_values(band, top, should_stop)
         finally:
@@ -356,13 +459,31 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
             f.write(schemas.paletted_qml(schema))
     mem = None
     labelled = int(sum(v for k, v in pixel_counts.items() if k != 0))
-    if labelled == 0:
+    if not any(v for k, v in pixel_counts.items() if k not in (0, fill)):
         warnings.append("The polygons overlap the raster but cover no pixel centre; try ALL_TOUCHED.")
     progress(1.0, None)
     counts["used"] = len(inside)
     return {"output": os.path.abspath(output), "schema": schema,
             "pixel_counts": {int(k): int(v) for k, v in pixel_counts.items() if v},
-            "labelled_pixels": labelled, "features": counts, "warnings": warnings}
+            "labelled_pixels": labelled, "background": fill, "features": counts,
+            "warnings": warnings}
+
+
+def _clear_invalid(band, reference, should_stop, rows=512):
+    """Set to 0 the pixels of a class band where the reference image is not valid (nodata in
+    any band), strip by strip."""
+    img = ImageStrips(reference, "reference raster")
+    try:
+        for y in range(0, band.YSize, rows):
+            if should_stop():
+                raise Cancelled()
+            n = min(rows, band.YSize - y)
+            valid = img.read(y, n)[1]
+            if not valid.all():
+                block = band.ReadAsArray(0, y, band.XSize, n)
+                band.WriteArray(np.where(valid, block, 0).astype(block.dtype), 0, y)
+    finally:
+        img.close()
 
 
 def _count_values(band, top, should_stop, rows=512):

