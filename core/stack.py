@@ -36,7 +36,9 @@ sensor: Sentinel-2 (B2 blue, B3 green, B4 red, B8 NIR — B8A when there is no B
 B12 SWIR2; ``B02``-style names too), Landsat 8/9 OLI (B2 blue, B3 green, B4 red, B5 NIR, B6
 SWIR1, B7 SWIR2; ``SR_B5``-style names too) or Landsat 4-7 TM/ETM+ (B1 blue, B2 green, B3 red,
 B4 NIR, B5 SWIR1, B7 SWIR2), and from plain names (``blue``, ``green``, ``red``, ``nir``,
-``swir1``, ``swir2``, any case). ``sensor='auto'`` picks Sentinel-2 naming when the
+``swir1``, ``swir2``, any case). A band without a description is named by the file name when it is a
+file's only band (``..._B4.tif``), or, in a 3-band file named as an RGB composite
+(``..._RGB.tif``), by its position (red, green, blue). ``sensor='auto'`` picks Sentinel-2 naming when the
 descriptions look like Sentinel-2 (B8A, B12 or zero-padded names such as B04), Landsat naming
 when file names or metadata carry a Landsat scene id (LC08/LC09 → 8/9; LE07, LT05, LT04 → 4-7)
 or Collection 2 band names (``SR_B4``), and Sentinel-2 naming otherwise. Any role can be given
@@ -179,6 +181,8 @@ def _describe(datasets, paths):
             codes = band_codes(desc) | band_codes(rb.GetMetadataItem("BANDNAME") or "")
             if not desc and ds.RasterCount == 1:  # a band per file: the file name names it
                 codes |= band_codes(stem)
+            if not desc:
+                codes |= _colour_role(ds, b, stem)
             nodata = rb.GetNoDataValue()
             bands.append(Band(
                 number=len(bands) + 1, input=i, band=b, name=name, described=bool(desc),
@@ -188,6 +192,15 @@ def _describe(datasets, paths):
                 scale=rb.GetScale() if rb.GetScale() not in (None, 0) else 1.0,
                 offset=rb.GetOffset() or 0.0, codes=codes))
     return bands
+
+
+def _colour_role(ds, b, stem):
+    """The colour role of an undescribed band by its position in a 3-band file named as an RGB
+    composite (``..._RGB.tif``). GDAL's colour interpretation is not used: GDAL marks every
+    3-band Byte GeoTIFF as RGB, whatever its bands are."""
+    if ds.RasterCount == 3 and "rgb" in _tokens(stem):
+        return {("red", "green", "blue")[b - 1]}
+    return set()
 
 
 def list_bands(inputs):

@@ -406,6 +406,21 @@ def test_auto_sensor_and_plain_names(tmp_path):
     assert stack_bands([landsat], str(tmp_path / "l.tif"))["roles"] == {"red": 1, "nir": 2}
 
 
+def test_an_rgb_composite_gives_the_colour_roles(tmp_path):
+    """Undescribed bands: a 3-band file named ..._RGB, with a single-band ..._B4 of a Landsat 7
+    scene beside it (B4 is NIR there); a 3-band file named otherwise has no roles."""
+    data = [np.full((4, 4), v, np.uint8) for v in (30, 20, 10)]
+    rgb = write_raster(tmp_path / "LE71400412000304SGS00_RGB.tif", data)
+    nir = write_raster(tmp_path / "LE71400412000304SGS00_B4.tif", [np.full((4, 4), 90, np.uint8)])
+    res = stack_bands([rgb, nir], str(tmp_path / "o.tif"), indices=["NDVI", "NDWI"])
+    assert res["sensor"] == "landsat47"
+    assert res["roles"] == {"red": 1, "green": 2, "blue": 3, "nir": 4}
+    arr = read_all(res["output"])
+    assert arr[4][0, 0] == pytest.approx(60 / 120) and arr[5][0, 0] == pytest.approx(-70 / 110)
+    plain = write_raster(tmp_path / "three.tif", data)
+    assert stack_bands([plain], str(tmp_path / "q.tif"))["roles"] == {}
+
+
 def test_band_codes_and_sensor_detection():
     assert band_codes("B04") == {"b4"} and band_codes("SR_B5") == {"b5"}
     assert band_codes("B8A") == {"b8a"} and "b4" in band_codes("B4, central wavelength 665 nm")
