@@ -16,7 +16,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.train import ARCHITECTURES, AUGMENTS, CLASS_WEIGHTS, PRECISIONS, checkpoint_dir
+from ..core.train import (ARCHITECTURES, AUGMENTS, CLASS_WEIGHTS, PRECISIONS, TARGET_METRICS,
+                          checkpoint_dir)
 from . import training_events
 from .base import FjordAlgorithm
 from .worker import run_job
@@ -56,6 +57,7 @@ class TrainPhaseOne(FjordAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     LEARNING_RATE = "LEARNING_RATE"
     TARGET_ACCURACY = "TARGET_ACCURACY"
+    TARGET_METRIC = "TARGET_METRIC"
     PATIENCE = "PATIENCE"
     INITIAL_MODEL = "INITIAL_MODEL"
     CLASS_WEIGHTS = "CLASS_WEIGHTS"
@@ -85,10 +87,14 @@ class TrainPhaseOne(FjordAlgorithm):
             "at least 32 px. <b>compact</b>: a small VGG-style network with over ten times fewer "
             "operations per tile, for CPUs and quick trials.\n\n"
             "Adam (AMSGrad), categorical cross-entropy. Training stops when the validation "
-            "accuracy reaches TARGET_ACCURACY, when the validation loss has not improved for "
+            "score TARGET_METRIC reaches TARGET_ACCURACY, when the validation loss has not improved for "
             "PATIENCE epochs (the best weights are kept; 0 = never), or after EPOCHS. Each epoch "
             "is logged and checkpointed: after a cancel or a crash, run again with the same model "
-            "file and settings to resume. INITIAL_MODEL fine-tunes an existing model (same bands, "
+            "file and settings to resume. TARGET_METRIC <b>balanced accuracy</b> (default) is the "
+            "mean of the per-class recalls, so training goes on while a rare class (sediment, "
+            "mélange, debris) is still missed; <b>accuracy</b>, the published rule, counts every "
+            "tile alike, and easy tiles of the common classes can reach the target on their own "
+            "after one epoch. INITIAL_MODEL fine-tunes an existing model (same bands, "
             "classes and tile size), typically at a learning rate of 1e-5.\n\n"
             "MIXED_PRECISION auto uses float16 (bfloat16 from Ampere GPUs on) where the GPU has "
             "tensor cores; DEVICE is auto, cpu or a GPU index. Several GPUs train data-parallel.\n\n"
@@ -109,6 +115,10 @@ class TrainPhaseOne(FjordAlgorithm):
                               minValue=1e-9, maxValue=1.0))
         self.addParameter(num(self.TARGET_ACCURACY, self.tr("Stop at this validation accuracy (0 = never)"),
                               num.Double, defaultValue=0.985, minValue=0, maxValue=1))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.TARGET_METRIC, self.tr("Score the target applies to"),
+            options=[self.tr("balanced accuracy (mean recall over the classes)"),
+                     self.tr("accuracy (the published rule)")], defaultValue=0))
         self.addParameter(num(self.PATIENCE, self.tr("Stop after this many epochs without a better "
                                                      "validation loss (0 = never)"),
                               num.Integer, defaultValue=20, minValue=0))
@@ -151,6 +161,7 @@ class TrainPhaseOne(FjordAlgorithm):
             "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             "learning_rate": self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
             "target_accuracy": self.parameterAsDouble(parameters, self.TARGET_ACCURACY, context),
+            "target_metric": TARGET_METRICS[self.parameterAsEnum(parameters, self.TARGET_METRIC, context)],
             "patience": self.parameterAsInt(parameters, self.PATIENCE, context),
             "initial_model": self.parameterAsFile(parameters, self.INITIAL_MODEL, context) or None,
             "class_weights": CLASS_WEIGHTS[self.parameterAsEnum(parameters, self.CLASS_WEIGHTS, context)],

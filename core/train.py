@@ -6,7 +6,9 @@ memory-mapped shards, bounded memory), builds or fine-tunes a network of
 :mod:`fjord.models.phase_one`, and trains it with Keras: Adam with AMSGrad, categorical
 cross-entropy, optional balanced class weights, optional on-the-fly rotations and flips.
 
-Stopping: when the validation accuracy reaches ``target_accuracy`` (the published rule), when
+Stopping: when the validation's balanced accuracy (the mean recall over the classes, so that a
+rare class counts as much as a common one) reaches ``target_accuracy`` — or its plain accuracy,
+the published rule, with ``target_metric='accuracy'`` —, when
 the validation loss has not improved for ``patience`` epochs (the best weights are then kept),
 or after ``epochs``. A checkpoint (model, optimiser state, history) is written after every
 epoch into a hidden folder beside the output; running again with the same output and settings
@@ -31,6 +33,8 @@ from .tiles import AUGMENTS, read_dataset
 
 CLASS_WEIGHTS = ("none", "balanced")
 PRECISIONS = ("auto", "on", "off")
+#: What TARGET_ACCURACY is compared with (the Toolbox enum's order).
+TARGET_METRICS = ("balanced_accuracy", "accuracy")
 
 
 def checkpoint_dir(output):
@@ -110,7 +114,8 @@ def run_signature(dataset, meta, architecture, batch_size, learning_rate, class_
 
 
 def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_size=50,
-                    learning_rate=1e-4, target_accuracy=0.985, patience=20, initial_model=None,
+                    learning_rate=1e-4, target_accuracy=0.985, target_metric="balanced_accuracy",
+                    patience=20, initial_model=None,
                     class_weights="none", augment="none", mixed_precision="auto", device="auto",
                     seed=0, report=None, progress=None, should_stop=None):
     """Train a phase-one tile classifier on a Fjord tile dataset and write a Fjord model file.
@@ -125,7 +130,11 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
         Ignored when ``initial_model`` is given (its architecture is kept).
     epochs, batch_size, learning_rate : int, int, float
     target_accuracy : float
-        Stop when the validation accuracy reaches it (0 or above 1: never).
+        Stop when the validation score ``target_metric`` reaches it (0 or above 1: never).
+    target_metric : {'balanced_accuracy', 'accuracy'}
+        Balanced accuracy: the mean of the per-class recalls, so training goes on while a rare
+        class is still missed; accuracy: the share of all tiles (the published rule), which easy
+        tiles of the common classes can fill on their own.
     patience : int
         Stop when the validation loss has not improved for this many epochs and keep the best
         weights (0: never).
@@ -150,6 +159,7 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     should_stop = should_stop or never_stop
     for name, value, allowed in (("architecture", architecture, ARCHITECTURES),
                                  ("class_weights", class_weights, CLASS_WEIGHTS),
+                                 ("target_metric", target_metric, TARGET_METRICS),
                                  ("mixed_precision", mixed_precision, PRECISIONS),
                                  ("augment", augment, AUGMENTS)):
         if value not in allowed:
@@ -197,8 +207,11 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
             model.set_weights(source.get_weights())
             progress(None, f"Fine-tuning {os.path.basename(initial_model)} at learning rate "
                            f"{learning_rate:g}.")
+        from ..models.losses import BalancedAccuracy
+
         model.compile(optimizer=keras.optimizers.Adam(float(learning_rate), amsgrad=True),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
+                      loss="categorical_crossentropy",
+                      metrics=["accuracy", BalancedAccuracy(n_classes)])
     progress(None, f"{architecture}: {model.count_params():,} parameters, "
                    f"{multiply_adds(model) / 1e6:,.0f} M multiply-adds per tile; "
                    f"{meta['windows']['train']:,} "
@@ -208,7 +221,8 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     weights = (dict(enumerate(balanced_weights(meta, values))) if class_weights == "balanced"
                else None)
     stopped = session.fit(model, train, val, int(epochs), meta["windows"]["train"],
-                          float(target_accuracy), int(patience), class_weight=weights)
+                          float(target_accuracy), int(patience), class_weight=weights,
+                          target_metric=target_metric)
     state, chief, ckpt = session.state, session.chief, session.ckpt
 
     progress(0.97, "Scoring the validation tiles")
@@ -228,7 +242,8 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
             "dataset": os.path.abspath(dataset), "counts": meta["counts"],
             "epochs": int(epochs), "epochs_run": state["epoch"], "stopped": stopped,
             "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-            "target_accuracy": float(target_accuracy), "patience": int(patience),
+            "target_accuracy": float(target_accuracy), "target_metric": target_metric,
+            "patience": int(patience),
             "class_weights": class_weights, "augment": augment, "precision": policy,
             "initial_model": os.path.abspath(initial_model) if initial_model else None,
             "seed": int(seed), "history": state["history"]},
@@ -320,13 +335,15 @@ class Session:
         return self.keras.saving.load_model(os.path.join(self.ckpt, self.state["model"]),
                                             safe_mode=True)
 
-    def fit(self, model, train, val, epochs, n_items, target, patience, class_weight=None):
-        """Train until a stopping rule or ``epochs``; returns why it stopped ('target',
-        'patience' — the best weights are then restored — or 'epochs')."""
+    def fit(self, model, train, val, epochs, n_items, target, patience, class_weight=None,
+            target_metric="accuracy"):
+        """Train until a stopping rule or ``epochs``; returns why it stopped ('target': the
+        validation ``target_metric`` reached ``target``; 'patience' — the best weights are then
+        restored — or 'epochs')."""
         state = self.state
         monitor = _monitor_class(self.keras)(epochs, len(train), n_items, target, patience, state,
                                              self.ckpt, self.signature, self.chief, self.progress,
-                                             self.should_stop)
+                                             self.should_stop, target_metric)
         for row in state["history"]:  # a resumed run's watcher gets the epochs done before
             send_record(self.progress, "epoch", dict(row, epochs=epochs))
         if state["stopped"] is None and state["epoch"] < epochs:
@@ -381,7 +398,8 @@ def write_report(out, folder, history, scores, schema, values, *, what="tiles",
     names = {int(c["value"]): c["name"] for c in schema["classes"]}
     files = {}
     path = out.add(os.path.join(folder, "history.csv"))
-    keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "tiles_per_second"]
+    keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_balanced_accuracy",
+            "seconds", "tiles_per_second"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
@@ -433,10 +451,10 @@ class _MonitorMixin:
     """Progress per batch, a log line and a checkpoint per epoch, the stopping rules, cancel."""
 
     def __init__(self, epochs, steps, n_tiles, target, patience, state, ckpt, signature, chief,
-                 progress, should_stop):
+                 progress, should_stop, target_metric="accuracy"):
         super().__init__()  # keras.callbacks.Callback
         self.epochs, self.steps, self.n_tiles = epochs, max(steps, 1), n_tiles
-        self.target, self.patience = target, patience
+        self.target, self.patience, self.target_metric = target, patience, target_metric
         self.state, self.ckpt, self.signature, self.chief = state, ckpt, signature, chief
         self.progress, self.should_stop = progress, should_stop
 
@@ -469,7 +487,8 @@ class _MonitorMixin:
         seconds = time.perf_counter() - self.t0
         rate = self.n_tiles / (self.t_train or seconds)
         row = {"epoch": epoch + 1, "seconds": round(seconds, 2), "tiles_per_second": round(rate, 1)}
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        for key in ("loss", "accuracy", "balanced_accuracy", "val_loss", "val_accuracy",
+                    "val_balanced_accuracy"):
             if key in logs:
                 row[key] = float(logs[key])
         st = self.state
@@ -479,17 +498,21 @@ class _MonitorMixin:
         self.progress(None, f"Epoch {epoch + 1}/{self.epochs}: loss {row.get('loss', float('nan')):.4f}, "
                             f"accuracy {row.get('accuracy', float('nan')):.4f}, validation loss "
                             f"{row.get('val_loss', float('nan')):.4f}, validation accuracy "
-                            f"{row.get('val_accuracy', float('nan')):.4f}, {seconds:.1f} s, "
-                            f"{rate:,.0f} tiles/s")
+                            f"{row.get('val_accuracy', float('nan')):.4f}"
+                            + (f", validation balanced accuracy {row['val_balanced_accuracy']:.4f}"
+                               if "val_balanced_accuracy" in row else "")
+                            + f", {seconds:.1f} s, {rate:,.0f} tiles/s")
         val_loss = row.get("val_loss")
         improved = val_loss is not None and (st["best_loss"] is None or val_loss < st["best_loss"])
         if improved:
             st["best_loss"], st["best_epoch"], st["wait"] = val_loss, epoch + 1, 0
         else:
             st["wait"] += 1
-        if self.target and 0 < self.target <= 1 and row.get("val_accuracy", 0) >= self.target:
+        score = row.get("val_" + self.target_metric, 0)
+        if self.target and 0 < self.target <= 1 and score >= self.target:
             st["stopped"] = "target"
-            self.progress(None, f"Validation accuracy reached the target {self.target:g}.")
+            self.progress(None, f"Validation {self.target_metric.replace('_', ' ')} "
+                                f"{score:.4f} reached the target {self.target:g}.")
         elif self.patience and st["wait"] >= self.patience:
             st["stopped"] = "patience"
             self.progress(None, f"No better validation loss for {self.patience} epochs.")

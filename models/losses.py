@@ -86,3 +86,36 @@ class LabelledAccuracy(keras.metrics.Metric):
     def reset_state(self):
         self.correct.assign(0.0)
         self.count.assign(0.0)
+
+
+@keras.saving.register_keras_serializable(package="fjord")
+class BalancedAccuracy(keras.metrics.Metric):
+    """Balanced accuracy: the mean, over the classes present in the truth, of the share of each
+    class's labelled items (tiles or pixels) predicted as that class (its recall). A rare class
+    that is missed pulls it down as much as a common one, unlike the plain accuracy."""
+
+    def __init__(self, num_classes, name="balanced_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = int(num_classes)
+        self.hits = self.add_variable(shape=(self.num_classes,), initializer="zeros", name="hits")
+        self.support = self.add_variable(shape=(self.num_classes,), initializer="zeros",
+                                         name="support")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.reshape(ops.cast(y_true, "float32"), (-1, self.num_classes))
+        y_pred = ops.reshape(ops.cast(y_pred, "float32"), (-1, self.num_classes))
+        chosen = ops.one_hot(ops.argmax(y_pred, axis=-1), self.num_classes)
+        self.hits.assign_add(ops.sum(y_true * chosen, axis=0))
+        self.support.assign_add(ops.sum(y_true, axis=0))
+
+    def result(self):
+        present = ops.cast(self.support > 0, "float32")
+        recall = self.hits / ops.maximum(self.support, 1.0)
+        return ops.sum(recall * present) / ops.maximum(ops.sum(present), 1.0)
+
+    def reset_state(self):
+        self.hits.assign(ops.zeros((self.num_classes,)))
+        self.support.assign(ops.zeros((self.num_classes,)))
+
+    def get_config(self):
+        return dict(super().get_config(), num_classes=self.num_classes)

@@ -303,3 +303,46 @@ def test_two_processes_train_one_model_on_localhost(glacier_tiles, tmp_path):
     assert history[-1]["loss"] < history[0]["loss"] and history[-1]["accuracy"] >= 0.9
     # Only process 0 writes; no checkpoint is left behind.
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+
+
+def test_balanced_accuracy_metric_equals_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from fjord.models.losses import BalancedAccuracy
+
+    rng = np.random.default_rng(0)
+    truth = rng.choice(4, 500, p=[0.7, 0.2, 0.1, 0.0])  # class 3 absent: left out of the mean
+    predicted = np.where(rng.random(500) < 0.7, truth, rng.integers(0, 4, 500))
+    metric = BalancedAccuracy(4)
+    for part in np.array_split(np.arange(500), 3):  # accumulates over batches
+        metric.update_state(np.eye(4)[truth[part]], np.eye(4)[predicted[part]] * 0.7 + 0.1)
+    assert float(metric.result()) == pytest.approx(balanced_accuracy_score(truth, predicted), abs=1e-6)
+    # Masks with unlabelled (all-zero) pixels: those count nowhere.
+    mask = np.eye(2)[[[0, 1], [1, 1]]]
+    mask[0, 0] = 0
+    metric = BalancedAccuracy(2)
+    metric.update_state(mask[None], np.eye(2)[[[1, 1], [0, 1]]][None])
+    assert float(metric.result()) == pytest.approx(2 / 3)  # class 0 only at the unlabelled pixel
+
+
+def test_the_target_applies_to_the_balanced_accuracy_by_default(glacier_tiles, tmp_path):
+    """The epoch log and history carry the validation balanced accuracy, and the target is
+    compared with it (the published rule: plain accuracy, on request)."""
+    lines, progress = log()
+    result = train_phase_one(glacier_tiles, str(tmp_path / "a.keras"), progress=progress,
+                             report=str(tmp_path / "report"),
+                             **dict(QUICK, epochs=3, target_accuracy=0.01))
+    assert result["stopped"] == "target" and result["epochs_run"] == 1
+    assert any(line.startswith("Validation balanced accuracy") for line in lines)
+    row = result["history"][0]
+    assert 0 <= row["val_balanced_accuracy"] <= 1
+    with open(tmp_path / "report" / "history.csv") as f:
+        assert "val_balanced_accuracy" in f.readline()
+    lines, progress = log()
+    result = train_phase_one(glacier_tiles, str(tmp_path / "b.keras"), progress=progress,
+                             target_metric="accuracy", **dict(QUICK, epochs=3, target_accuracy=0.01))
+    assert result["stopped"] == "target"
+    assert any(line.startswith("Validation accuracy") and "reached the target" in line
+               for line in lines)
+    with pytest.raises(FjordError, match="target_metric must be one of"):
+        train_phase_one(glacier_tiles, str(tmp_path / "c.keras"), target_metric="f1", **QUICK)
