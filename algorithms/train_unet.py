@@ -15,7 +15,7 @@ from qgis.core import (
 )
 
 from ..core.train import CLASS_WEIGHTS
-from ..core.unet import AUGMENTS, LOSSES
+from ..core.unet import AUGMENTS, LOSSES, SCHEDULES
 from ..models import UNET_PRESETS
 from .base import FjordAlgorithm
 from .classify_csc import add_device_and_seed
@@ -49,6 +49,9 @@ class TrainUnet(FjordAlgorithm):
             "weighted cross-entropy (balanced class weights), soft Dice, or cross-entropy + "
             "Dice; CLASS_WEIGHTS balanced weights any of them by the dataset's pixel counts. "
             "AUGMENT applies random rotations, flips and crops anew every epoch.\n\n"
+            "LR_SCHEDULE cosine (default) lowers the learning rate from LEARNING_RATE to 0 along a "
+            "half cosine over the EPOCHS, so the last epochs settle instead of jumping between "
+            "solutions; constant keeps it.\n\n"
             "Training stops when the validation loss has not improved for PATIENCE epochs (the "
             "best weights are kept) or after EPOCHS; each epoch is logged and checkpointed: run "
             "again with the same model file and settings to resume. REPORT receives history.csv, "
@@ -63,15 +66,15 @@ class TrainUnet(FjordAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             "PRESET", self.tr("Network preset"), options=list(PRESETS), defaultValue=0))
         self.addParameter(num("DEPTH", self.tr("Depth: encoder blocks (preset none)"), num.Integer,
-                              defaultValue=4, minValue=1, maxValue=7))
+                              defaultValue=5, minValue=1, maxValue=7))
         self.addParameter(num("FILTERS", self.tr("Base filters (preset none)"), num.Integer,
-                              defaultValue=32, minValue=1, maxValue=512))
+                              defaultValue=16, minValue=1, maxValue=512))
         self.addParameter(num("DROPOUT", self.tr("Dropout in every block (preset none)"), num.Double,
                               defaultValue=0.0, minValue=0.0, maxValue=0.9))
         self.addParameter(QgsProcessingParameterEnum(
             "LOSS", self.tr("Loss"), options=[self.tr("cross-entropy"), self.tr("weighted cross-entropy"),
                                                self.tr("soft Dice"), self.tr("cross-entropy + Dice")],
-            defaultValue=0))
+            defaultValue=3))
         self.addParameter(QgsProcessingParameterEnum(
             "CLASS_WEIGHTS", self.tr("Class weights"), options=list(CLASS_WEIGHTS), defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
@@ -80,8 +83,12 @@ class TrainUnet(FjordAlgorithm):
                      self.tr("rotations, flips and random crops")], defaultValue=2))
         self.addParameter(num("EPOCHS", self.tr("Most epochs"), num.Integer, defaultValue=100, minValue=1))
         self.addParameter(num("BATCH_SIZE", self.tr("Batch size"), num.Integer, defaultValue=8, minValue=1))
-        self.addParameter(num("LEARNING_RATE", self.tr("Learning rate"), num.Double, defaultValue=1e-3,
+        self.addParameter(num("LEARNING_RATE", self.tr("Learning rate"), num.Double, defaultValue=2e-3,
                               minValue=1e-9, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterEnum(
+            "LR_SCHEDULE", self.tr("Learning-rate schedule"),
+            options=[self.tr("cosine decay to 0 over the epochs"), self.tr("constant")],
+            defaultValue=0))
         self.addParameter(num("PATIENCE", self.tr("Stop after this many epochs without a better "
                                                   "validation loss (0 = never)"),
                               num.Integer, defaultValue=10, minValue=0))
@@ -122,6 +129,7 @@ class TrainUnet(FjordAlgorithm):
             "epochs": self.parameterAsInt(parameters, "EPOCHS", context),
             "batch_size": self.parameterAsInt(parameters, "BATCH_SIZE", context),
             "learning_rate": self.parameterAsDouble(parameters, "LEARNING_RATE", context),
+            "schedule": SCHEDULES[self.parameterAsEnum(parameters, "LR_SCHEDULE", context)],
             "patience": self.parameterAsInt(parameters, "PATIENCE", context),
             "mixed_precision": ("auto", "on", "off")[self.parameterAsEnum(parameters, "MIXED_PRECISION",
                                                                           context)],

@@ -41,8 +41,10 @@ import numpy as np
 
 from common import import_plugin
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
-                    "data", "everest_landsat")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(REPO, "..", "shared", "data", "everest_landsat")
+if not os.path.isdir(DATA):  # the same files, bundled for the demo
+    DATA = os.path.join(REPO, "resources", "demo", "everest")
 BLOCK = 160
 
 # Dataset settings: documented parameters of maketiles, chosen for a scene of this size.

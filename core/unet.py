@@ -46,6 +46,9 @@ LOSS_NAMES = {"crossentropy": "categorical cross-entropy",
               "weighted_crossentropy": "weighted categorical cross-entropy",
               "dice": "soft Dice", "crossentropy_dice": "cross-entropy + soft Dice"}
 AUGMENTS = ("none", "rotations+flips", "rotations+flips+crops")
+#: LR_SCHEDULE (the Toolbox enum's order): the learning rate held, or decayed along a half
+#: cosine from LEARNING_RATE to 0 over the EPOCHS (Loshchilov & Hutter 2017, without restarts).
+SCHEDULES = ("cosine", "constant")
 PROBABILITIES = ("float32", "byte", "none")
 BYTE_SCALE = 254  # byte probabilities: round(p * 254); 255 is nodata
 
@@ -77,9 +80,10 @@ def _check_dataset(meta, folder, down):
                          f"it with a TILE_SIZE that is a multiple of {down}, or lower DEPTH.")
 
 
-def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0.0,
-               loss="crossentropy", class_weights="none", augment="rotations+flips+crops",
-               epochs=100, batch_size=8, learning_rate=1e-3, patience=10, mixed_precision="auto",
+def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0.0,
+               loss="crossentropy_dice", class_weights="none", augment="rotations+flips+crops",
+               epochs=100, batch_size=8, learning_rate=2e-3, schedule="cosine", patience=10,
+               mixed_precision="auto",
                device="auto", seed=0, initial_model=None, report=None, progress=None,
                should_stop=None):
     """Train a U-Net on a Fjord segmentation dataset and write a Fjord model file.
@@ -101,6 +105,8 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
     epochs, batch_size, learning_rate, patience : int, int, float, int
         Patience: stop when the validation loss has not improved for this many epochs, keep the
         best weights (0: never).
+    schedule : {'cosine', 'constant'}
+        The learning rate decays along a half cosine to 0 over ``epochs``, or stays.
     mixed_precision : {'auto', 'on', 'off'}
     device : str
     seed : int
@@ -118,7 +124,8 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
     for name, value, allowed in (("preset", preset, tuple(UNET_PRESETS)), ("loss", loss, tuple(LOSSES)),
                                  ("class_weights", class_weights, CLASS_WEIGHTS),
                                  ("mixed_precision", mixed_precision, PRECISIONS),
-                                 ("augment", augment, AUGMENTS)):
+                                 ("augment", augment, AUGMENTS),
+                                 ("schedule", schedule, SCHEDULES)):
         if value not in allowed:
             raise FjordError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
     if int(epochs) < 1 or int(batch_size) < 1 or not float(learning_rate) > 0:
@@ -162,7 +169,7 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
     signature = dict(run_signature(dataset, meta, "unet", int(batch_size), float(learning_rate),
                                    class_weights, augment, initial_model, int(seed),
                                    session.policy),
-                     layout=layout, loss=loss)
+                     layout=layout, loss=loss, schedule=schedule)
     resume = session.open_checkpoint(signature)
     window, bands, n_classes = meta["tile_size"], meta["bands"], len(values)
     crops = crop_sizes(window, down) if augment.endswith("crops") else None
@@ -183,8 +190,10 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
             model.set_weights(source.get_weights())
             progress(None, f"Fine-tuning {os.path.basename(initial_model)} at learning rate "
                            f"{learning_rate:g}.")
-        opt = (keras.optimizers.Nadam if optimizer == "nadam" else keras.optimizers.Adam)(
-            float(learning_rate))
+        rate = float(learning_rate)
+        if schedule == "cosine":
+            rate = keras.optimizers.schedules.CosineDecay(rate, int(epochs) * max(len(train), 1))
+        opt = (keras.optimizers.Nadam if optimizer == "nadam" else keras.optimizers.Adam)(rate)
         model.compile(optimizer=opt, loss=SegmentationLoss(kind, weights),
                       metrics=[LabelledAccuracy()])
     progress(None, f"U-Net ({preset}: depth {depth}, {filters} base filters, dropout {dropout:g}, "
@@ -217,7 +226,7 @@ def train_unet(dataset, output, *, preset="none", depth=4, filters=32, dropout=0
             "dataset": os.path.abspath(dataset), "counts": meta["counts"],
             "epochs": int(epochs), "epochs_run": state["epoch"], "stopped": stopped,
             "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-            "patience": int(patience), "loss": loss, "class_weights": weights,
+            "schedule": schedule, "patience": int(patience), "loss": loss, "class_weights": weights,
             "augment": augment, "crops": crops, "precision": session.policy,
             "initial_model": os.path.abspath(initial_model) if initial_model else None,
             "seed": int(seed), "history": state["history"]},

