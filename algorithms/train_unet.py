@@ -81,7 +81,7 @@ class TrainUnet(FjordAlgorithm):
             "AUGMENT", self.tr("On-the-fly augmentation"),
             options=[self.tr("none"), self.tr("rotations and flips"),
                      self.tr("rotations, flips and random crops")], defaultValue=2))
-        self.addParameter(num("EPOCHS", self.tr("Most epochs"), num.Integer, defaultValue=100, minValue=1))
+        self.addParameter(num("EPOCHS", self.tr("Most epochs"), num.Integer, defaultValue=30, minValue=1))
         self.addParameter(num("BATCH_SIZE", self.tr("Batch size"), num.Integer, defaultValue=8, minValue=1))
         self.addParameter(num("LEARNING_RATE", self.tr("Learning rate"), num.Double, defaultValue=2e-3,
                               minValue=1e-9, maxValue=1.0))
@@ -91,7 +91,7 @@ class TrainUnet(FjordAlgorithm):
             defaultValue=0))
         self.addParameter(num("PATIENCE", self.tr("Stop after this many epochs without a better "
                                                   "validation loss (0 = never)"),
-                              num.Integer, defaultValue=10, minValue=0))
+                              num.Integer, defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             "MIXED_PRECISION", self.tr("Mixed precision"), options=["auto", "on", "off"], defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(

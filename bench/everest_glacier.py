@@ -48,8 +48,13 @@ if not os.path.isdir(DATA):  # the same files, bundled for the demo
 BLOCK = 160
 
 # Dataset settings: documented parameters of maketiles, chosen for a scene of this size.
-TILES = dict(mode="tiles", tile_size=32, stride=8, augment="rotations+flips", split="spatial")
-WINDOWS = dict(mode="segmentation", tile_size=128, stride=32, split="spatial")
+TILES = dict(mode="tiles", tile_size=32, stride=8, augment="rotations+flips", split="spatial",
+             max_per_class=2000)
+PHASE_ONE = dict(architecture="compact", epochs=20)
+WINDOWS = dict(mode="segmentation", tile_size=256, stride=32, split="spatial")
+# About 1,500 steps of 2 windows (117 training windows of 256 px): the length measured best; the
+# cosine schedule runs over all of them (PATIENCE 0, the default).
+TRAINING = dict(epochs=25, batch_size=2)
 UNETS = {"U-Net": {}, "U-Net, glacier preset": {"preset": "glacier"},
          "U-Net, lulc preset": {"preset": "lulc"}}
 METHODS = ("random forest", "random forest + texture", "CSC phase one", "CSC K = 7",
@@ -146,7 +151,7 @@ def run_csc(paths, work, seed, progress):
         build_dataset(paths["image"], paths["train_labels"], tiles, seed=seed, **TILES)
     model = os.path.join(work, "phase1.keras")
     if not os.path.isfile(model):
-        train_phase_one(tiles, model, architecture="compact", seed=seed,
+        train_phase_one(tiles, model, seed=seed, **PHASE_ONE,
                         report=os.path.join(work, "phase1-report"), progress=progress)
     maps = {}
     for k in (7, 15):
@@ -169,7 +174,7 @@ def run_unet(paths, work, name, options, seed, progress):
     model = os.path.join(work, f"{stem}.keras")
     if not os.path.isfile(model):
         train_unet(windows, model, seed=seed, report=os.path.join(work, f"{stem}-report"),
-                   progress=progress, **options)
+                   progress=progress, **TRAINING, **options)
     maps = {}
     for tta in (False, True) if name == "U-Net" else (False,):
         out = os.path.join(work, f"{stem}{'_tta' if tta else ''}.tif")

@@ -332,6 +332,8 @@ class Session:
 
     def checkpoint_model(self):
         """The compiled model (optimiser state included) of the checkpoint."""
+        from ..models import losses  # noqa: F401  (registers Fjord's losses and metrics)
+
         return self.keras.saving.load_model(os.path.join(self.ckpt, self.state["model"]),
                                             safe_mode=True)
 

@@ -82,7 +82,7 @@ def _check_dataset(meta, folder, down):
 
 def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0.0,
                loss="crossentropy_dice", class_weights="none", augment="rotations+flips+crops",
-               epochs=100, batch_size=8, learning_rate=2e-3, schedule="cosine", patience=10,
+               epochs=30, batch_size=8, learning_rate=2e-3, schedule="cosine", patience=0,
                mixed_precision="auto",
                device="auto", seed=0, initial_model=None, report=None, progress=None,
                should_stop=None):

@@ -215,7 +215,8 @@ def main(out_dir, quick=False):
     project = write_project(out_dir, [
         ("Glacier: Everest, Landsat 7, 2000-10-30 (real)", [
             ("RGI 6.0 glacier outlines", outlines, "vector", True),
-            ("U-Net classes (band 1; bands 2.. class probabilities)", ev_map["OUTPUT"], "raster", True),
+            ("Everest U-Net classes (band 1; bands 2.. class probabilities)", ev_map["OUTPUT"], "raster",
+             True),
             ("Outline labels (rasterised)", ev_labels["OUTPUT"], "raster", False),
             ("Held-out test labels", ev_test, "raster", False),
             ("Landsat 7 bands 3 2 1 and 4 with NDVI, NDWI", ev_stack["OUTPUT"], "raster", False),

@@ -31,17 +31,21 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
                  "glacier/confusion.png", "landcover/unet.keras", "landcover/unet.tif",
                  "landcover/unet.qml", "landcover/unet-report/validation_scores.csv",
                  "landcover/unet_scores.csv", "landcover/csc.tif", "landcover/csc_scores.csv",
-                 "landcover/phase1.keras"):
+                 "landcover/phase1.keras", "everest/stack.tif", "everest/outlines.tif",
+                 "everest/labels_train.tif", "everest/labels_test.tif", "everest/unet.keras",
+                 "everest/unet.tif", "everest/scores.csv", "everest.png"):
         assert (tmp_path / path).is_file(), path
     from qgis.core import QgsProject
     project = QgsProject()
     assert project.read(str(tmp_path / "fjord-demo.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
-    assert len(layers) == 13 and all(layer.isValid() for layer in layers.values())
+    assert len(layers) == 18 and all(layer.isValid() for layer in layers.values())
     for name in ("OpenStreetMap land-use labels", "Training labels (rasterised)", "CSC classes (K = 7)",
+                 "Everest U-Net classes (band 1; bands 2.. class probabilities)", "Outline labels (rasterised)",
                  "U-Net classes (band 1; bands 2.. class probabilities)", "Land-cover CSC classes (K = 7)"):
         assert layers[name].renderer().type() == "paletted"
     assert layers["Calving front (from CSC)"].renderer().symbol().color().name() == "#ff0000"
+    assert layers["RGI 6.0 glacier outlines"].renderer().symbol().symbolLayer(0).strokeColor().name() == "#e31a1c"
     assert layers["Front error points (m)"].renderer().type() == "graduatedSymbol"
     assert "weighted F1" in proc.stdout and "median" in proc.stdout
 
