@@ -11,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 test: setup
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q --durations=25 test
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -13,6 +13,7 @@ from .classify_unet import ClassifyUnet
 from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
 from .stack_bands import StackBands
+from .terminus_change import TerminusChange
 from .train_phase_one import TrainPhaseOne
 from .train_unet import TrainUnet
 from .validate_classification import ValidateClassification
@@ -71,7 +72,7 @@ class FjordProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
         for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), TrainUnet(),
                     ClassifyCsc(), BatchCsc(), ClassifyUnet(), CalvingFront(),
-                    ValidateClassification(), ValidateFront(), CheckEnvironment()):
+                    ValidateClassification(), ValidateFront(), TerminusChange(), CheckEnvironment()):
             self.addAlgorithm(alg)
         # After the algorithms they chain: a workflow looks its steps up when it is read.
         for alg in workflows():

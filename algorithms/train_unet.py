@@ -52,8 +52,10 @@ class TrainUnet(FjordAlgorithm):
             "LR_SCHEDULE cosine (default) lowers the learning rate from LEARNING_RATE to 0 along a "
             "half cosine over the EPOCHS, so the last epochs settle instead of jumping between "
             "solutions; constant keeps it.\n\n"
-            "Training stops when the validation loss has not improved for PATIENCE epochs (the "
-            "best weights are kept) or after EPOCHS; each epoch is logged and checkpointed: run "
+            "Training runs EPOCHS epochs; with PATIENCE > 0 it stops earlier when the validation "
+            "loss has not improved for PATIENCE epochs (the best weights are kept). The default, "
+            "0, lets the cosine schedule run to its end: on a small validation set the 'best' "
+            "epoch is often an early, noisy one. Each epoch is logged and checkpointed: run "
             "again with the same model file and settings to resume. REPORT receives history.csv, "
             "curves.png, the validation confusion matrix and per-class precision, recall, F1 and "
             "IoU of the validation pixels.")

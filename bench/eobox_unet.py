@@ -15,9 +15,10 @@ only and classifies the whole image; all are scored on the labelled pixels of th
 - CSC: a compact phase-one network on 16 px tiles of the training area, then classify_csc with
   K = 7 (20,000 phase-two samples per class) on the whole image; no modal filter (the OSM
   polygons are large enough that it would not matter and it keeps the comparison per-pixel).
-- U-Net: depth 4, 16 base filters, trained on 64 px windows (every 32 px) of the training area,
-  cross-entropy with balanced class weights, rotations/flips/crops; classifyunet with 64 px
-  windows overlapping by 16 px, cosine blend.
+- U-Net: trainunet's defaults (depth 5, 16 base filters, cross-entropy + Dice, cosine learning
+  rate from 2e-3 over all the epochs, rotations/flips/crops) with balanced class weights and
+  batches of 16, trained on 64 px windows (every 32 px) of the training area; classifyunet with
+  64 px windows overlapping by 16 px, cosine blend.
 """
 
 import argparse
@@ -142,8 +143,8 @@ def main():
                       min_labelled=0.1, split="spatial", seed=args.seed)
     unet = os.path.join(work, "unet.keras")
     if not os.path.isfile(unet):
-        r = train_unet(windows, unet, depth=4, filters=16, epochs=args.epochs, batch_size=16,
-                       learning_rate=2e-3, patience=10, class_weights="balanced", seed=args.seed,
+        r = train_unet(windows, unet, epochs=args.epochs, batch_size=16, class_weights="balanced",
+                       seed=args.seed,
                        report=os.path.join(work, "unet_report"))
         print(f"U-Net: {r['parameters']:,} parameters, {r['epochs_run']} epochs, validation macro F1 "
               f"{r['macro_f1']:.3f}", flush=True)

@@ -12,6 +12,8 @@ opens the demo project, and runs this same file inside QGIS (``qgis --code``), w
 - ``map.png``: the map canvas around the calving front: CSC classes, the front, valley margins
   and the front's per-vertex error points;
 - ``landcover.png``: the QGIS window with the land-cover demo's U-Net classes and their legend;
+- ``everest.png``: the QGIS window with the real-glacier demo: the U-Net's glacier map of the
+  Landsat 7 Everest scene with the RGI outlines over it;
 - ``environment.png``: the environment dialog (Plugins > Fjord > Fjord environment…);
 - ``training-monitor.png``: the training monitor while a 3-epoch phase-one training of the demo's
   glacier tiles runs in the desktop (a real run).
@@ -30,8 +32,8 @@ import traceback
 # Inside QGIS this file is exec'd without __file__ (and only the desktop part runs there).
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(globals().get("__file__", "."))))
 SCREEN = (1600, 1000)
-NAMES = ("toolbox.png", "classifycsc.png", "map.png", "landcover.png", "environment.png",
-         "training-monitor.png")
+NAMES = ("toolbox.png", "classifycsc.png", "map.png", "landcover.png", "everest.png",
+         "environment.png", "training-monitor.png")
 
 
 # --- inside QGIS (qgis --code) -------------------------------------------------------------------
@@ -51,10 +53,13 @@ def _desktop_steps(demo, dest):
     project = QgsProject.instance()
     yield lambda: project.count() > 0
     root = project.layerTreeRoot()
-    for group in root.children():
-        glacier = group.name().startswith("Glacier")
-        group.setItemVisibilityChecked(glacier)
-        group.setExpanded(glacier)
+    def show_group(start):
+        for group in root.children():
+            shown = group.name().startswith(start)
+            group.setItemVisibilityChecked(shown)
+            group.setExpanded(shown)
+
+    show_group("Glacier: synthetic")
     layer = {lyr.name(): lyr for lyr in project.mapLayers().values()}
     canvas = iface.mapCanvas()
     # The glacier scene is in another UTM zone than the project (the land cover's): show it in
@@ -98,10 +103,7 @@ def _desktop_steps(demo, dest):
     canvas.grab().save(os.path.join(dest, "map.png.partial"), "PNG")
 
     # The land-cover demo: the U-Net map over the real scene.
-    for group in root.children():
-        landcover = group.name().startswith("Land cover")
-        group.setItemVisibilityChecked(landcover)
-        group.setExpanded(landcover)
+    show_group("Land cover")
     toolbox.setVisible(False)
     unet = next(lyr for name, lyr in layer.items() if name.startswith("U-Net classes"))
     canvas.setDestinationCrs(unet.crs())
@@ -110,6 +112,16 @@ def _desktop_steps(demo, dest):
     yield 1000
     yield lambda: not canvas.isDrawing()
     window.grab().save(os.path.join(dest, "landcover.png.partial"), "PNG")
+
+    # The real glacier: the Everest U-Net map with the inventory outlines.
+    show_group("Glacier: Everest")
+    everest = next(lyr for name, lyr in layer.items() if name.startswith("Everest U-Net classes"))
+    canvas.setDestinationCrs(everest.crs())
+    canvas.setExtent(everest.extent())
+    canvas.refresh()
+    yield 1000
+    yield lambda: not canvas.isDrawing()
+    window.grab().save(os.path.join(dest, "everest.png.partial"), "PNG")
 
     # The classifycsc dialog, filled in as the demo ran it.
     dialog = processing.createAlgorithmDialog("fjord:classifycsc", {

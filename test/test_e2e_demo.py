@@ -57,7 +57,7 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     from qgis.PyQt.QtGui import QColor, QImage
 
     images = {name: QImage(str(shots / name)) for name in (
-        "toolbox.png", "classifycsc.png", "map.png", "landcover.png", "environment.png",
+        "toolbox.png", "classifycsc.png", "map.png", "landcover.png", "everest.png", "environment.png",
         "training-monitor.png")}
     assert all(not image.isNull() for image in images.values())
     assert (images["toolbox.png"].width(), images["toolbox.png"].height()) == (1600, 1000)
@@ -66,6 +66,10 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     assert colour_pixels(images["map.png"], QColor("#ff0000")) > 100
     assert colour_pixels(images["map.png"], QColor(glacial["iceberg water"]), 10) > 1000
     assert colour_pixels(images["map.png"], QColor(glacial["glacier ice"]), 10) > 1000
+    # The real glacier: the U-Net's glacier class and the red RGI outlines.
+    outline = {c["name"]: c["color"] for c in json.loads((tmp_path / "everest" / "outlines.schema.json").read_text())["classes"]}
+    assert colour_pixels(images["everest.png"], QColor("#e31a1c"), 10) > 100
+    assert colour_pixels(images["everest.png"], QColor(outline["not glacier"]), 10) > 1000
     # The training monitor drew curves (its blue and orange) from a real run in the desktop.
     assert colour_pixels(images["training-monitor.png"], QColor("#1f77b4")) > 100
     assert colour_pixels(images["training-monitor.png"], QColor("#ff7f0e")) > 100
