@@ -42,7 +42,11 @@ class ValidateFront(FjordAlgorithm):
             "OUTPUT: the points with their distance, styled by distance. REPORT (CSV, or JSON by "
             "extension): mean, median, mode (10 m bins), standard deviation, 90th percentile, "
             "maximum, the share under 100 m, and CATASTROPHIC when the maximum is over 1000 m; "
-            "also returned as outputs. FIGURE: a histogram. Layers in other CRSs are reprojected "
+            "also returned as outputs. MDE_M is the mean distance error of the CaFFe benchmark "
+            "(Gourmelon et al. 2022): the mean over both directions together, every reference "
+            "point to the predicted front and every predicted point (its vertices densified the "
+            "same way, or its front pixels) to the reference, so that published front-detection "
+            "results compare. FIGURE: a histogram. Layers in other CRSs are reprojected "
             "to the reference's; a geographic reference is measured in the UTM zone of its centre.")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
@@ -67,6 +71,7 @@ class ValidateFront(FjordAlgorithm):
                            ("MODE_M", "Mode of the error (m, 10 m bins)"), ("STD_M", "Standard deviation (m)"),
                            ("P90_M", "90th percentile (m)"), ("MAX_M", "Largest error (m)"),
                            ("SHARE_UNDER_100M", "Share of points within 100 m"),
+                           ("MDE_M", "Mean distance error, both directions (m; CaFFe)"),
                            ("POINTS", "Reference points")):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
         self.addOutput(QgsProcessingOutputBoolean("CATASTROPHIC", self.tr("Catastrophic failure "
@@ -102,5 +107,6 @@ class ValidateFront(FjordAlgorithm):
         return {"OUTPUT": output, "REPORT": report, "FIGURE": figure, "MEAN_M": stats["mean_m"],
                 "MEDIAN_M": stats["median_m"], "MODE_M": stats["mode_m"], "STD_M": stats["std_m"],
                 "P90_M": stats["p90_m"], "MAX_M": stats["max_m"],
-                "SHARE_UNDER_100M": stats["share_under_100m"], "POINTS": stats["points"],
+                "SHARE_UNDER_100M": stats["share_under_100m"], "MDE_M": stats["mde_m"],
+                "POINTS": stats["points"],
                 "CATASTROPHIC": stats["catastrophic"]}

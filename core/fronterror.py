@@ -9,7 +9,10 @@ when that is geographic, in the UTM zone of the reference's centre.
 
 The report holds the mean, median, mode (of 10 m bins), standard deviation, 90th percentile
 and maximum distance, the share of points within 100 m, and a catastrophic-failure flag (a
-maximum over 1000 m).
+maximum over 1000 m); and ``mde_m``, the mean distance error of the CaFFe benchmark (Gourmelon
+et al. 2022): the mean over both directions together, the reference points to the predicted
+front and the predicted front's points (densified the same way, or its front pixels) to the
+reference.
 """
 
 import csv
@@ -255,9 +258,16 @@ def validate_front(input, reference, output, *, input_layer=None, reference_laye
     progress(0.3, f"{len(points):,} reference points every {step * unit:g} m")
     d = distances(points, pred_geom) * unit
     stats = summarise(d)
+    # The mean distance error of the CaFFe benchmark (Gourmelon et al. 2022): the mean over both
+    # directions together, every reference point to the predicted front and every point of the
+    # predicted front (its vertices densified the same way, or its front pixels) to the reference.
+    back = distances(reference_points(pred_geom, step), ref_geom) * unit
+    stats["mde_m"] = float(np.concatenate([d, back]).mean())
+    stats["predicted_points"] = int(len(back))
     progress(0.8, f"Front error: mean {stats['mean_m']:.1f} m, median {stats['median_m']:.1f} m, "
                   f"mode {stats['mode_m']:.0f} m, p90 {stats['p90_m']:.1f} m, max "
-                  f"{stats['max_m']:.1f} m, {100 * stats['share_under_100m']:.1f} % under 100 m"
+                  f"{stats['max_m']:.1f} m, {100 * stats['share_under_100m']:.1f} % under 100 m; "
+                  f"mean distance error both ways (MDE, CaFFe) {stats['mde_m']:.1f} m"
                   + (" - CATASTROPHIC FAILURE (max over 1000 m)" if stats["catastrophic"] else ""))
     with AtomicOutputs() as out:
         _write_points(out.add(output), points, d, crs)

@@ -214,3 +214,32 @@ def test_geographic_reference_is_measured_in_utm(scene, tmp_path):
     a = validate_front(str(tmp_path / "front.gpkg"), scene["front"], str(tmp_path / "a.gpkg"))
     b = validate_front(str(tmp_path / "front.gpkg"), str(tmp_path / "ref4326.gpkg"), str(tmp_path / "b.gpkg"))
     assert b["median_m"] == pytest.approx(a["median_m"], abs=1.0)
+
+
+def test_mean_distance_error_of_caffe_counts_both_directions(tmp_path):
+    """A reference 1,000 m long and a predicted front along its first half, 30 m away: one way
+    the far half of the reference is up to 500 m off, the other way every predicted point is
+    30 m off; MDE is the mean of both sets together (Gourmelon et al. 2022)."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32624)
+
+    def write(path, wkt):
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+        layer = ds.CreateLayer("front", srs=srs, geom_type=ogr.wkbLineString)
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+        layer.CreateFeature(feature)
+        ds = None
+        return str(path)
+
+    reference = write(tmp_path / "ref.gpkg", "LINESTRING(500000 7000000, 501000 7000000)")
+    predicted = write(tmp_path / "pred.gpkg", "LINESTRING(500000 7000030, 500500 7000030)")
+    stats = validate_front(predicted, reference, str(tmp_path / "err.gpkg"), spacing=10,
+                           report=str(tmp_path / "err.json"))
+    x_ref = np.linspace(500000, 501000, 101)
+    forward = np.hypot(np.maximum(x_ref - 500500, 0), 30)
+    backward = np.full(51, 30.0)
+    assert stats["mean_m"] == pytest.approx(forward.mean(), rel=1e-6)
+    assert stats["predicted_points"] == 51
+    assert stats["mde_m"] == pytest.approx(np.concatenate([forward, backward]).mean(), rel=1e-6)
+    assert json.load(open(tmp_path / "err.json"))["mde_m"] == pytest.approx(stats["mde_m"])
