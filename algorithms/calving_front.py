@@ -54,7 +54,11 @@ class CalvingFront(FjordAlgorithm):
             "open water, iceberg water, mélange; snow on rock, rock.\n\n"
             "When there is no glacier, no ocean, or the front would be longer than the image "
             "diagonal, the log says so and the front layer is empty. OUTPUT_RASTER is a copy of "
-            "the classes with the front pixels as class 8 (calving front).")
+            "the classes with the front pixels as class 8 (calving front).\n\n"
+            "The front and margins get a date field: the acquisition date from the raster's "
+            "metadata (ACQUISITIONDATE and the like; Fjord's class rasters carry their image's), "
+            "else from its file name (a Sentinel-2/Landsat product name, YYYYMMDD), else from "
+            "TIFFTAG_DATETIME; empty when none is found.")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         num = QgsProcessingParameterNumber

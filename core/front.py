@@ -40,6 +40,7 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from . import schema as schemas
+from .dates import image_date
 from .errors import Cancelled, FjordError, never_stop, no_progress
 from .outputs import AtomicOutputs, check_writable
 from .rasters import (check_class_bands, create_class_raster, open_raster, read_classes,
@@ -242,7 +243,7 @@ def write_lines(out, path, layer_name, lines, gt, wkt, fields, qml):
         srs = osr.SpatialReference()
         srs.ImportFromWkt(wkt)
     layer = ds.CreateLayer(layer_name, srs=srs, geom_type=ogr.wkbLineString)
-    kinds = {"length_m": ogr.OFTReal, "image": ogr.OFTString}
+    kinds = {"length_m": ogr.OFTReal, "image": ogr.OFTString, "date": ogr.OFTDate}
     for name in fields:
         layer.CreateField(ogr.FieldDefn(name, kinds[name]))
     for i, points in enumerate(lines):
@@ -252,7 +253,13 @@ def write_lines(out, path, layer_name, lines, gt, wkt, fields, qml):
             geom.AddPoint_2D(float(x), float(y))
         feature.SetGeometry(geom)
         for name, values in fields.items():
-            feature.SetField(name, values[i])
+            value = values[i]
+            if value is None:
+                feature.SetFieldNull(name)
+            elif kinds[name] == ogr.OFTDate:
+                feature.SetField(name, value.year, value.month, value.day, 0, 0, 0, 0)
+            else:
+                feature.SetField(name, value)
         layer.CreateFeature(feature)
     ds = None
     with open(style, "w", encoding="utf-8") as f:
@@ -281,8 +288,9 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
                   smoothing=1, threshold=0.6, min_ocean_area=1e6, progress=None, should_stop=None):
     """Extract the calving front (and the valley margins) of a class raster.
 
-    Writes ``output`` (GeoPackage, layer ``front``: LineString, fields ``length_m`` and
-    ``image``), optionally ``output_margins`` (layer ``margins``: one LineString per margin,
+    Writes ``output`` (GeoPackage, layer ``front``: LineString, fields ``length_m``, ``image``
+    and ``date``: the acquisition date of :func:`fjord.core.dates.image_date`, empty when
+    unknown), optionally ``output_margins`` (layer ``margins``: one LineString per margin,
     ``length_m``) and ``output_raster`` (the classes with the front burned in as class 8).
     Returns the status sentence, front length in metres, margin count and the class values
     used.
@@ -320,16 +328,20 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
         progress(None, "Writing an empty front layer.")
     margins = find_margins(classes, rock, main) if output_margins else []
     image_name = os.path.basename(input)
+    day = image_date(ds, input)
+    progress(None, f"Acquisition date: {day.isoformat()}" if day else
+             "No acquisition date in the raster's metadata or name: the front's date is empty.")
     length = line_length_m(front, gt) if front is not None else 0.0
     with AtomicOutputs() as out:
         lines = [front] if front is not None else []
         write_lines(out, output, "front", lines, gt, wkt,
-                    {"length_m": [length] if lines else [], "image": [image_name] if lines else []},
+                    {"length_m": [length] if lines else [], "image": [image_name] if lines else [],
+                     "date": [day] if lines else []},
                     line_qml(FRONT_QML_COLOR, "1.2"))
         if output_margins:
             write_lines(out, output_margins, "margins", margins, gt, wkt,
                         {"length_m": [line_length_m(m, gt) for m in margins],
-                         "image": [image_name] * len(margins)},
+                         "image": [image_name] * len(margins), "date": [day] * len(margins)},
                         line_qml(MARGIN_QML_COLOR, "0.8"))
         if output_raster:
             burned = burn_front(classes, front, FRONT_VALUE) if front is not None else classes

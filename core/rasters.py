@@ -7,6 +7,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from . import schema as schemas
+from .dates import image_date
 from .errors import FjordError
 
 GTIFF_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
@@ -128,6 +129,9 @@ def create_class_raster(path, like, schema, nodata=True, description="class"):
     if nodata:
         band.SetNoDataValue(nodata_value)
     ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema, ensure_ascii=False))
+    day = image_date(like)
+    if day is not None:  # the image's acquisition date travels with its classes (and fronts)
+        ds.SetMetadataItem("ACQUISITIONDATE", day.isoformat())
     return ds
 
 

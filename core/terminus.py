@@ -32,11 +32,11 @@ import csv
 import datetime
 import math
 import os
-import re
 
 import numpy as np
 from osgeo import gdal, ogr, osr
 
+from .dates import make_date, parse_date
 from .errors import FjordError
 from .outputs import AtomicOutputs, check_writable
 
@@ -51,44 +51,6 @@ DOWNSTREAM_FIRST, UPSTREAM_FIRST = 0, 1
 DAYS_PER_YEAR = 365.25
 # A box piece smaller than this share of the box is a sliver of round-off, not a piece.
 SLIVER = 1e-9
-
-_SEPARATED = re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)")
-_COMPACT = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)")
-_COMPACT_T = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})T\d{4,6}")
-
-
-def _date(y, m, d):
-    try:
-        day = datetime.date(int(y), int(m), int(d))
-    except ValueError:
-        return None
-    return day if 1900 <= day.year <= 2200 else None
-
-
-def parse_date(value):
-    """A :class:`datetime.date` from a date, a datetime or text, or None.
-
-    Text: ISO 8601 (``2019-02-17``, with or without a time), ``2019/02/17``, ``20190217``, or
-    such a date inside a longer text (a product or file name): the first valid one.
-    """
-    if value is None:
-        return None
-    if isinstance(value, datetime.datetime):
-        return value.date()
-    if isinstance(value, datetime.date):
-        return value
-    text = str(value).strip()
-    if not text:
-        return None
-    found = []
-    for pattern in (_SEPARATED, _COMPACT_T, _COMPACT):
-        for match in pattern.finditer(text):
-            day = _date(*match.groups())
-            if day is not None:
-                found.append((match.start(), day))
-                break
-    return min(found)[1] if found else None
-
 
 def find_date_field(records, field=None):
     """The name of the date field: ``field`` when given (checked), else the first field whose
@@ -500,7 +462,7 @@ def _field_value(feature, index):
         return None
     if defn.GetType() in (ogr.OFTDate, ogr.OFTDateTime):
         y, m, d = feature.GetFieldAsDateTime(index)[:3]
-        return _date(y, m, d)
+        return make_date(y, m, d)
     return feature.GetFieldAsString(index)
 
 

@@ -243,3 +243,25 @@ def test_mean_distance_error_of_caffe_counts_both_directions(tmp_path):
     assert stats["predicted_points"] == 51
     assert stats["mde_m"] == pytest.approx(np.concatenate([forward, backward]).mean(), rel=1e-6)
     assert json.load(open(tmp_path / "err.json"))["mde_m"] == pytest.approx(stats["mde_m"])
+
+
+def test_the_front_carries_the_acquisition_date(scene, tmp_path):
+    """From the class raster's metadata (set by Fjord's classifiers from their image), else from
+    its file name; empty when there is none."""
+    from fjord.core.dates import image_date
+
+    named = tmp_path / "S2B_MSIL1C_20200817T151809_N0209_R068_T22WEV_classes.tif"
+    gdal.Translate(str(named), scene["classes"])
+    calving_front(str(named), str(tmp_path / "a.gpkg"))
+    (_, fields), = _lines(tmp_path / "a.gpkg")
+    assert fields["date"] == "2020/08/17"
+    dated = tmp_path / "classes.tif"
+    gdal.Translate(str(dated), scene["classes"], metadataOptions=["ACQUISITIONDATE=2021-03-04"])
+    calving_front(str(dated), str(tmp_path / "b.gpkg"), output_raster=str(tmp_path / "burned.tif"))
+    (_, fields), = _lines(tmp_path / "b.gpkg")
+    assert fields["date"] == "2021/03/04"
+    # The burned raster (a class raster made like the input) keeps the date.
+    assert image_date(gdal.Open(str(tmp_path / "burned.tif"))).isoformat() == "2021-03-04"
+    calving_front(scene["classes"], str(tmp_path / "c.gpkg"))
+    (_, fields), = _lines(tmp_path / "c.gpkg")
+    assert fields["date"] is None
