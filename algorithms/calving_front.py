@@ -5,6 +5,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -29,6 +30,41 @@ def parse_classes(alg, text, name):
     except ValueError:
         raise QgsProcessingException(alg.tr(f"{name} must list class values such as 1,2,3, not "
                                             f"{text!r}.")) from None
+
+
+def add_front_parameters(alg):
+    """The class roles and the active-contour settings, shared with calvingfronts."""
+    num = QgsProcessingParameterNumber
+    for key, label in (("GLACIER_CLASSES", "Glacier classes (empty: glacier ice)"),
+                       ("OCEAN_CLASSES", "Ocean classes (empty: open water, iceberg water, mélange)"),
+                       ("ROCK_CLASSES", "Rock classes (empty: snow on rock, rock)")):
+        alg.addParameter(QgsProcessingParameterString(key, alg.tr(label), defaultValue="",
+                                                      optional=True))
+    advanced = [
+        num("ITERATIONS", alg.tr("Active contour iterations"), num.Integer, defaultValue=30, minValue=1),
+        num("BALLOON", alg.tr("Active contour balloon force"), num.Double, defaultValue=-0.5),
+        num("SMOOTHING", alg.tr("Active contour smoothing"), num.Integer, defaultValue=1, minValue=0),
+        num("THRESHOLD", alg.tr("Active contour threshold"), num.Double, defaultValue=0.6, minValue=0),
+    ]
+    for param in advanced:
+        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        alg.addParameter(param)
+    alg.addParameter(num("MIN_OCEAN_AREA", alg.tr("Smallest ocean patch (map units², 1 km² in "
+                                                  "metres)"),
+                         num.Double, defaultValue=1e6, minValue=0))
+
+
+def front_settings(alg, parameters, context):
+    """The core's keyword arguments for the class roles and the active contour."""
+    def classes(key):
+        return parse_classes(alg, alg.parameterAsString(parameters, key, context), key)
+    return dict(glacier_classes=classes("GLACIER_CLASSES"), ocean_classes=classes("OCEAN_CLASSES"),
+                rock_classes=classes("ROCK_CLASSES"),
+                iterations=alg.parameterAsInt(parameters, "ITERATIONS", context),
+                balloon=alg.parameterAsDouble(parameters, "BALLOON", context),
+                smoothing=alg.parameterAsInt(parameters, "SMOOTHING", context),
+                threshold=alg.parameterAsDouble(parameters, "THRESHOLD", context),
+                min_ocean_area=alg.parameterAsDouble(parameters, "MIN_OCEAN_AREA", context))
 
 
 class CalvingFront(FjordAlgorithm):
@@ -61,25 +97,8 @@ class CalvingFront(FjordAlgorithm):
             "TIFFTAG_DATETIME; empty when none is found.")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Class raster")))
-        for key, label in (("GLACIER_CLASSES", "Glacier classes (empty: glacier ice)"),
-                           ("OCEAN_CLASSES", "Ocean classes (empty: open water, iceberg water, mélange)"),
-                           ("ROCK_CLASSES", "Rock classes (empty: snow on rock, rock)")):
-            self.addParameter(QgsProcessingParameterString(key, self.tr(label), defaultValue="",
-                                                           optional=True))
-        advanced = [
-            num("ITERATIONS", self.tr("Active contour iterations"), num.Integer, defaultValue=30, minValue=1),
-            num("BALLOON", self.tr("Active contour balloon force"), num.Double, defaultValue=-0.5),
-            num("SMOOTHING", self.tr("Active contour smoothing"), num.Integer, defaultValue=1, minValue=0),
-            num("THRESHOLD", self.tr("Active contour threshold"), num.Double, defaultValue=0.6, minValue=0),
-        ]
-        for param in advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(param)
-        self.addParameter(num("MIN_OCEAN_AREA", self.tr("Smallest ocean patch (map units², 1 km² "
-                                                        "in metres)"),
-                              num.Double, defaultValue=1e6, minValue=0))
+        add_front_parameters(self)
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT", self.tr("Calving front"), type=QgsProcessing.TypeVectorLine))
         self.addParameter(QgsProcessingParameterVectorDestination(
@@ -100,19 +119,8 @@ class CalvingFront(FjordAlgorithm):
         for path in (output, margins):
             if path and not path.lower().endswith(".gpkg"):
                 raise QgsProcessingException(self.tr("Write the front and margins as GeoPackages (.gpkg)."))
-        kwargs = dict(
-            input=source, output=output, output_margins=margins, output_raster=raster,
-            glacier_classes=parse_classes(self, self.parameterAsString(parameters, "GLACIER_CLASSES", context),
-                                          "GLACIER_CLASSES"),
-            ocean_classes=parse_classes(self, self.parameterAsString(parameters, "OCEAN_CLASSES", context),
-                                        "OCEAN_CLASSES"),
-            rock_classes=parse_classes(self, self.parameterAsString(parameters, "ROCK_CLASSES", context),
-                                       "ROCK_CLASSES"),
-            iterations=self.parameterAsInt(parameters, "ITERATIONS", context),
-            balloon=self.parameterAsDouble(parameters, "BALLOON", context),
-            smoothing=self.parameterAsInt(parameters, "SMOOTHING", context),
-            threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
-            min_ocean_area=self.parameterAsDouble(parameters, "MIN_OCEAN_AREA", context))
+        kwargs = dict(input=source, output=output, output_margins=margins, output_raster=raster,
+                      **front_settings(self, parameters, context))
         result = run_job(".front:calving_front", kwargs, feedback,
                          outputs=[p for p in (output, margins, raster) if p])
         if not result["found"]:
@@ -126,3 +134,56 @@ class CalvingFront(FjordAlgorithm):
         return {"OUTPUT": output, "OUTPUT_MARGINS": margins, "OUTPUT_RASTER": raster,
                 "LENGTH_M": result["length_m"], "MARGIN_COUNT": result["margins"],
                 "STATUS": result["status"]}
+
+
+class CalvingFronts(FjordAlgorithm):
+    def name(self):
+        return "calvingfronts"
+
+    def displayName(self):  # noqa: N802 (QGIS API name)
+        return self.tr("Extract calving fronts of a time series")
+
+    def groupId(self):  # noqa: N802 (QGIS API name)
+        return "glaciers"
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+        return self.tr(
+            "Extracts the calving front of every class raster of a time series (scenes of "
+            "different dates, as 'Extract calving front' does for one) into one dated line layer: "
+            "one front per scene, fields date, image and length_m, ordered by date, in the CRS of "
+            "the first raster (the others are reprojected) — ready for 'Terminus change through "
+            "time'. A scene without a front is named in the log and left out.\n\n"
+            "The date of each scene is its acquisition date from the raster's metadata "
+            "(ACQUISITIONDATE and the like; Fjord's class rasters carry their image's), else from "
+            "its file name (a Sentinel-2/Landsat product name, YYYYMMDD), else from "
+            "TIFFTAG_DATETIME; empty when none is found. The class roles and active-contour "
+            "settings are those of 'Extract calving front'.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            "INPUT", self.tr("Class rasters (one per date)"), QgsProcessing.TypeRaster))
+        add_front_parameters(self)
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            "OUTPUT", self.tr("Calving fronts (dated)"), type=QgsProcessing.TypeVectorLine))
+        self.addOutput(QgsProcessingOutputNumber("FRONT_COUNT", self.tr("Fronts found")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        layers = self.parameterAsLayerList(parameters, "INPUT", context)
+        if not layers:
+            raise QgsProcessingException(self.tr("Give at least one class raster."))
+        sources = []
+        for layer in layers:
+            if layer.providerType() != "gdal":
+                raise QgsProcessingException(self.tr(f"{layer.name()} is not a raster file."))
+            sources.append(layer.source())
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        if not output.lower().endswith(".gpkg"):
+            raise QgsProcessingException(self.tr("Write the fronts as a GeoPackage (.gpkg)."))
+        result = run_job(".front:calving_fronts", dict(inputs=sources, output=output,
+                                                       **front_settings(self, parameters, context)),
+                         feedback, outputs=[output])
+        missing = [s["image"] for s in result["scenes"] if not s["found"]]
+        if missing:
+            feedback.reportError(self.tr(f"No calving front in {', '.join(missing)}."), False)
+        style_on_load(context, output, output[:-5] + ".qml")
+        return {"OUTPUT": output, "FRONT_COUNT": result["fronts"]}

@@ -6,7 +6,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..core.environment import plugin_version
 from .base import ICON
 from .batch_csc import BatchCsc
-from .calving_front import CalvingFront
+from .calving_front import CalvingFront, CalvingFronts
 from .check_environment import CheckEnvironment
 from .classify_csc import ClassifyCsc
 from .classify_unet import ClassifyUnet
@@ -71,7 +71,7 @@ class FjordProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
         for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), TrainUnet(),
-                    ClassifyCsc(), BatchCsc(), ClassifyUnet(), CalvingFront(),
+                    ClassifyCsc(), BatchCsc(), ClassifyUnet(), CalvingFront(), CalvingFronts(),
                     ValidateClassification(), ValidateFront(), TerminusChange(), CheckEnvironment()):
             self.addAlgorithm(alg)
         # After the algorithms they chain: a workflow looks its steps up when it is read.

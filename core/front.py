@@ -33,6 +33,7 @@ sub-pixel positions of the contours. Everything runs on the whole class raster i
 byte per pixel; the morphology works on the glacier's bounding box).
 """
 
+import datetime
 import math
 import os
 
@@ -298,17 +299,8 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
     progress = progress or no_progress
     should_stop = should_stop or never_stop
     ds = open_raster(input, "class raster")
-    check_class_bands(ds)
-    schema = schemas.read_raster_schema(input)
-    glacier = resolve_classes(schema, glacier_classes, "glacier")
-    ocean = resolve_classes(schema, ocean_classes, "ocean")
-    rock = resolve_classes(schema, rock_classes, "rock")
-    overlap = (set(glacier) & set(ocean)) | (set(glacier) & set(rock)) | (set(ocean) & set(rock))
-    if overlap:
-        raise FjordError(f"Classes {sorted(overlap)} are listed for more than one role; glacier, "
-                         "ocean and rock classes must differ.")
-    if not iterations or int(iterations) < 1:
-        raise FjordError("ITERATIONS must be at least 1.")
+    schema, glacier, ocean, rock = _roles(ds, input, glacier_classes, ocean_classes, rock_classes,
+                                          iterations)
     for path in (output, output_margins, output_raster):
         if path:
             check_writable(path)
@@ -356,6 +348,107 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
     return {"status": status, "found": front is not None, "length_m": length,
             "front_pixels": 0 if front is None else int(len(front)), "margins": len(margins),
             "glacier_classes": glacier, "ocean_classes": ocean, "rock_classes": rock}
+
+
+def _roles(ds, input, glacier_classes, ocean_classes, rock_classes, iterations):
+    """The raster's schema and its glacier, ocean and rock classes (checked)."""
+    check_class_bands(ds)
+    schema = schemas.read_raster_schema(input)
+    glacier = resolve_classes(schema, glacier_classes, "glacier")
+    ocean = resolve_classes(schema, ocean_classes, "ocean")
+    rock = resolve_classes(schema, rock_classes, "rock")
+    overlap = (set(glacier) & set(ocean)) | (set(glacier) & set(rock)) | (set(ocean) & set(rock))
+    if overlap:
+        raise FjordError(f"Classes {sorted(overlap)} are listed for more than one role; glacier, "
+                         "ocean and rock classes must differ.")
+    if not iterations or int(iterations) < 1:
+        raise FjordError("ITERATIONS must be at least 1.")
+    return schema, glacier, ocean, rock
+
+
+def calving_fronts(inputs, output, *, glacier_classes=None, ocean_classes=None,
+                   rock_classes=None, iterations=30, balloon=-0.5, smoothing=1, threshold=0.6,
+                   min_ocean_area=1e6, progress=None, should_stop=None):
+    """The calving fronts of several class rasters (scenes of different dates) in one dated line
+    layer: ``output`` (GeoPackage, layer ``fronts``, one feature per scene with a front, fields
+    ``date``, ``image``, ``length_m``; by date), in the CRS of the first raster (the others are
+    reprojected), with a style sidecar.
+    Each scene as :func:`calving_front`; a scene without a front is logged and left out.
+
+    Returns ``{"fronts": n, "scenes": [{"image", "date", "found", "status", "length_m"}]}``.
+    """
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
+    if not inputs:
+        raise FjordError("Give at least one class raster.")
+    check_writable(output)
+    for path in inputs:
+        if os.path.abspath(path) == os.path.abspath(output):
+            raise FjordError("The output would overwrite an input; choose another path.")
+    target, scenes, features = None, [], []
+    for i, path in enumerate(inputs):
+        if should_stop():
+            raise Cancelled()
+        ds = open_raster(path, "class raster")
+        _, glacier, ocean, rock = _roles(ds, path, glacier_classes, ocean_classes, rock_classes,
+                                         iterations)
+        gt, wkt = ds.GetGeoTransform(), ds.GetProjection()
+        srs = osr.SpatialReference()
+        if wkt:
+            srs.ImportFromWkt(wkt)
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        if i == 0:
+            target = srs if wkt else None
+        elif bool(wkt) != (target is not None):
+            raise FjordError(f"{os.path.basename(path)} has {'a' if wkt else 'no'} CRS unlike the "
+                             "first raster; give rasters that all have a CRS.")
+        classes = read_classes(ds, 0, ds.RasterYSize)
+        front, _, status = find_front(
+            classes, glacier, ocean, rock=rock,
+            pixel_area=abs(gt[1] * gt[5] - gt[2] * gt[4]), min_ocean_area=float(min_ocean_area),
+            iterations=iterations, balloon=balloon, smoothing=smoothing, threshold=threshold,
+            should_stop=should_stop)
+        day = image_date(ds, path)
+        name = os.path.basename(path)
+        length = line_length_m(front, gt) if front is not None else 0.0
+        scenes.append({"image": name, "date": day.isoformat() if day else None,
+                       "found": front is not None, "status": status, "length_m": length})
+        progress((i + 1) / len(inputs),
+                 f"{name} ({day.isoformat() if day else 'no date'}): "
+                 + (f"front {length:,.0f} m long" if front is not None else status))
+        if front is not None:
+            geom = ogr.Geometry(ogr.wkbLineString)
+            for x, y in to_map(front, gt):
+                geom.AddPoint_2D(float(x), float(y))
+            if wkt and target is not None and not srs.IsSame(target):
+                geom.Transform(osr.CoordinateTransformation(srs, target))
+            features.append((geom, {"date": day, "image": name, "length_m": length}))
+        ds = None
+    with AtomicOutputs() as out:
+        path = out.add(output)
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+        layer = ds.CreateLayer("fronts", srs=target, geom_type=ogr.wkbLineString)
+        for field, kind in (("date", ogr.OFTDate), ("image", ogr.OFTString),
+                            ("length_m", ogr.OFTReal)):
+            layer.CreateField(ogr.FieldDefn(field, kind))
+        for geom, values in sorted(features, key=lambda f: (f[1]["date"] is None,
+                                                            f[1]["date"] or datetime.date.min)):
+            feature = ogr.Feature(layer.GetLayerDefn())
+            feature.SetGeometry(geom)
+            if values["date"] is not None:
+                d = values["date"]
+                feature.SetField("date", d.year, d.month, d.day, 0, 0, 0, 0)
+            feature.SetField("image", values["image"])
+            feature.SetField("length_m", float(values["length_m"]))
+            layer.CreateFeature(feature)
+        ds = None
+        with open(out.add(os.path.splitext(output)[0] + ".qml"), "w", encoding="utf-8") as f:
+            f.write(line_qml(FRONT_QML_COLOR, "0.8"))
+    missing = [s["image"] for s in scenes if s["found"] and s["date"] is None]
+    if missing:
+        progress(None, f"No acquisition date for {', '.join(missing)}: their fronts have an empty "
+                       "date.")
+    return {"fronts": len(features), "scenes": scenes}
 
 
 def _with_front(schema, classes):

@@ -145,6 +145,44 @@ def landcover_chain():
                   "rasterized labels (training area included).", parameters, steps, outputs)
 
 
+def terminus_chain():
+    from qgis.core import (QgsProcessing, QgsProcessingParameterEnum,
+                           QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                           QgsProcessingParameterVectorLayer)
+
+    parameters = [
+        QgsProcessingParameterMultipleLayers("CLASS_RASTERS", "Class rasters (one per date)",
+                                             QgsProcessing.TypeRaster),
+        QgsProcessingParameterVectorLayer("CENTRELINE", "Glacier centreline",
+                                          [QgsProcessing.TypeVectorLine], optional=True),
+        QgsProcessingParameterEnum("DIRECTION", "Centreline direction",
+                                   options=["First vertex downstream, in the fjord",
+                                            "First vertex on the glacier (upstream)"],
+                                   defaultValue=0),
+        QgsProcessingParameterVectorLayer("BOX", "Rectilinear box",
+                                          [QgsProcessing.TypeVectorPolygon], optional=True),
+        QgsProcessingParameterNumber("BOX_WIDTH", "Curvilinear box width (m; 0 = none)",
+                                     QgsProcessingParameterNumber.Double, defaultValue=0.0,
+                                     minValue=0.0),
+    ]
+    steps = [
+        ("fronts", "fjord:calvingfronts", "Extract the calving front of every scene (dated)",
+         {"INPUT": ("param", "CLASS_RASTERS")}),
+        ("change", "fjord:terminuschange", "Terminus change through time",
+         {"INPUT": ("child", "fronts", "OUTPUT"), "CENTRELINE": ("param", "CENTRELINE"),
+          "DIRECTION": ("param", "DIRECTION"), "BOX": ("param", "BOX"),
+          "BOX_WIDTH": ("param", "BOX_WIDTH")}),
+    ]
+    outputs = {("fronts", "OUTPUT"): ("FRONTS", "Calving fronts (dated)"),
+               ("change", "OUTPUT"): ("TABLE", "Terminus change table"),
+               ("change", "FIGURE"): ("FIGURE", "Terminus position figure")}
+    return _build("Terminus change from class rasters", "Workflows",
+                  "Class rasters of different dates to a terminus-change record in one run: the "
+                  "calving front of every scene, dated from the raster's metadata or name and "
+                  "merged into one layer, then the positions by the centreline, rectilinear-box "
+                  "and curvilinear-box methods.", parameters, steps, outputs)
+
+
 def main():
     sys.path.append("/usr/share/qgis/python/plugins")
     from qgis.core import QgsApplication
@@ -163,7 +201,8 @@ def main():
     provider = FjordProvider()
     QgsApplication.processingRegistry().addProvider(provider)
     os.makedirs(OUT, exist_ok=True)
-    for stem, build in (("glacier_csc_chain", glacier_chain), ("landcover_unet_chain", landcover_chain)):
+    for stem, build in (("glacier_csc_chain", glacier_chain), ("landcover_unet_chain", landcover_chain),
+                        ("terminus_change_chain", terminus_chain)):
         path = os.path.join(OUT, stem + ".model3")
         if not build().toFile(path):
             raise SystemExit(f"cannot write {path}")

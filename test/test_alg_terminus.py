@@ -57,3 +57,49 @@ def test_terminuschange_bad_input_stops_with_a_message(run_alg, tmp_path):
     with pytest.raises(QgsProcessingException, match="Give a CENTRELINE, a BOX, or both"):
         run_alg("terminuschange", {"INPUT": dated, "OUTPUT": str(out)})
     assert not out.exists() and not any(n.startswith(".change") for n in os.listdir(tmp_path))
+
+
+def test_class_rasters_of_several_dates_to_one_record(run_alg, glacier, tmp_path):
+    """calvingfronts merges the dated fronts of several scenes; the shipped workflow runs it and
+    terminuschange in one go."""
+    from osgeo import gdal
+
+    rasters = []
+    for day in ("20180817", "20190817", "20200817"):
+        path = tmp_path / f"S2A_MSIL1C_{day}T151809_N0209_R068_T22WEV_classes.tif"
+        gdal.Translate(str(path), glacier["classes"])
+        rasters.append(str(path))
+    fronts = tmp_path / "fronts.gpkg"
+    result = run_alg("calvingfronts", {"INPUT": rasters, "OUTPUT": str(fronts)})
+    assert result["FRONT_COUNT"] == 3
+    ds = ogr.Open(str(fronts))
+    layer = ds.GetLayer(0)
+    assert [f.GetFieldAsString("date") for f in layer] == ["2018/08/17", "2019/08/17", "2020/08/17"]
+    extent = layer.GetExtent()  # xmin, xmax, ymin, ymax
+    srs = layer.GetSpatialRef().Clone()
+    ds = None
+    # A box across the middle of the front, long across it: the same front every year, no change.
+    x0, x1, y0, y1 = extent
+    w, h = x1 - x0, y1 - y0
+    if w >= h:
+        bx0, bx1, by0, by1 = x0 + 0.35 * w, x1 - 0.35 * w, y0 - 2000, y1 + 2000
+    else:
+        bx0, bx1, by0, by1 = x0 - 2000, x1 + 2000, y0 + 0.35 * h, y1 - 0.35 * h
+    box = tmp_path / "box.gpkg"
+    driver = ogr.GetDriverByName("GPKG").CreateDataSource(str(box))
+    lyr = driver.CreateLayer("box", srs=srs, geom_type=ogr.wkbPolygon)
+    feature = ogr.Feature(lyr.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(
+        f"POLYGON(({bx0} {by0}, {bx1} {by0}, {bx1} {by1}, {bx0} {by1}, {bx0} {by0}))"))
+    lyr.CreateFeature(feature)
+    driver = None
+    result = run_alg("terminuschangefromclassrasters", {
+        "CLASS_RASTERS": rasters, "BOX": str(box), "DIRECTION": 1,
+        "fronts:FRONTS": str(tmp_path / "merged.gpkg"), "change:TABLE": str(tmp_path / "change.csv"),
+        "change:FIGURE": str(tmp_path / "change.png")})
+    assert result["change:TABLE"] == str(tmp_path / "change.csv")
+    rows = list(csv.DictReader((tmp_path / "change.csv").read_text(encoding="utf-8").splitlines()))
+    assert [r["date"] for r in rows] == ["2018-08-17", "2019-08-17", "2020-08-17"]
+    assert [float(r["change_m"]) for r in rows] == pytest.approx([0, 0, 0], abs=1e-6)
+    assert float(rows[0]["front_width_m"]) > 0.25 * max(w, h)
+    assert os.path.isfile(tmp_path / "merged.gpkg") and os.path.isfile(tmp_path / "change.png")

@@ -23,7 +23,9 @@ def test_workflows_are_registered_with_their_steps(qgis_app):
               "fjord:calvingfront"]),
             ("fjord:landcoverunetchain", "Land cover U-Net chain",
              ["fjord:rasterizelabels", "fjord:maketiles", "fjord:trainunet", "fjord:classifyunet",
-              "fjord:validateclassification"])):
+              "fjord:validateclassification"]),
+            ("fjord:terminuschangefromclassrasters", "Terminus change from class rasters",
+             ["fjord:calvingfronts", "fjord:terminuschange"])):
         alg = registry.createAlgorithmById(alg_id)
         assert alg is not None and alg.displayName() == title and alg.group() == "Workflows"
         assert isinstance(alg, QgsProcessingModelAlgorithm)
@@ -32,7 +34,7 @@ def test_workflows_are_registered_with_their_steps(qgis_app):
         assert all(c.algorithm() is not None for c in children)
         # A plain QGIS model file: the graphical modeler opens it as it is.
         model = QgsProcessingModelAlgorithm()
-        assert model.fromFile(alg.path) and len(model.childAlgorithms()) == 5
+        assert model.fromFile(alg.path) and len(model.childAlgorithms()) == len(steps)
 
 
 def test_glacier_chain_runs_by_id(qgis_process, glacier, tmp_path):  # noqa: F811
