@@ -51,6 +51,8 @@ DOWNSTREAM_FIRST, UPSTREAM_FIRST = 0, 1
 DAYS_PER_YEAR = 365.25
 # A box piece smaller than this share of the box is a sliver of round-off, not a piece.
 SLIVER = 1e-9
+# The points that tell a box's two ends apart lie this share of the way in from each end.
+ENDS_IN = 1e-6
 
 def find_date_field(records, field=None):
     """The name of the date field: ``field`` when given (checked), else the first field whose
@@ -211,7 +213,8 @@ class Centreline:
 
 
 def curvilinear_box(centreline, width):
-    """The box of ``width`` along the centreline with flat ends, and its upstream edge."""
+    """The box of ``width`` along the centreline with flat ends, the points just inside its two
+    ends (upstream first) and its width."""
     half = width / 2.0
     box = centreline.geometry.Buffer(half, 16)
     for upstream in (True, False):
@@ -219,13 +222,19 @@ def curvilinear_box(centreline, width):
         cap = _polygon([p + n * width, p + n * width + t * width * 2,
                         p - n * width + t * width * 2, p - n * width])
         box = box.Difference(cap)
-    p, _, n = centreline.end_frame(True)
-    upstream_edge = _line_geometry([p + n * half, p - n * half])
+    ends = (_point(centreline.xy[0] + ENDS_IN * (centreline.xy[1] - centreline.xy[0])),
+            _point(centreline.xy[-1] + ENDS_IN * (centreline.xy[-2] - centreline.xy[-1])))
     if ogr.GT_Flatten(box.GetGeometryType()) != ogr.wkbPolygon:
         raise FjordError(f"A curvilinear box {width:g} m wide folds on itself along this "
                          "centreline (a bend tighter than half the width); give a smaller "
                          "BOX_WIDTH or a smoother centreline.")
-    return box, upstream_edge, float(width)
+    return box, ends, float(width)
+
+
+def _point(xy):
+    p = ogr.Geometry(ogr.wkbPoint)
+    p.AddPoint_2D(float(xy[0]), float(xy[1]))
+    return p
 
 
 def _corners(box):
@@ -245,7 +254,8 @@ def _corners(box):
 
 
 def rectilinear_box(box, centreline=None, direction=UPSTREAM_FIRST):
-    """The box, its upstream edge and its width (area over length).
+    """The box, the points just inside its upstream and downstream edges and its width (area
+    over length).
 
     The upstream edge is the one the centreline enters the box through (the box edge nearest
     the centreline's upstream end when it does not cross the box); without a centreline the box
@@ -281,10 +291,13 @@ def rectilinear_box(box, centreline=None, direction=UPSTREAM_FIRST):
         at_first, other = (0, 2) if pair == (0, 2) else (3, 1)
         up_i, down_i = (at_first, other) if direction == UPSTREAM_FIRST else (other, at_first)
         up, down = edges[up_i], edges[down_i]
-    length = math.hypot(*((up[0] + up[1]) / 2 - (down[0] + down[1]) / 2))
+    mid_up, mid_down = (up[0] + up[1]) / 2, (down[0] + down[1]) / 2
+    length = math.hypot(*(mid_up - mid_down))
     if length <= 0:
         raise FjordError("The box has no length between its upstream and downstream ends.")
-    return box, _line_geometry(up), float(box.GetArea() / length)
+    ends = (_point(mid_up + ENDS_IN * (mid_down - mid_up)),
+            _point(mid_down + ENDS_IN * (mid_up - mid_down)))
+    return box, ends, float(box.GetArea() / length)
 
 
 def _segment_distance(p, a, b):
@@ -293,7 +306,7 @@ def _segment_distance(p, a, b):
     return float(math.hypot(*(a + t * d - p)))
 
 
-def box_position(box, upstream_edge, width, front):
+def box_position(box, ends, width, front):
     """``(position_m, front_width_m, note)``: the box area upstream of the front over the
     width, and the front's length inside the box; position None with a note when the front does
     not cross the box once from side to side."""
@@ -310,13 +323,14 @@ def box_position(box, upstream_edge, width, front):
         piece = pieces.GetGeometryRef(i)
         if piece.GetArea() > SLIVER * box.GetArea() and box.Contains(piece.PointOnSurface()):
             found.append(piece.Clone())
-    touching = [p for p in found if p.Distance(upstream_edge) < 1e-6 * math.sqrt(box.GetArea())
-                and p.Intersection(upstream_edge).Length() > 0]
-    if len(found) < 2 or len(touching) != 1:
+    # The pieces at the two ends (points just inside them): one piece each when the front cuts
+    # the box across; the same piece when it does not.
+    at = [[i for i, piece in enumerate(found) if piece.Contains(end)] for end in ends]
+    if len(found) < 2 or len(at[0]) != 1 or len(at[1]) != 1 or at[0] == at[1]:
         return None, length, "the front does not cross the box from side to side"
     if len(found) > 2:
         return None, length, "the front crosses the box more than once"
-    return float(touching[0].GetArea() / width), length, ""
+    return float(found[at[0][0]].GetArea() / width), length, ""
 
 
 # --- the record ---------------------------------------------------------------------------------
