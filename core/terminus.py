@@ -275,10 +275,11 @@ def rectilinear_box(box, centreline=None, direction=UPSTREAM_FIRST):
         targets = [np.array(hits[0][1]), np.array(hits[-1][1])] if len(hits) >= 2 else \
             [centreline.xy[0], centreline.xy[-1]]
         ends = [int(np.argmin([_segment_distance(t, a, b) for a, b in edges])) for t in targets]
-        if ends[0] == ends[1]:
+        opposite = len(corners) != 4 or abs(ends[0] - ends[1]) == 2
+        if ends[0] == ends[1] or not opposite:
             raise FjordError("The centreline does not run through the box from one end to the "
-                             "other; draw the box across the glacier around the fronts with the "
-                             "centreline running through both of its ends.")
+                             "other (it leaves through a side); draw the box along the glacier "
+                             "around the fronts, with the centreline through both of its ends.")
         up, down = edges[ends[0]], edges[ends[1]]
     else:
         if len(corners) != 4:
@@ -666,6 +667,16 @@ def figure(path, result, fronts, title):
         t = 0.5 if day is None or hi == lo else (day.toordinal() - lo) / (hi - lo)
         for xy in _lines(shape.to(result["crs"])):
             ax_map.plot(xy[:, 0] / 1000, xy[:, 1] / 1000, color=cmap(t), lw=1)
+    # Zoom on the fronts (and the box), with the centreline's upstream end when it is near.
+    shown = [xy for _, shape in dated if not shape.empty() for xy in _lines(shape.to(result["crs"]))]
+    if geo["box"] is not None:
+        shown += _rings(geo["box"])
+    if shown:
+        xy = np.concatenate(shown) / 1000
+        (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+        pad = 0.35 * max(x1 - x0, y1 - y0, 0.1)
+        ax_map.set_xlim(x0 - pad, x1 + pad)
+        ax_map.set_ylim(y0 - pad, y1 + pad)
     ax_map.set_aspect("equal")
     ax_map.set_xlabel("km (local azimuthal equidistant)")
     ax_map.set_title("box, centreline (upstream end ▲), fronts by date")
