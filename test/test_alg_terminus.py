@@ -2,13 +2,13 @@
 styled crossings, and bad input."""
 
 import csv
-import datetime
 import os
 
 import pytest
 from osgeo import ogr
 
 from test_core_terminus import BOX, CENTRELINE, DATES, XS, _front, _write
+from test_e2e_qgis_process import qgis_process  # noqa: F401 (fixture)
 
 
 def test_terminuschange_interface_and_record(run_alg, tmp_path):
@@ -103,3 +103,21 @@ def test_class_rasters_of_several_dates_to_one_record(run_alg, glacier, tmp_path
     assert [float(r["change_m"]) for r in rows] == pytest.approx([0, 0, 0], abs=1e-6)
     assert float(rows[0]["front_width_m"]) > 0.25 * max(w, h)
     assert os.path.isfile(tmp_path / "merged.gpkg") and os.path.isfile(tmp_path / "change.png")
+
+
+def test_terminuschange_through_qgis_process(qgis_process, tmp_path):  # noqa: F811
+    import json
+
+    fronts = _write(tmp_path / "fronts.gpkg", [_front(x) for x in XS], "EPSG:3413",
+                    {"date": (ogr.OFTDate, DATES)})
+    centreline = _write(tmp_path / "centreline.gpkg", [CENTRELINE], "EPSG:4326")
+    out = tmp_path / "change.gpkg"
+    proc = qgis_process("--json", "run", "fjord:terminuschange", "--", f"INPUT={fronts}",
+                        f"CENTRELINE={centreline}", "DIRECTION=1", "BOX_WIDTH=2000", f"OUTPUT={out}")
+    results = json.loads(proc.stdout)["results"]
+    assert results["FRONTS"] == 4 and results["METHOD"] == "curvilinear_box_m"
+    ds = ogr.Open(str(out))
+    values = [(f.GetField("centreline_m"), f.GetField("curvilinear_box_m")) for f in ds.GetLayer(0)]
+    ds = None
+    assert [v[0] for v in values] == pytest.approx([x + 10000 for x in XS], abs=0.05)
+    assert [v[1] for v in values] == pytest.approx([x + 10000 for x in XS], abs=0.05)
