@@ -62,6 +62,11 @@ def find_date_field(records, field=None):
         if field not in names:
             raise FjordError(f"The fronts have no field {field!r}; their fields are "
                              f"{', '.join(names) or 'none'}.")
+        if not any(parse_date(r[field]) is not None for r in records):
+            shown = ", ".join(repr(r[field]) for r in records[:3])
+            raise FjordError(f"The field {field!r} holds no date ({shown}…): give a Date field, or "
+                             "text such as 2019-02-17, 20190217 or a Sentinel-2/Landsat product "
+                             "name.")
         return field
     for name in names:
         if all(parse_date(r[name]) is not None for r in records):

@@ -200,6 +200,8 @@ def test_bad_input_says_what_is_wrong_and_leaves_nothing(tmp_path):
     out = tmp_path / "out.csv"
     with pytest.raises(FjordError, match="No field of the fronts holds a date"):
         terminus_change_files(lines, str(out), centreline=centreline)
+    with pytest.raises(FjordError, match="The field 'label' holds no date \\('a', 'b', 'c'"):
+        terminus_change_files(lines, str(out), centreline=centreline, date_field="label")
     with pytest.raises(FjordError, match="no field 'when'"):
         terminus_change_files(lines, str(out), centreline=centreline, date_field="when")
     dated = _write(tmp_path / "dated.gpkg", [_front(x) for x in XS], LOCAL,
