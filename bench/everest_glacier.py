@@ -138,7 +138,8 @@ def random_forest(paths, train_labels, with_texture, seed):
 def read_map(path):
     from osgeo import gdal
 
-    return gdal.Open(path).GetRasterBand(1).ReadAsArray().astype(np.int64)
+    ds = gdal.Open(path)  # held while its band is read (a band outliving its dataset crashes)
+    return ds.GetRasterBand(1).ReadAsArray().astype(np.int64)
 
 
 def run_csc(paths, work, seed, progress):

@@ -47,7 +47,7 @@ def write_fronts(path, n, vertices, seed=0):
             line.AddPoint_2D(float(xi), float(yi))
         feature = ogr.Feature(layer.GetLayerDefn())
         feature.SetGeometry(line)
-        day = start + datetime.timedelta(days=int(i * 12))
+        day = start + datetime.timedelta(days=i)  # daily fronts: 10,000 days is 27 years
         feature.SetField("date", day.year, day.month, day.day, 0, 0, 0, 0)
         layer.CreateFeature(feature)
     layer.CommitTransaction()
