@@ -102,15 +102,7 @@ class Front:
         ds = None
 
     def _from_vector(self, path, layer):
-        try:
-            ds = ogr.Open(path)
-        except RuntimeError as exc:
-            raise FjordError(f"Cannot open the {self.what} {path!r}: {exc}.") from None
-        if ds is None or ds.GetLayerCount() == 0:
-            raise FjordError(f"Cannot open the {self.what} {path!r} as a raster or a line layer.")
-        lyr = ds.GetLayerByName(layer) if layer else ds.GetLayerByIndex(0)
-        if lyr is None:
-            raise FjordError(f"{path!r} has no layer {layer!r}.")
+        ds, lyr = open_vector_layer(path, layer, self.what)
         self.srs = lyr.GetSpatialRef()
         geom = ogr.Geometry(ogr.wkbMultiLineString)
         for feature in lyr:
@@ -134,6 +126,21 @@ class Front:
         if self.srs is not None and target is not None and not self.srs.IsSame(target):
             geom.Transform(osr.CoordinateTransformation(self.srs, target))
         return geom
+
+
+def open_vector_layer(path, layer, what):
+    """``(dataset, layer)`` of a vector file (its first layer unless ``layer`` is named); keep
+    the dataset while the layer is used."""
+    try:
+        ds = ogr.Open(path)
+    except RuntimeError as exc:
+        raise FjordError(f"Cannot open the {what} {path!r}: {exc}.") from None
+    if ds is None or ds.GetLayerCount() == 0:
+        raise FjordError(f"Cannot open the {what} {path!r} as a vector layer.")
+    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayerByIndex(0)
+    if lyr is None:
+        raise FjordError(f"{path!r} has no layer {layer!r}.")
+    return ds, lyr
 
 
 def _srs(wkt):

@@ -38,6 +38,7 @@ from osgeo import gdal, ogr, osr
 
 from .dates import make_date, parse_date
 from .errors import FjordError
+from .fronterror import open_vector_layer
 from .outputs import AtomicOutputs, check_writable
 
 gdal.UseExceptions()
@@ -414,17 +415,14 @@ def terminus_change(fronts, *, centreline=None, direction=DOWNSTREAM_FIRST, box=
                                  "downstream crossing is used")
                 x, y = _point_at(line, along[-1])
                 crossings.append((day, along[-1], x, y))
-        width = None
         for key, spec in (("rectilinear_box_m", rect), ("curvilinear_box_m", curvy)):
             if spec is None:
                 continue
             position, inside, note = box_position(*spec, geom)
             row[key] = position
-            if width is None or key == ("curvilinear_box_m" if curvy else "rectilinear_box_m"):
-                width = inside if inside is not None else width
+            row["front_width_m"] = inside  # the curvilinear box's when there is one (last)
             if note:
                 notes.append(f"{key.replace('_m', '').replace('_', ' ')}: {note}")
-        row["front_width_m"] = width
         row["note"] = "; ".join(notes)
         rows.append(row)
         say(len(rows) / len(fronts), None)
@@ -463,19 +461,6 @@ def _point_at(line, distance):
 
 # --- files --------------------------------------------------------------------------------------
 
-def _open_layer(path, layer, what):
-    try:
-        ds = ogr.Open(path)
-    except RuntimeError as exc:
-        raise FjordError(f"Cannot open the {what} {path!r}: {exc}.") from None
-    if ds is None or ds.GetLayerCount() == 0:
-        raise FjordError(f"Cannot open the {what} {path!r} as a vector layer.")
-    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayerByIndex(0)
-    if lyr is None:
-        raise FjordError(f"{path!r} has no layer {layer!r}.")
-    return ds, lyr
-
-
 def _field_value(feature, index):
     defn = feature.GetFieldDefnRef(index)
     if not feature.IsFieldSetAndNotNull(index):
@@ -489,7 +474,7 @@ def _field_value(feature, index):
 def read_fronts(path, layer=None, date_field=None):
     """``(fronts, field)``: the dated fronts of a line layer (see :func:`terminus_change`) and the
     date field used."""
-    ds, lyr = _open_layer(path, layer, "fronts")
+    ds, lyr = open_vector_layer(path, layer, "fronts")
     flat = ogr.GT_Flatten(lyr.GetGeomType())
     if flat not in (ogr.wkbLineString, ogr.wkbMultiLineString, ogr.wkbUnknown):
         raise FjordError(f"The fronts {os.path.basename(path)} are a "
@@ -519,7 +504,7 @@ def read_fronts(path, layer=None, date_field=None):
 
 def read_one(path, layer, what, polygon):
     """The one feature of a centreline or box layer as a :class:`Shape`."""
-    ds, lyr = _open_layer(path, layer, what)
+    ds, lyr = open_vector_layer(path, layer, what)
     geoms = [f.GetGeometryRef().Clone() for f in lyr
              if f.GetGeometryRef() is not None and not f.GetGeometryRef().IsEmpty()]
     srs = lyr.GetSpatialRef()
