@@ -1,17 +1,27 @@
-"""fjord:batchcsc — a restartable sweep of CSC jobs from a job table, in the worker."""
+"""fjord:batchcsc — a restartable sweep of CSC and U-Net jobs from a job table, in the worker
+or on a Dask cluster."""
 
 import os
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
 )
 
+from ..core.errors import FjordError
+from ..core.scheduler import parse_scheduler
 from .base import FjordAlgorithm
+from .styling import style_on_load
 from .classify_csc import add_device_and_seed, add_phase_two_parameters
 from .worker import run_job
+
+# Seconds a cancelled run gets to release its jobs and close its cluster before it is killed.
+CANCEL_GRACE = 20.0
 
 
 class BatchCsc(FjordAlgorithm):
@@ -26,8 +36,9 @@ class BatchCsc(FjordAlgorithm):
 
     def shortHelpString(self):  # noqa: N802 (QGIS API name)
         return self.tr(
-            "Runs CNN-supervised classification for every row of a job table (CSV) whose Done is "
-            "0, for sweeps over models, tile sizes and patch sizes.\n\n"
+            "Runs the classification of every row of a job table (CSV) whose Done is 0: "
+            "CNN-supervised classification, or a U-Net, for sweeps over models, tile sizes and "
+            "patch sizes and for many scenes; here, or on a Dask cluster.\n\n"
             "Columns: <b>Model</b> (phase-one model file), <b>DataSource</b> (an image, a folder "
             "of images or a pattern such as images/*.tif), <b>OutFolder</b> (outputs go to "
             "&lt;OutFolder&gt;_patch&lt;PatchSize&gt;), <b>ExpShortHand</b> (prefix of the output "
@@ -35,19 +46,42 @@ class BatchCsc(FjordAlgorithm):
             "(1, 3, 5, 7, 15), <b>TileSize</b> (checked against the model), <b>Patience</b> and "
             "<b>Done</b>. Optional: <b>Validation</b> (a reference raster or a folder of them; "
             "otherwise SCLS_&lt;image&gt;.tif or &lt;image&gt;_classes.tif beside each image) and "
-            "WholeImage (ignored: Fjord always predicts in strips). Relative paths are read from "
-            "the table's folder.\n\n"
-            "When a job finishes its Done becomes 1 and the table is rewritten at once, so an "
-            "interrupted sweep resumes where it stopped. A failing job is reported and the sweep "
-            "goes on. OUTPUT receives one line per job and image with the phase-one and CSC "
-            "scores (weighted and macro F1, accuracy, F1 per class).")
+            "WholeImage (ignored: Fjord always predicts in strips); <b>Method</b>: csc (default) "
+            "or unet (Model is then a U-Net from 'Train U-Net'; PatchSize, TileSize and Patience "
+            "may be empty; outputs go to &lt;OutFolder&gt;_unet); <b>Front</b>: a GeoPackage "
+            "line layer that receives the calving front of each classified image (classes "
+            "found by the glacial schema's names) with its acquisition date. Relative paths "
+            "are read from the table's folder; fields may be separated by commas, semicolons or "
+            "tabs.\n\n"
+            "<b>SCHEDULER</b>: empty = here, one job at a time; local:N = a Dask cluster of N "
+            "worker processes on this machine (one thread each), started for the run and closed "
+            "after it; tcp://host:8786 = an existing Dask cluster (its workers must import "
+            "Fjord and see the table's files under the same paths). Each worker loads the "
+            "deep-learning engine and each model file once and reuses them for every job. The "
+            "same SEED gives the same class rasters wherever a job runs.\n\n"
+            "Only this run writes the table: when a job finishes, its Done (1 when it "
+            "succeeded), Status and Error are rewritten at once, so an interrupted sweep "
+            "resumes where it stopped. A failing job is recorded and the others go on; a worker "
+            "that dies mid-job is replaced and its job rerun. Outputs are written under "
+            "temporary names and renamed when complete. Cancel stops the running jobs and "
+            "closes a local cluster. OUTPUT receives one line per job and image with the "
+            "scores (phase one, CSC or U-Net: weighted and macro F1, accuracy, F1 per class); "
+            "FRONTS, the fronts of every done job in one dated layer that 'Terminus change' "
+            "reads as it is; JOBS_FAILED counts the failed jobs.")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterFile("JOBS", self.tr("Job table (CSV)"), extension="csv"))
+        self.addParameter(QgsProcessingParameterString(
+            "SCHEDULER", self.tr("Scheduler (empty = here; local:N = N local worker processes; "
+                                 "tcp://host:8786 = a Dask cluster)"), defaultValue="",
+            optional=True))
         add_phase_two_parameters(self)
         add_device_and_seed(self)
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT", self.tr("Summary of the scores"), fileFilter=self.tr("CSV files (*.csv)")))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            "FRONTS", self.tr("Fronts of all jobs (dated)"), type=QgsProcessing.TypeVectorLine,
+            optional=True, createByDefault=False))
         self.addOutput(QgsProcessingOutputNumber("JOBS_RUN", self.tr("Jobs run")))
         self.addOutput(QgsProcessingOutputNumber("JOBS_FAILED", self.tr("Jobs failed")))
 
@@ -56,8 +90,16 @@ class BatchCsc(FjordAlgorithm):
         if not jobs or not os.path.isfile(jobs):
             raise QgsProcessingException(self.tr("Choose the job table (a CSV file)."))
         summary = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        scheduler = (self.parameterAsString(parameters, "SCHEDULER", context) or "").strip()
+        try:
+            parse_scheduler(scheduler)
+        except FjordError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        fronts = self.parameterAsOutputLayer(parameters, "FRONTS", context) or None
+        if fronts and not fronts.lower().endswith(".gpkg"):
+            raise QgsProcessingException(self.tr("Write the fronts as a GeoPackage (.gpkg)."))
         kwargs = {
-            "jobs": jobs, "summary": summary,
+            "jobs": jobs, "summary": summary, "fronts": fronts, "scheduler": scheduler,
             "samples_per_class": self.parameterAsInt(parameters, "SAMPLES_PER_CLASS", context),
             "max_epochs": self.parameterAsInt(parameters, "MAX_EPOCHS", context),
             "smoothing": self.parameterAsInt(parameters, "SMOOTHING", context),
@@ -65,8 +107,14 @@ class BatchCsc(FjordAlgorithm):
             "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, "SEED", context),
         }
-        result = run_job(".batch:batch_csc", kwargs, feedback, outputs=[summary])
+        result = run_job(".batch:batch_csc", kwargs, feedback,
+                         outputs=[p for p in (summary, fronts) if p], grace=CANCEL_GRACE)
+        if fronts:
+            style_on_load(context, fronts, fronts[:-5] + ".qml")
         if result["failed"]:
-            feedback.reportError(self.tr(f"{result['failed']} job(s) failed; see the log and the "
-                                         "Message column of the summary."), False)
-        return {"OUTPUT": summary, "JOBS_RUN": result["ran"], "JOBS_FAILED": result["failed"]}
+            feedback.reportError(self.tr(
+                f"{result['failed']} of {result['ran'] + result['failed']} job(s) FAILED; their "
+                "messages are in the log, in the Error column of the job table and in the Message "
+                "column of the summary."), False)
+        return {"OUTPUT": summary, "FRONTS": fronts, "JOBS_RUN": result["ran"],
+                "JOBS_FAILED": result["failed"]}

@@ -99,11 +99,13 @@ def _signal_name(code):
 
 
 def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=None,
-            on_record=None):
+            on_record=None, grace=1.0):
     """Run ``function`` (``module:callable``; leading dot = in ``fjord.core``) in a worker.
 
     Progress and messages go to ``feedback``, structured records (``core.errors.send_record``)
-    to ``on_record(kind, record)``; returns the function's result. Raises
+    to ``on_record(kind, record)``; returns the function's result. On cancel the worker gets
+    ``grace`` seconds to stop by itself (to close what it started) before it and its process
+    group are killed. Raises
     QgsProcessingException on error, crash or cancel, after removing partial ``outputs``.
     """
     feedback = feedback or QgsProcessingFeedback()
@@ -156,7 +158,7 @@ def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=
     feedback.pushDebugInfo(f"Worker: {' '.join(cmd)}")
     try:
         code = run_streaming(cmd, on_stdout, on_stderr, should_stop=feedback.isCanceled, env=env,
-                             stdin_data=json.dumps(job) + "\n", grace=1.0)
+                             stdin_data=json.dumps(job) + "\n", grace=grace)
     except Cancelled:
         cleanup()
         raise QgsProcessingException("Cancelled: the worker was stopped and no output was written.")

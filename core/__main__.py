@@ -6,7 +6,7 @@
   synthetic FOLDER          write a synthetic glacier scene (image, classes, labels, front)
   train DATASET MODEL       train the phase-one CNN on a tile dataset (as fjord:trainphaseone)
   csc IMAGE MODEL OUTPUT    CNN-supervised classification of one image (as fjord:classifycsc)
-  batchcsc JOBS SUMMARY     run a CSC job table (as fjord:batchcsc)
+  batchcsc JOBS SUMMARY     run a job table (as fjord:batchcsc; --scheduler local:N)
   trainunet DATASET MODEL   train a U-Net on a segmentation dataset (as fjord:trainunet)
   unet IMAGE MODEL OUTPUT   classify with a U-Net over blended windows (as fjord:classifyunet)
 """
@@ -60,6 +60,10 @@ def main(argv=None):
     p_batch = sub.add_parser("batchcsc", help="run a CSC job table")
     p_batch.add_argument("jobs")
     p_batch.add_argument("summary")
+    p_batch.add_argument("--scheduler", default="",
+                         help="empty: here; local:N: N worker processes on this machine; "
+                              "tcp://host:8786: an existing Dask cluster")
+    p_batch.add_argument("--fronts", help="the merged, dated front layer of the table (GeoPackage)")
     for p in (p_csc, p_batch):
         p.add_argument("--samples-per-class", type=int, default=500_000)
         p.add_argument("--max-epochs", type=int, default=300)

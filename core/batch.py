@@ -1,27 +1,33 @@
-"""A restartable sweep of CNN-supervised classifications driven by a job table (CSV).
+"""A restartable sweep of classifications driven by a job table (CSV), here or on a Dask
+cluster.
 
 :func:`batch_csc` is the worker job of ``fjord:batchcsc``. The table has one row per job with
 the columns of the published batch tables (Carbonneau et al. 2020; Marochov et al. 2021):
 
-- ``Model``: the phase-one model file;
+- ``Model``: the phase-one model file (a U-Net model file for ``Method`` unet);
 - ``DataSource``: an image, a folder of images or a glob pattern;
-- ``OutFolder``: outputs go to ``<OutFolder>_patch<PatchSize>/``;
+- ``OutFolder``: outputs go to ``<OutFolder>_patch<PatchSize>/`` (``<OutFolder>_unet/``);
 - ``ExpShortHand``: the experiment's short name, the prefix of its output files;
 - ``Dims``: bands used, the first ``Dims`` of each image (3 = RGB of a 4-band R, G, B, NIR
   stack); the model must take that many;
 - ``PatchSize``: 1, 3, 5, 7 or 15; ``TileSize``: must be the model's tile size (a check);
-- ``Patience``: phase-two early-stopping patience;
+- ``Patience``: phase-two early-stopping patience (these three may be empty for a U-Net job);
 - ``Done``: 0 to run, 1 when finished.
 
 Optional columns: ``Validation`` (a reference class raster, or a folder holding them; else each
-image's reference is looked up beside it as ``SCLS_<name>.tif`` or ``<name>_classes.tif``) and
-``WholeImage`` (accepted for compatibility; Fjord always predicts in strips). Relative paths are
-taken from the table's folder.
+image's reference is looked up beside it as ``SCLS_<name>.tif`` or ``<name>_classes.tif``),
+``WholeImage`` (accepted for compatibility; Fjord always predicts in strips), ``Method``
+(``csc``, the default, or ``unet``: classify with a U-Net model), ``Front`` (an output line
+layer: the calving front of each classified image, found with the class names of the glacial
+schema, with its acquisition date), and ``Status`` / ``Error``, which the run writes. Relative
+paths are taken from the table's folder; commas, semicolons or tabs separate the fields.
 
-Each row whose Done is 0 runs; when all its images are classified, its Done becomes 1 and the
-table is rewritten (to a temporary file, then renamed), so an interrupted sweep resumes where
-it stopped. A row that fails is reported and the sweep goes on. The summary CSV lists every
-job and image with its phase-one and CSC scores.
+Each row whose Done is 0 runs (:func:`run_row`, here or on a Dask worker:
+:mod:`fjord.core.scheduler`). Only the coordinating process writes the table: after every
+finished job, Done, Status and Error, rewritten to a temporary file and renamed, so an
+interrupted sweep resumes where it stopped. A row that fails is reported and the sweep goes on.
+The summary CSV lists every job and image with its scores; the merged front layer holds the
+fronts of every done job, dated, for ``fjord:terminuschange``.
 """
 
 import csv
@@ -33,18 +39,36 @@ from .errors import Cancelled, FjordError, never_stop, no_progress
 
 REQUIRED = ("Model", "DataSource", "OutFolder", "ExpShortHand", "Dims", "PatchSize", "TileSize",
             "Patience", "Done")
-OPTIONAL = ("Validation", "WholeImage")
+OPTIONAL = ("Validation", "WholeImage", "Method", "Front", "Status", "Error")
+METHODS = ("csc", "unet")
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".img", ".vrt")
-SUMMARY_COLUMNS = ["ExpShortHand", "Model", "Image", "PatchSize", "TileSize", "Status",
+SUMMARY_COLUMNS = ["ExpShortHand", "Method", "Model", "Image", "PatchSize", "TileSize", "Status",
                    "PhaseOne_weighted_F1", "PhaseOne_macro_F1", "CSC_weighted_F1", "CSC_macro_F1",
-                   "CSC_accuracy", "Reference_pixels", "Seconds", "Message"]
+                   "CSC_accuracy", "UNet_weighted_F1", "UNet_macro_F1", "UNet_accuracy",
+                   "Reference_pixels", "Seconds", "Message"]
+
+
+def _delimiter(path):
+    """The field separator of a job table: comma, semicolon or tab (what a spreadsheet in a
+    locale with a decimal comma writes), read off its header line."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = f.readline()
+    except OSError as exc:
+        raise FjordError(f"Cannot read the job table {path!r}: {exc.strerror}.") from None
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
 
 
 def read_jobs(path):
-    """``(fieldnames, rows)`` of a job table, checked."""
+    """``(fieldnames, rows)`` of a job table, checked. Every row gets ``Method`` (``csc`` when
+    the column is absent or empty)."""
+    delimiter = _delimiter(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f, delimiter=delimiter)
             fields = [name.strip() for name in (reader.fieldnames or [])]
             rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     except OSError as exc:
@@ -52,7 +76,8 @@ def read_jobs(path):
     missing = [c for c in REQUIRED if c not in fields]
     if missing:
         raise FjordError(f"The job table lacks the column(s) {', '.join(missing)}; it needs "
-                         f"{', '.join(REQUIRED)} (optional: {', '.join(OPTIONAL)}).")
+                         f"{', '.join(REQUIRED)} (optional: {', '.join(OPTIONAL)}), separated by "
+                         "commas, semicolons or tabs, with the names on its first line.")
     unknown = [c for c in fields if c not in REQUIRED + OPTIONAL]
     if unknown:
         raise FjordError(f"The job table has unknown column(s) {', '.join(unknown)}; the columns "
@@ -60,7 +85,14 @@ def read_jobs(path):
     if not rows:
         raise FjordError("The job table has no rows.")
     for i, row in enumerate(rows, start=2):
+        method = (row.get("Method") or "csc").lower()
+        if method not in METHODS:
+            raise FjordError(f"Line {i} of the job table: Method must be csc or unet, not "
+                             f"{row['Method']!r}.")
+        row["Method"] = method
         for col in ("Dims", "PatchSize", "TileSize", "Patience", "Done"):
+            if method == "unet" and col in ("PatchSize", "TileSize", "Patience") and not row[col]:
+                continue  # a U-Net job has no phase two
             try:
                 row[col] = str(int(float(row[col])))
             except ValueError:
@@ -72,7 +104,8 @@ def read_jobs(path):
 
 
 def write_jobs(path, fields, rows):
-    """Rewrite the table safely: a temporary file renamed over the old one."""
+    """Rewrite the table safely: a temporary file renamed over the old one (comma-separated;
+    ``Method`` is written only when the table has that column)."""
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
                        f".{os.path.basename(path)}.partial")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -149,34 +182,49 @@ def _check_row(row, base):
 
     model = _resolve(row["Model"], base)
     meta = read_metadata(model)
-    k, tile, dims = int(row["PatchSize"]), int(row["TileSize"]), int(row["Dims"])
-    if k not in PATCH_SIZES:
-        raise FjordError(f"PatchSize {k} is not one of {', '.join(map(str, PATCH_SIZES))}.")
-    if meta["task"] != "tiles":
-        raise FjordError(f"{os.path.basename(model)} is not a phase-one model.")
-    if tile != int(meta["tile_size"]):
-        raise FjordError(f"TileSize is {tile} but the model {os.path.basename(model)} was trained "
-                         f"on {meta['tile_size']} px tiles.")
+    dims = int(row["Dims"])
+    if row["Method"] == "unet":
+        if meta["task"] != "segmentation":
+            raise FjordError(f"Method is unet but {os.path.basename(model)} is not a U-Net model "
+                             "(trainunet).")
+    else:
+        k, tile = int(row["PatchSize"]), int(row["TileSize"])
+        if k not in PATCH_SIZES:
+            raise FjordError(f"PatchSize {k} is not one of {', '.join(map(str, PATCH_SIZES))}.")
+        if meta["task"] != "tiles":
+            raise FjordError(f"{os.path.basename(model)} is not a phase-one model"
+                             + (" (for a U-Net, set Method to unet)."
+                                if meta["task"] == "segmentation" else "."))
+        if tile != int(meta["tile_size"]):
+            raise FjordError(f"TileSize is {tile} but the model {os.path.basename(model)} was "
+                             f"trained on {meta['tile_size']} px tiles.")
     if dims != int(meta["bands"]):
         raise FjordError(f"Dims is {dims} but the model {os.path.basename(model)} takes "
                          f"{meta['bands']} bands.")
-    return model
+    if row.get("Front") and not row["Front"].lower().endswith(".gpkg"):
+        raise FjordError(f"Front {row['Front']!r} must be a GeoPackage path (.gpkg).")
+    return model, meta
 
 
 def _scores_row(row, image, status, result=None, seconds=None, message=""):
-    out = {"ExpShortHand": row["ExpShortHand"], "Model": row["Model"], "Image": image,
-           "PatchSize": row["PatchSize"], "TileSize": row["TileSize"], "Status": status,
-           "Seconds": f"{seconds:.1f}" if seconds is not None else "", "Message": message}
+    out = {"ExpShortHand": row["ExpShortHand"], "Method": row["Method"], "Model": row["Model"],
+           "Image": image, "PatchSize": row["PatchSize"], "TileSize": row["TileSize"],
+           "Status": status, "Seconds": f"{seconds:.1f}" if seconds is not None else "",
+           "Message": message}
     scores = (result or {}).get("scores") or {}
-    if scores:
-        one, csc = scores["phase_one"], scores["csc"]
+    if scores.get("phase_one"):
+        one = scores["phase_one"]
         out.update({"PhaseOne_weighted_F1": f"{one['weighted']['f1']:.4f}",
-                    "PhaseOne_macro_F1": f"{one['macro']['f1']:.4f}",
-                    "CSC_weighted_F1": f"{csc['weighted']['f1']:.4f}",
-                    "CSC_macro_F1": f"{csc['macro']['f1']:.4f}",
-                    "CSC_accuracy": f"{csc['accuracy']:.4f}", "Reference_pixels": csc["total"]})
-        for cls in csc["classes"]:
-            out[f"CSC_F1_{cls['name']}"] = f"{cls['f1']:.4f}"
+                    "PhaseOne_macro_F1": f"{one['macro']['f1']:.4f}"})
+    final = scores.get("csc") or scores.get("unet")
+    if final:
+        prefix = "CSC" if scores.get("csc") else "UNet"
+        out.update({f"{prefix}_weighted_F1": f"{final['weighted']['f1']:.4f}",
+                    f"{prefix}_macro_F1": f"{final['macro']['f1']:.4f}",
+                    f"{prefix}_accuracy": f"{final['accuracy']:.4f}",
+                    "Reference_pixels": final["total"]})
+        for cls in final["classes"]:
+            out[f"{prefix}_F1_{cls['name']}"] = f"{cls['f1']:.4f}"
     return out
 
 
@@ -199,7 +247,9 @@ def _earlier_scores(folder, name):
 
 
 def job_folder(row, base):
-    return _resolve(f"{row['OutFolder'].rstrip('/')}_patch{int(row['PatchSize'])}", base)
+    """``<OutFolder>_patch<PatchSize>`` of a CSC job, ``<OutFolder>_unet`` of a U-Net job."""
+    suffix = "unet" if row["Method"] == "unet" else f"patch{int(row['PatchSize'])}"
+    return _resolve(f"{row['OutFolder'].rstrip('/')}_{suffix}", base)
 
 
 def output_names(row, image):
@@ -210,86 +260,233 @@ def output_names(row, image):
     return {"classes": name + ".tif", "phase_one": name + "_phase_one.tif", "report_name": name}
 
 
-def batch_csc(jobs, summary, *, samples_per_class=500_000, max_epochs=300, smoothing=4,
-              recognition_threshold=0.0, device="auto", seed=0, progress=None, should_stop=None):
-    """Run every job of the table whose Done is 0; returns the summary rows and counts."""
+def _score_map(path, reference, meta, should_stop):
+    """Scores of a class raster against a reference class raster (the model's schema)."""
+    from .csc import score_maps
+    from .metrics import class_scores
+    from .rasters import open_raster
+
+    names = {int(c["value"]): c["name"] for c in meta["schema"]["classes"]}
+    ref_ds, map_ds = open_raster(reference, "reference class raster"), open_raster(path)
+    if (ref_ds.RasterXSize, ref_ds.RasterYSize) != (map_ds.RasterXSize, map_ds.RasterYSize):
+        raise FjordError(f"The reference {os.path.basename(reference)} is not on the grid of "
+                         f"{os.path.basename(path)}.")
+    (confusion,) = score_maps(ref_ds, [map_ds], max(names), should_stop)
+    return class_scores(confusion.matrix, names)
+
+
+def run_row(item, progress=None, should_stop=None):
+    """One job of the table (``item``: ``index``, ``row``, ``base``, ``settings``): classify each
+    of its images, score them, extract its fronts; here or on a Dask worker.
+
+    Never raises for a failing job (but for a cancel): returns ``index``, ``status`` ('ok' or
+    'failed'), ``error``, ``entries`` (summary rows), ``seconds``, ``front`` (path and count)
+    and ``loads`` (model loads, cache hits, seconds spent loading, engine import seconds)."""
     import tempfile
 
-    from .csc import classify_csc, span_progress
+    from ..models import modelfile
+    from .csc import span_progress
+    from .outputs import remove_partials
+
+    progress = progress or no_progress
+    should_stop = should_stop or never_stop
+    row, base, settings = item["row"], item["base"], item["settings"]
+    t0 = time.perf_counter()
+    engine = _engine_import_seconds()
+    before = dict(modelfile.load_stats)
+    entries, front, error = [], None, ""
+    try:
+        model, meta = _check_row(row, base)
+        images = list_images(_resolve(row["DataSource"], base))
+        folder = job_folder(row, base)
+        os.makedirs(folder, exist_ok=True)
+        validation = _resolve(row["Validation"], base) if row.get("Validation") else None
+        front_path = _resolve(row["Front"], base) if row.get("Front") else None
+        steps = len(images) + (1 if front_path else 0)
+        maps = []
+        with tempfile.TemporaryDirectory(prefix=".fjord-batch-", dir=folder) as work:
+            for j, image in enumerate(images):
+                names = output_names(row, image)
+                output = os.path.join(folder, names["classes"])
+                remove_partials(output)  # left by a worker killed in an earlier try
+                reference = find_reference(image, validation)
+                t1 = time.perf_counter()
+                span = span_progress(progress, j / steps, (j + 1) / steps)
+                subset = _band_subset(image, int(row["Dims"]), work)
+                if row["Method"] == "unet":
+                    from .unet import classify_unet
+
+                    result = classify_unet(subset, model, output, probabilities="none",
+                                           device=settings["device"], progress=span,
+                                           should_stop=should_stop)
+                    if reference:
+                        result["scores"] = {"unet": _score_map(output, reference, meta,
+                                                               should_stop)}
+                else:
+                    from .csc import classify_csc
+
+                    result = classify_csc(
+                        subset, model, output, patch_size=int(row["PatchSize"]),
+                        patience=int(row["Patience"]),
+                        samples_per_class=settings["samples_per_class"],
+                        max_epochs=settings["max_epochs"], smoothing=settings["smoothing"],
+                        recognition_threshold=settings["recognition_threshold"],
+                        validation=reference,
+                        output_phase_one=os.path.join(folder, names["phase_one"]),
+                        report=folder, report_name=names["report_name"],
+                        device=settings["device"], seed=settings["seed"],
+                        should_stop=should_stop, progress=span)
+                entries.append(_scores_row(row, image, "ok", result, time.perf_counter() - t1,
+                                           "" if reference else "no reference classes found"))
+                maps.append(output)
+        if front_path:
+            from .front import calving_fronts
+
+            remove_partials(front_path)
+            found = calving_fronts(maps, front_path, should_stop=should_stop,
+                                   progress=span_progress(progress, len(images) / steps, 1.0))
+            front = {"path": front_path, "fronts": found["fronts"],
+                     "missing": [s["image"] for s in found["scenes"] if not s["found"]]}
+        status = "ok"
+    except Cancelled:
+        raise
+    except Exception as exc:  # a failing job is reported; the others go on
+        status = "failed"
+        error = str(exc) if isinstance(exc, FjordError) else f"{type(exc).__name__}: {exc}"
+    finally:
+        _clear_session()
+    after = modelfile.load_stats
+    return {"index": item["index"], "status": status, "error": error, "entries": entries,
+            "front": front, "seconds": time.perf_counter() - t0,
+            "loads": {"loads": after["loads"] - before["loads"],
+                      "hits": after["hits"] - before["hits"],
+                      "load_seconds": after["seconds"] - before["seconds"],
+                      "engine_seconds": engine}}
+
+
+def _engine_import_seconds():
+    """Seconds spent importing the deep-learning engine now: 0 once this process has it."""
+    import sys
+
+    if "keras" in sys.modules:
+        return 0.0
+    t0 = time.perf_counter()
+    import keras  # noqa: F401
+
+    return time.perf_counter() - t0
+
+
+def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500_000,
+              max_epochs=300, smoothing=4, recognition_threshold=0.0, device="auto", seed=0,
+              progress=None, should_stop=None):
+    """Run every job of the table whose Done is 0, here or on a Dask cluster (``scheduler``:
+    see :mod:`fjord.core.scheduler`); returns the summary rows and counts.
+
+    Only this process writes the job table (after every finished job: Done, Status, Error),
+    the summary and ``fronts`` (every job's fronts in one dated layer, done-earlier jobs
+    included)."""
+    from .outputs import check_writable
+    from .scheduler import open_pool
 
     progress = progress or no_progress
     should_stop = should_stop or never_stop
     fields, rows = read_jobs(jobs)
+    for column in ("Status", "Error"):
+        if column not in fields:
+            fields.append(column)
     base = os.path.dirname(os.path.abspath(jobs))
+    if fronts:
+        if not str(fronts).lower().endswith(".gpkg"):
+            raise FjordError("Write the merged fronts as a GeoPackage (.gpkg).")
+        check_writable(fronts, "front layer")
+    settings = {"samples_per_class": int(samples_per_class), "max_epochs": int(max_epochs),
+                "smoothing": int(smoothing), "recognition_threshold": float(recognition_threshold),
+                "device": device, "seed": int(seed)}
     todo = [i for i, r in enumerate(rows) if r["Done"] == "0"]
-    progress(0.0, f"{len(rows)} jobs in the table, {len(todo)} to run.")
-    summary_rows, failed, ran = [], 0, 0
-    for i, row in enumerate(rows):
-        folder = job_folder(row, base)
-        if row["Done"] == "1":
-            for image in _safe_images(row, base):
-                names = output_names(row, image)
-                earlier = _earlier_scores(folder, names["report_name"])
-                entry = _scores_row(row, image, "done earlier")
-                entry.update(earlier or {})
-                summary_rows.append(entry)
-            continue
-        if should_stop():
-            raise Cancelled("The sweep was cancelled; finished jobs are marked Done in the table.")
-        t0 = time.perf_counter()
-        done_before = todo.index(i)
-        span = (done_before / len(todo), (done_before + 1) / len(todo))
-        progress(span[0], f"Job {row['ExpShortHand']} ({done_before + 1}/{len(todo)}): "
-                          f"PatchSize {row['PatchSize']}, model {row['Model']}")
-        entries = []
-        try:
-            model = _check_row(row, base)
-            images = list_images(_resolve(row["DataSource"], base))
-            os.makedirs(folder, exist_ok=True)
-            validation = _resolve(row["Validation"], base) if row.get("Validation") else None
-            with tempfile.TemporaryDirectory(prefix=".fjord-batch-", dir=folder) as work:
-                for j, image in enumerate(images):
-                    names = output_names(row, image)
-                    reference = find_reference(image, validation)
-                    t1 = time.perf_counter()
-                    lo = span[0] + (span[1] - span[0]) * j / len(images)
-                    hi = span[0] + (span[1] - span[0]) * (j + 1) / len(images)
-                    result = classify_csc(
-                        _band_subset(image, int(row["Dims"]), work), model,
-                        os.path.join(folder, names["classes"]),
-                        patch_size=int(row["PatchSize"]), patience=int(row["Patience"]),
-                        samples_per_class=samples_per_class, max_epochs=max_epochs,
-                        smoothing=smoothing, recognition_threshold=recognition_threshold,
-                        validation=reference,
-                        output_phase_one=os.path.join(folder, names["phase_one"]),
-                        report=folder, report_name=names["report_name"], device=device,
-                        seed=seed, should_stop=should_stop,
-                        progress=span_progress(progress, lo, hi))
-                    entries.append(_scores_row(row, image, "ok", result, time.perf_counter() - t1,
-                                               "" if reference else "no reference classes found"))
-                    _clear_session()
-        except Cancelled:
-            raise
-        except Exception as exc:  # a failing row is reported and the sweep goes on
-            failed += 1
-            message = str(exc) if isinstance(exc, FjordError) else f"{type(exc).__name__}: {exc}"
-            progress(None, f"Job {row['ExpShortHand']} failed: {message}")
-            summary_rows.extend(entries)
-            summary_rows.append(_scores_row(row, row["DataSource"], "failed", message=message))
-            _clear_session()
-            continue
-        ran += 1
-        row["Done"] = "1"
-        write_jobs(jobs, fields, rows)
-        summary_rows.extend(entries)
-        scored = [e for e in entries if e.get("CSC_weighted_F1")]
-        progress(span[1], f"Job {row['ExpShortHand']} done in {time.perf_counter() - t0:.0f} s"
-                 + (": CSC weighted F1 " + ", ".join(e["CSC_weighted_F1"] for e in scored)
-                    if scored else "."))
+    entries = {i: _earlier_entries(r, base) for i, r in enumerate(rows) if r["Done"] == "1"}
+    failed, ran, t_start = 0, 0, time.perf_counter()
+    loads = {"loads": 0, "hits": 0, "load_seconds": 0.0, "engine_seconds": 0.0}
+    pool = open_pool(scheduler, progress)
+    progress(0.0, f"{len(rows)} jobs in the table, {len(todo)} to run, {pool.description}.")
+    items = [{"index": i, "row": rows[i], "base": base, "settings": settings} for i in todo]
+    with pool:
+        if getattr(pool, "workers", None):
+            progress(None, f"Dask cluster: {pool.workers()} worker(s).")
+        outcomes = pool.run(run_row, items, progress, should_stop) if items else []
+        for finished, (item, outcome, exc) in enumerate(outcomes, start=1):
+            i, row = item["index"], rows[item["index"]]
+            if exc is not None:
+                outcome = {"index": i, "status": "failed", "entries": [], "front": None,
+                           "seconds": 0.0, "worker": "",
+                           "error": f"Dask could not run the job: {type(exc).__name__}: {exc}"}
+            entries[i] = list(outcome["entries"])
+            if outcome["status"] == "ok":
+                ran += 1
+                row.update(Done="1", Status="ok", Error="")
+            else:
+                failed += 1
+                entries[i].append(_scores_row(row, row["DataSource"], "failed",
+                                              message=outcome["error"]))
+                row.update(Done="0", Status="failed", Error=outcome["error"])
+            for key in loads:
+                loads[key] += (outcome.get("loads") or {}).get(key, 0)
+            write_jobs(jobs, fields, rows)
+            where = f" on {outcome['worker']}" if outcome.get("worker") else ""
+            scored = [e[k] for e in outcome["entries"] for k in ("CSC_weighted_F1", "UNet_weighted_F1")
+                      if e.get(k)]
+            detail = (f"FAILED: {outcome['error']}" if outcome["status"] != "ok" else
+                      "ok" + (f", weighted F1 {', '.join(scored)}" if scored else "")
+                      + (f", {outcome['front']['fronts']} front(s)" if outcome.get("front") else ""))
+            progress(finished / len(items),
+                     f"Job {row['ExpShortHand']} ({finished}/{len(items)}): {row['DataSource']}"
+                     f"{where}, {outcome['seconds']:.1f} s, {detail}")
+    merged = _merge_fronts(fronts, rows, base) if fronts else None
+    summary_rows = [e for i in sorted(entries) for e in entries[i]]
     _write_summary(summary, summary_rows)
-    progress(1.0, f"{ran} jobs run, {failed} failed, {len(rows) - len(todo)} done earlier.")
+    seconds = time.perf_counter() - t_start
+    last = (f"{ran} jobs run, {failed} FAILED, {len(rows) - len(todo)} done earlier"
+            f" ({seconds:.0f} s)." if failed else
+            f"{ran} jobs run, none failed, {len(rows) - len(todo)} done earlier ({seconds:.0f} s).")
+    progress(1.0, last)
     return {"summary": os.path.abspath(summary), "ran": ran, "failed": failed,
-            "done_earlier": len(rows) - len(todo), "rows": summary_rows}
+            "done_earlier": len(rows) - len(todo), "rows": summary_rows, "seconds": seconds,
+            "fronts": merged, "loads": loads}
+
+
+def _earlier_entries(row, base):
+    """Summary rows of a job done in an earlier run, with the scores its reports hold."""
+    folder, out = job_folder(row, base), []
+    for image in _safe_images(row, base):
+        entry = _scores_row(row, image, "done earlier")
+        entry.update(_earlier_scores(folder, output_names(row, image)["report_name"]) or {})
+        out.append(entry)
+    return out
+
+
+def _merge_fronts(path, rows, base):
+    """Every done job's front layer in one dated layer (``path``); returns the front count."""
+    from osgeo import osr
+
+    from .front import read_dated_fronts, write_dated_fronts
+
+    target, features = None, []
+    for row in rows:
+        if row["Done"] != "1" or not row.get("Front"):
+            continue
+        layer = _resolve(row["Front"], base)
+        if not os.path.isfile(layer):
+            continue
+        srs, found = read_dated_fronts(layer)
+        if srs is not None:
+            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        if target is None and srs is not None:
+            target = srs
+        for geom, values in found:
+            if srs is not None and target is not None and not srs.IsSame(target):
+                geom.Transform(osr.CoordinateTransformation(srs, target))
+            features.append((geom, dict(values, job=row["ExpShortHand"])))
+    write_dated_fronts(path, features, target, text_fields=("job",))
+    return len(features)
 
 
 def _safe_images(row, base):

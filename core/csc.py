@@ -340,7 +340,7 @@ def train_phase_two(keras, patches, labels, values, patch_size, divisor, *, max_
     batches = _patch_batches(keras)
     train = batches(patches, targets, train_idx, batch_size, divisor, True, seed)
     val = batches(patches, targets, val_idx, max(batch_size, 4096), divisor, False, seed)
-    model = build_phase_two(patch_size, patches.shape[-1], len(values))
+    model = build_phase_two(patch_size, patches.shape[-1], len(values), seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3, amsgrad=True),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = []
@@ -350,7 +350,10 @@ def train_phase_two(keras, patches, labels, values, patch_size, divisor, *, max_
         stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=int(patience),
                                                 min_delta=MIN_DELTA, restore_best_weights=True)
         callbacks.append(stopper)
-    model.fit(train, validation_data=val, epochs=int(max_epochs), callbacks=callbacks, verbose=0)
+    # shuffle=False: the batches shuffle themselves from the seed; Keras would reorder them with
+    # Python's process-wide random state, which a Dask worker's own threads draw from too.
+    model.fit(train, validation_data=val, epochs=int(max_epochs), callbacks=callbacks, verbose=0,
+              shuffle=False)
     # EarlyStopping puts the best epoch's weights back at the end of training.
     best = int(stopper.best_epoch) + 1 if stopper is not None and history else None
     return model, history, (stopper is not None and stopper.stopped_epoch > 0), best
@@ -630,10 +633,10 @@ class _CscJob:
 
     def run(self, device):
         from ..models import distribute
-        from ..models.modelfile import load_model
+        from ..models.modelfile import cached_model
 
         self.keras = keras = distribute.start(device, self.progress)
-        self.net, self.meta = load_model(self.model, task="tiles")
+        self.net, self.meta = cached_model(self.model, task="tiles")
         keras.utils.set_random_seed(self.seed)
         self.work = work_dir(self.output)
         try:

@@ -424,12 +424,25 @@ def calving_fronts(inputs, output, *, glacier_classes=None, ocean_classes=None,
                 geom.Transform(osr.CoordinateTransformation(srs, target))
             features.append((geom, {"date": day, "image": name, "length_m": length}))
         ds = None
+    write_dated_fronts(output, features, target)
+    missing = [s["image"] for s in scenes if s["found"] and s["date"] is None]
+    if missing:
+        progress(None, f"No acquisition date for {', '.join(missing)}: their fronts have an empty "
+                       "date.")
+    return {"fronts": len(features), "scenes": scenes}
+
+
+def write_dated_fronts(output, features, srs, text_fields=()):
+    """Write dated front lines as one layer (GeoPackage ``output``, layer ``fronts``, fields
+    ``date``, ``image``, ``length_m`` and ``text_fields``; sorted by date, undated last) with
+    its style sidecar, atomically. ``features``: ``(geometry, values)`` pairs, the geometries
+    in ``srs``."""
     with AtomicOutputs() as out:
         path = out.add(output)
         ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
-        layer = ds.CreateLayer("fronts", srs=target, geom_type=ogr.wkbLineString)
-        for field, kind in (("date", ogr.OFTDate), ("image", ogr.OFTString),
-                            ("length_m", ogr.OFTReal)):
+        layer = ds.CreateLayer("fronts", srs=srs, geom_type=ogr.wkbLineString)
+        kinds = [("date", ogr.OFTDate), ("image", ogr.OFTString), ("length_m", ogr.OFTReal)]
+        for field, kind in kinds + [(name, ogr.OFTString) for name in text_fields]:
             layer.CreateField(ogr.FieldDefn(field, kind))
         for geom, values in sorted(features, key=lambda f: (f[1]["date"] is None,
                                                             f[1]["date"] or datetime.date.min)):
@@ -440,15 +453,39 @@ def calving_fronts(inputs, output, *, glacier_classes=None, ocean_classes=None,
                 feature.SetField("date", d.year, d.month, d.day, 0, 0, 0, 0)
             feature.SetField("image", values["image"])
             feature.SetField("length_m", float(values["length_m"]))
+            for name in text_fields:
+                feature.SetField(name, str(values.get(name, "")))
             layer.CreateFeature(feature)
         ds = None
         with open(out.add(os.path.splitext(output)[0] + ".qml"), "w", encoding="utf-8") as f:
             f.write(line_qml(FRONT_QML_COLOR, "0.8"))
-    missing = [s["image"] for s in scenes if s["found"] and s["date"] is None]
-    if missing:
-        progress(None, f"No acquisition date for {', '.join(missing)}: their fronts have an empty "
-                       "date.")
-    return {"fronts": len(features), "scenes": scenes}
+
+
+def read_dated_fronts(path):
+    """``(srs, features)`` of a layer written by :func:`write_dated_fronts` (its first layer):
+    the line geometries and their ``date`` (a date or None), ``image`` and ``length_m``."""
+    ds = ogr.Open(path)
+    if ds is None or ds.GetLayerCount() == 0:
+        raise FjordError(f"Cannot read the front layer {path!r}.")
+    layer = ds.GetLayer(0)
+    srs = layer.GetSpatialRef()
+    srs = srs.Clone() if srs is not None else None
+    defn = layer.GetLayerDefn()
+    names = {defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())}
+    features = []
+    for feature in layer:
+        geom = feature.GetGeometryRef()
+        if geom is None:
+            continue
+        day = None
+        if "date" in names and feature.IsFieldSetAndNotNull("date"):
+            y, m, d = feature.GetFieldAsDateTime("date")[:3]
+            day = datetime.date(y, m, d)
+        features.append((geom.Clone(), {
+            "date": day, "image": feature.GetField("image") if "image" in names else "",
+            "length_m": feature.GetField("length_m") if "length_m" in names else 0.0}))
+    ds = None
+    return srs, features
 
 
 def _with_front(schema, classes):

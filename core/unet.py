@@ -423,10 +423,10 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
         raise FjordError(f"{os.path.basename(model)}: its outputs do not follow its class schema.")
 
     from ..models import distribute
-    from ..models.modelfile import load_model
+    from ..models.modelfile import cached_model
 
     distribute.start(device, progress)
-    net, _ = load_model(model, task="segmentation")
+    net, _ = cached_model(model, task="segmentation")
     batch = window_batch(window)
     shape = (batch * (4 if tta else 1), window, window, img.bands)
 

@@ -39,16 +39,28 @@ def _check(patch_size):
                          f"not {patch_size}.")
 
 
-def _layers(patch_size, n_classes, l2, dense):
-    """The layer stack; ``dense`` picks Dense layers (patch form) or 1 x 1 convolutions."""
-    stack = [layers.Conv2D(CONV_FILTERS, 3, padding="valid", name=f"conv{i + 1}")
+def _layers(patch_size, n_classes, l2, dense, seed=None):
+    """The layer stack; ``dense`` picks Dense layers (patch form) or 1 x 1 convolutions.
+
+    With ``seed``, every kernel's initial weights come from that seed (Glorot uniform, Keras'
+    default), not from Python's process-wide random state, which other threads (a Dask worker's
+    own) may draw from: the same seed then gives the same network in any process."""
+    counter = iter(range(1000))
+
+    def init():
+        if seed is None:
+            return "glorot_uniform"
+        return keras.initializers.GlorotUniform(seed=int(seed) * 1000 + next(counter))
+
+    stack = [layers.Conv2D(CONV_FILTERS, 3, padding="valid", name=f"conv{i + 1}",
+                           kernel_initializer=init())
              for i in range((patch_size - 1) // 2)]
     if dense:
         stack.append(layers.Flatten(name="flatten"))
 
     def unit(n, name, activation="relu", **kw):
         if dense:
-            return layers.Dense(n, activation=activation, name=name, **kw)
+            return layers.Dense(n, activation=activation, name=name, kernel_initializer=init(), **kw)
         return layers.Conv2D(n, 1, activation=activation, name=name, **kw)
 
     for i, n in enumerate(head_units(patch_size)):
@@ -59,13 +71,13 @@ def _layers(patch_size, n_classes, l2, dense):
     return stack
 
 
-def build_phase_two(patch_size, bands, n_classes, l2=1e-3):
+def build_phase_two(patch_size, bands, n_classes, l2=1e-3, seed=None):
     """The phase-two network in its training form: input (K, K, bands), output class
-    probabilities."""
+    probabilities; ``seed`` fixes its initial weights."""
     _check(patch_size)
     inputs = keras.Input((patch_size, patch_size, bands), name="patch")
     x = inputs
-    for layer in _layers(patch_size, n_classes, l2, dense=True):
+    for layer in _layers(patch_size, n_classes, l2, dense=True, seed=seed):
         x = layer(x)
     name = "mlp" if patch_size == 1 else f"ccnn{patch_size}"
     return keras.Model(inputs, x, name=name)

@@ -1,0 +1,190 @@
+"""Where batch jobs run: here, one after another, or on a Dask cluster.
+
+``SCHEDULER`` of ``fjord:batchcsc`` (and ``--scheduler`` of ``python -m fjord.core batchcsc``):
+
+- empty: in this process, one job at a time;
+- ``local:N``: a Dask ``LocalCluster`` of N worker processes on this machine, one thread each,
+  started for the run and closed after it (also on cancel or error);
+- ``tcp://host:port`` (or ``tls://``): an existing Dask scheduler, whose workers must import
+  ``fjord`` (the plugin folder on their ``PYTHONPATH``) and see the job table's files under the
+  same paths (a shared file system).
+
+Only the coordinating process (the one that calls :meth:`Pool.run`) sees the results and
+writes files that several jobs share. A worker process that dies mid-job is replaced by its
+nanny and Dask reruns the job elsewhere (up to ``distributed.scheduler.allowed-failures``
+times). Cancel sets a cluster-wide flag (a Dask ``Event``) that running jobs poll, releases
+the pending jobs and closes a local cluster.
+"""
+
+import logging
+import os
+import socket
+import time
+import uuid
+
+from .errors import Cancelled, FjordError
+
+POLL = 0.2  # seconds between looks at the futures and at the stop request
+STOP_CHECK = 1.0  # seconds between a running job's looks at the cluster's stop flag
+
+
+def parse_scheduler(spec):
+    """``('here', None)``, ``('local', n)`` or ``('address', 'tcp://...')`` from a SCHEDULER
+    text; FjordError for anything else."""
+    spec = (spec or "").strip()
+    if not spec or spec.lower() in ("here", "none"):
+        return "here", None
+    if spec.lower().startswith("local:"):
+        count = spec.split(":", 1)[1].strip()
+        if not count.isdigit() or int(count) < 1:
+            raise FjordError(f"SCHEDULER {spec!r}: local:N needs a number of workers of at least "
+                             "1, e.g. local:2.")
+        return "local", int(count)
+    if "://" in spec:
+        if not spec.split("://", 1)[0] in ("tcp", "tls", "inproc", "ucx"):
+            raise FjordError(f"SCHEDULER {spec!r}: a Dask scheduler address starts with tcp:// or "
+                             "tls://, e.g. tcp://head-node:8786.")
+        return "address", spec
+    raise FjordError(f"SCHEDULER {spec!r} is not understood: leave it empty to run here, give "
+                     "local:N for N worker processes on this machine, or the address of a Dask "
+                     "scheduler (tcp://host:8786).")
+
+
+def open_pool(spec, progress=None):
+    """The :class:`Pool` for a SCHEDULER text."""
+    kind, value = parse_scheduler(spec)
+    if kind == "here":
+        return Here()
+    return DaskPool(kind, value, progress)
+
+
+class Here:
+    """Jobs in this process, in order; each gets the run's progress and stop request."""
+
+    description = "here, one job at a time"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def run(self, func, items, progress, should_stop):
+        """Yield ``(item, func(item, progress=, should_stop=), None)`` for each item, in
+        order."""
+        for i, item in enumerate(items):
+            if should_stop():
+                raise Cancelled()
+            lo, hi = i / len(items), (i + 1) / len(items)
+
+            def span(fraction, message=None, lo=lo, hi=hi):
+                progress(None if fraction is None else lo + (hi - lo) * fraction, message)
+
+            yield item, func(item, progress=span, should_stop=should_stop), None
+
+
+def _job_on_worker(func, item, stop_name):
+    """What a Dask worker runs: ``func`` with a stop request read from the cluster's Event."""
+    from distributed import Event
+
+    event = Event(stop_name)
+    state = {"at": 0.0, "stop": False}
+
+    def should_stop():
+        now = time.monotonic()
+        if not state["stop"] and now - state["at"] >= STOP_CHECK:
+            state["at"] = now
+            try:
+                state["stop"] = event.is_set()
+            except Exception:  # the scheduler is gone: stop
+                state["stop"] = True
+        return state["stop"]
+
+    result = func(item, progress=lambda *a, **k: None, should_stop=should_stop)
+    result.setdefault("worker", f"{socket.gethostname()}:{os.getpid()}")
+    return result
+
+
+class DaskPool:
+    """Jobs on a Dask cluster: a LocalCluster started here, or an existing scheduler."""
+
+    def __init__(self, kind, value, progress=None):
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise FjordError("A SCHEDULER other than empty needs the Python packages dask and "
+                             "distributed in the worker environment; run 'Check environment' "
+                             "with INSTALL=true (or pip install -r requirements.txt).") from None
+        self.kind, self.value = kind, value
+        self.progress = progress or (lambda *a, **k: None)
+        self.cluster = self.client = None
+        self.description = (f"a local Dask cluster of {value} worker process(es)" if kind == "local"
+                            else f"the Dask cluster at {value}")
+
+    def __enter__(self):
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.kind == "local":
+                self.cluster = LocalCluster(n_workers=self.value, threads_per_worker=1,
+                                            processes=True, dashboard_address=None,
+                                            silence_logs=logging.ERROR)
+                self.client = Client(self.cluster)
+            else:
+                self.client = Client(self.value, timeout="20s")
+        except OSError as exc:
+            self.close()
+            raise FjordError(f"Cannot reach the Dask scheduler {self.value}: {exc}. Start it "
+                             "(dask scheduler, dask worker) or check the address.") from None
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        for thing in (self.client, self.cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:
+                    pass
+        self.client = self.cluster = None
+
+    def workers(self):
+        return len(self.client.scheduler_info().get("workers", {})) if self.client else 0
+
+    def run(self, func, items, progress, should_stop):
+        """Yield ``(item, result, None)`` for each item as its job finishes (any order), or
+        ``(item, None, exception)`` when Dask could not run it (its worker died too often)."""
+        from distributed import Event
+
+        stop_name = f"fjord-stop-{uuid.uuid4().hex}"
+        event = Event(stop_name, client=self.client)
+        futures = [self.client.submit(_job_on_worker, func, item, stop_name, pure=False,
+                                      key=f"fjord-job-{i}-{uuid.uuid4().hex[:8]}")
+                   for i, item in enumerate(items)]
+        item_of = dict(zip(futures, items))
+        pending = list(futures)
+        try:
+            while pending:
+                if should_stop():
+                    event.set()
+                    self.client.cancel(pending)
+                    raise Cancelled()
+                finished = [f for f in pending if f.done()]
+                if not finished:
+                    time.sleep(POLL)
+                    continue
+                for future in finished:
+                    pending.remove(future)
+                    try:
+                        result = future.result()
+                    except Exception as exc:
+                        yield item_of[future], None, exc
+                    else:
+                        yield item_of[future], result, None
+        finally:
+            if pending:
+                event.set()
+                self.client.cancel(pending)
