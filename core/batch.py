@@ -357,11 +357,20 @@ def run_row(item, progress=None, should_stop=None):
         _clear_session()
     after = modelfile.load_stats
     return {"index": item["index"], "status": status, "error": error, "entries": entries,
-            "front": front, "seconds": time.perf_counter() - t0,
+            "front": front, "seconds": time.perf_counter() - t0, "peak_mb": peak_memory_mb(),
             "loads": {"loads": after["loads"] - before["loads"],
                       "hits": after["hits"] - before["hits"],
                       "load_seconds": after["seconds"] - before["seconds"],
                       "engine_seconds": engine}}
+
+
+def peak_memory_mb():
+    """This process's peak resident memory in MB (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def _engine_import_seconds():
@@ -404,7 +413,7 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
                 "device": device, "seed": int(seed)}
     todo = [i for i, r in enumerate(rows) if r["Done"] == "0"]
     entries = {i: _earlier_entries(r, base) for i, r in enumerate(rows) if r["Done"] == "1"}
-    failed, ran, t_start = 0, 0, time.perf_counter()
+    failed, ran, t_start, outcomes_seen = 0, 0, time.perf_counter(), []
     loads = {"loads": 0, "hits": 0, "load_seconds": 0.0, "engine_seconds": 0.0}
     pool = open_pool(scheduler, progress)
     progress(0.0, f"{len(rows)} jobs in the table, {len(todo)} to run, {pool.description}.")
@@ -430,6 +439,8 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
                 row.update(Done="0", Status="failed", Error=outcome["error"])
             for key in loads:
                 loads[key] += (outcome.get("loads") or {}).get(key, 0)
+            outcomes_seen.append({k: outcome.get(k) for k in ("index", "status", "seconds",
+                                                               "worker", "peak_mb", "loads")})
             write_jobs(jobs, fields, rows)
             where = f" on {outcome['worker']}" if outcome.get("worker") else ""
             scored = [e[k] for e in outcome["entries"] for k in ("CSC_weighted_F1", "UNet_weighted_F1")
@@ -450,7 +461,7 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
     progress(1.0, last)
     return {"summary": os.path.abspath(summary), "ran": ran, "failed": failed,
             "done_earlier": len(rows) - len(todo), "rows": summary_rows, "seconds": seconds,
-            "fronts": merged, "loads": loads}
+            "fronts": merged, "loads": loads, "jobs": outcomes_seen}
 
 
 def _earlier_entries(row, base):

@@ -55,21 +55,79 @@ def test_classifycsc_refuses_other_patch_sizes(run_alg, glacier, glacier_model, 
                                 "OUTPUT": str(tmp_path / "c.tif")})
 
 
-def test_batchcsc_runs_the_table(run_alg, glacier, glacier_model, tmp_path):
-    os.makedirs(tmp_path / "images")
-    shutil.copy(glacier["image"], tmp_path / "images" / "fjord.tif")
-    shutil.copy(glacier["classes"], tmp_path / "images" / "fjord_classes.tif")
-    with open(tmp_path / "jobs.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["Model", "DataSource", "OutFolder", "ExpShortHand", "Dims", "PatchSize",
-                    "TileSize", "Patience", "Done"])
-        w.writerow([glacier_model, "images/*.tif", "out/run", "T", 4, 3, 32, 3, 0])
-    res = run_alg("batchcsc", {"JOBS": str(tmp_path / "jobs.csv"), "SAMPLES_PER_CLASS": 1000,
-                               "MAX_EPOCHS": 3, "OUTPUT": str(tmp_path / "summary.csv")})
-    assert res["JOBS_RUN"] == 1 and res["JOBS_FAILED"] == 0
-    with open(tmp_path / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 1 and rows[0]["Status"] == "ok" and float(rows[0]["CSC_weighted_F1"]) > 0
-    assert os.path.isfile(tmp_path / "out" / "run_patch3" / "T_fjord.tif")
-    with open(tmp_path / "jobs.csv", newline="") as f:
-        assert list(csv.DictReader(f))[0]["Done"] == "1"
+def test_batchcsc_on_two_local_workers_from_the_toolbox_and_qgis_process(
+        run_alg, qgis_process, glacier, glacier_model, tmp_path):  # noqa: F811
+    from qgis.core import QgsVectorLayer
+
+    from fjord.core.batch import batch_csc
+    from test_core_batch import OPTIONS, class_rasters, make_table
+
+    folders = {k: tmp_path / k for k in ("here", "toolbox", "cli")}
+    tables = {k: make_table(f, glacier, glacier_model, bad=False) for k, f in folders.items()}
+    batch_csc(str(tables["here"]), str(folders["here"] / "summary.csv"), **OPTIONS)
+    params = {"SAMPLES_PER_CLASS": 500, "MAX_EPOCHS": 2, "SMOOTHING": 2, "SCHEDULER": "local:2"}
+    res = run_alg("batchcsc", dict(params, JOBS=str(tables["toolbox"]),
+                                   OUTPUT=str(folders["toolbox"] / "summary.csv"),
+                                   FRONTS=str(folders["toolbox"] / "fronts.gpkg")))
+    assert res["JOBS_RUN"] == 2 and res["JOBS_FAILED"] == 0
+    layer = QgsVectorLayer(res["FRONTS"], "fronts", "ogr")
+    assert layer.isValid() and layer.featureCount() == 2
+    assert [f["date"].toString("yyyy-MM-dd") for f in layer.getFeatures()] == ["2019-02-17",
+                                                                                "2019-03-05"]
+    proc = qgis_process("--json", "run", "fjord:batchcsc", "--", f"JOBS={tables['cli']}",
+                        *[f"{k}={v}" for k, v in params.items()],
+                        f"OUTPUT={folders['cli'] / 'summary.csv'}",
+                        f"FRONTS={folders['cli'] / 'fronts.gpkg'}")
+    results = json.loads(proc.stdout)["results"]
+    assert results["JOBS_RUN"] == 2 and results["JOBS_FAILED"] == 0
+    here = class_rasters(folders["here"])
+    assert len(here) == 4
+    for name, path in here.items():
+        for other in ("toolbox", "cli"):
+            with open(path, "rb") as a, open(folders[other] / name, "rb") as b:
+                assert a.read() == b.read(), (other, name)
+    for folder in folders.values():
+        with open(folder / "jobs.csv", newline="") as f:
+            assert [r["Done"] for r in csv.DictReader(f)] == ["1", "1"]
+
+
+def test_cancelled_batch_leaves_no_worker_process(run_alg, glacier, glacier_model, tmp_path):
+    import threading
+    import time
+
+    import psutil
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    from test_core_batch import make_table
+
+    jobs = make_table(tmp_path, glacier, glacier_model, bad=False)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    feedback = QgsProcessingFeedback()
+    started = threading.Event()
+    feedback.pushInfo = lambda text: "Dask cluster" in text and started.set()
+
+    def cancel_when_the_jobs_run():
+        started.wait(120)
+        time.sleep(3.0)
+        feedback.cancel()
+
+    threading.Thread(target=cancel_when_the_jobs_run, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        run_alg("batchcsc", {"JOBS": str(jobs), "SCHEDULER": "local:2", "SAMPLES_PER_CLASS": 500,
+                             "MAX_EPOCHS": 50, "OUTPUT": str(tmp_path / "summary.csv")},
+                feedback=feedback)
+    assert started.is_set() and time.monotonic() - t0 < 60
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, [p.cmdline() for p in left]
+    assert not os.path.exists(tmp_path / "summary.csv")
+    with open(jobs, newline="") as f:
+        assert [r["Done"] for r in csv.DictReader(f)] == ["0", "0"]
+
+
