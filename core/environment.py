@@ -34,6 +34,7 @@ _LIBRARIES = (
     ("skimage", ("scikit-image",)),
     ("sklearn", ("scikit-learn",)),
     ("matplotlib", ("matplotlib",)),
+    ("distributed", ("distributed",)),  # batchcsc SCHEDULER local:N / tcp:// only
 )
 _REQUIRED = ("numpy", "osgeo", "keras", "scipy", "skimage", "sklearn", "matplotlib")
 
