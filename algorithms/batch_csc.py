@@ -17,7 +17,8 @@ from ..core.errors import FjordError
 from ..core.scheduler import parse_scheduler
 from .base import FjordAlgorithm
 from .styling import style_on_load
-from .classify_csc import add_device_and_seed, add_phase_two_parameters
+from .classify_csc import (add_device_and_seed, add_phase_two_parameters, add_scale_switch,
+                           scale_switch)
 from .worker import run_job
 
 # Seconds a cancelled run gets to release its jobs and close its cluster before it is killed.
@@ -77,6 +78,7 @@ class BatchCsc(FjordAlgorithm):
             optional=True))
         add_phase_two_parameters(self)
         add_device_and_seed(self)
+        add_scale_switch(self)
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT", self.tr("Summary of the scores"), fileFilter=self.tr("CSV files (*.csv)")))
         self.addParameter(QgsProcessingParameterVectorDestination(
@@ -106,6 +108,7 @@ class BatchCsc(FjordAlgorithm):
             "recognition_threshold": self.parameterAsDouble(parameters, "RECOGNITION_THRESHOLD", context),
             "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, "SEED", context),
+            "ignore_scale_mismatch": scale_switch(self, parameters, context),
         }
         result = run_job(".batch:batch_csc", kwargs, feedback,
                          outputs=[p for p in (summary, fronts) if p], grace=CANCEL_GRACE)

@@ -73,8 +73,13 @@ class CheckEnvironment(FjordAlgorithm):
                 raise QgsProcessingException(self.tr("The report must be a .json or .html file."))
             core_call(check_writable, output, "report")
         python = None
+        given = (self.parameterAsFile(parameters, self.REQUIREMENTS, context) or "").strip()
+        if given and not os.path.isfile(given):
+            raise QgsProcessingException(self.tr(
+                f"The requirements file {given!r} does not exist. Give an existing pip "
+                "requirements file, or leave REQUIREMENTS empty for the one shipped with Fjord."))
         if self.parameterAsBoolean(parameters, self.INSTALL, context):
-            requirements = self.parameterAsFile(parameters, self.REQUIREMENTS, context) or REQUIREMENTS
+            requirements = given or REQUIREMENTS
             venv_dir = managed_environment_dir()
             base = qgis_python()
             feedback.pushInfo(self.tr(f"Creating the Fjord environment in {venv_dir} from {base}"))

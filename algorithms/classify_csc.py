@@ -4,6 +4,7 @@ import os
 
 from qgis.core import (
     QgsProcessingException,
+    QgsProcessingParameterBoolean,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
@@ -28,6 +29,20 @@ def add_device(alg):
                                           defaultValue="auto")
     device.setFlags(device.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
     alg.addParameter(device)
+
+
+def add_scale_switch(alg):
+    """IGNORE_SCALE_MISMATCH: classify even when the image is not on the scale of the model's
+    training statistics (advanced; classifycsc, classifyunet and batchcsc)."""
+    switch = QgsProcessingParameterBoolean(
+        "IGNORE_SCALE_MISMATCH", alg.tr("Classify even when the image is not on the model's "
+                                        "training scale"), defaultValue=False)
+    switch.setFlags(switch.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    alg.addParameter(switch)
+
+
+def scale_switch(alg, parameters, context):
+    return alg.parameterAsBoolean(parameters, "IGNORE_SCALE_MISMATCH", context)
 
 
 def add_device_and_seed(alg):
@@ -99,6 +114,7 @@ class ClassifyCsc(FjordAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(
             "VALIDATION", self.tr("Reference classes for validation"), optional=True))
         add_device_and_seed(self)
+        add_scale_switch(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("CSC classes")))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_PHASE_ONE", self.tr("Phase-one classes"), optional=True, createByDefault=False))
@@ -146,6 +162,7 @@ class ClassifyCsc(FjordAlgorithm):
             "report": report,
             "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, "SEED", context),
+            "ignore_scale_mismatch": scale_switch(self, parameters, context),
         }
         outputs = [p for p in (output, optional["OUTPUT_PHASE_ONE"], optional["OUTPUT_PROBABILITIES"],
                                p2_model) if p]

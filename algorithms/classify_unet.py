@@ -12,7 +12,7 @@ from qgis.core import (
 
 from ..core import schema as schemas
 from .base import FjordAlgorithm
-from .classify_csc import add_device
+from .classify_csc import add_device, add_scale_switch, scale_switch
 from .styling import style_on_load
 from .worker import run_job
 
@@ -65,6 +65,7 @@ class ClassifyUnet(FjordAlgorithm):
             options=[self.tr("float32"), self.tr("byte (0-254, 255 nodata)"), self.tr("none")],
             defaultValue=0))
         add_device(self)
+        add_scale_switch(self)
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT", self.tr("U-Net classes and probabilities")))
         self.addOutput(QgsProcessingOutputNumber("PIXELS_PER_SECOND", self.tr("Pixels per second")))
@@ -81,6 +82,7 @@ class ClassifyUnet(FjordAlgorithm):
             "tta": self.parameterAsBoolean(parameters, "TTA", context),
             "probabilities": PROBABILITIES[self.parameterAsEnum(parameters, "PROBABILITIES", context)],
             "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
+            "ignore_scale_mismatch": scale_switch(self, parameters, context),
         }
         result = run_job(".unet:classify_unet", kwargs, feedback, outputs=[output])
         style_on_load(context, output, schemas.sidecar_paths(output)["qml"])

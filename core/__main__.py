@@ -71,6 +71,8 @@ def main(argv=None):
         p.add_argument("--recognition-threshold", type=float, default=0.0)
         p.add_argument("--device", default="auto")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--ignore-scale-mismatch", action="store_true",
+                       help="classify even when the image is not on the model's training scale")
     p_csc.add_argument("--patience", type=int, default=10)
     p_csc.add_argument("--tile-stride", type=int)
     p_tu = sub.add_parser("trainunet", help="train a U-Net on a segmentation dataset")
@@ -103,6 +105,8 @@ def main(argv=None):
     p_unet.add_argument("--blend", default="cosine", choices=("cosine", "linear", "none"))
     p_unet.add_argument("--tta", action="store_true")
     p_unet.add_argument("--probabilities", default="float32", choices=("float32", "byte", "none"))
+    p_unet.add_argument("--ignore-scale-mismatch", action="store_true",
+                        help="classify even when the image is not on the model's training scale")
     for p in (p_tu, p_unet):
         p.add_argument("--device", default="auto")
     args = parser.parse_args(argv)

@@ -316,9 +316,10 @@ def run_row(item, progress=None, should_stop=None):
                 if row["Method"] == "unet":
                     from .unet import classify_unet
 
-                    result = classify_unet(subset, model, output, probabilities="none",
-                                           device=settings["device"], progress=span,
-                                           should_stop=should_stop)
+                    result = classify_unet(
+                        subset, model, output, probabilities="none", device=settings["device"],
+                        ignore_scale_mismatch=settings["ignore_scale_mismatch"], progress=span,
+                        should_stop=should_stop)
                     if reference:
                         result["scores"] = {"unet": _score_map(output, reference, meta,
                                                                should_stop)}
@@ -335,6 +336,7 @@ def run_row(item, progress=None, should_stop=None):
                         output_phase_one=os.path.join(folder, names["phase_one"]),
                         report=folder, report_name=names["report_name"],
                         device=settings["device"], seed=settings["seed"],
+                        ignore_scale_mismatch=settings["ignore_scale_mismatch"],
                         should_stop=should_stop, progress=span)
                 entries.append(_scores_row(row, image, "ok", result, time.perf_counter() - t1,
                                            "" if reference else "no reference classes found"))
@@ -387,7 +389,7 @@ def _engine_import_seconds():
 
 def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500_000,
               max_epochs=300, smoothing=4, recognition_threshold=0.0, device="auto", seed=0,
-              progress=None, should_stop=None):
+              ignore_scale_mismatch=False, progress=None, should_stop=None):
     """Run every job of the table whose Done is 0, here or on a Dask cluster (``scheduler``:
     see :mod:`fjord.core.scheduler`); returns the summary rows and counts.
 
@@ -410,7 +412,8 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
         check_writable(fronts, "front layer")
     settings = {"samples_per_class": int(samples_per_class), "max_epochs": int(max_epochs),
                 "smoothing": int(smoothing), "recognition_threshold": float(recognition_threshold),
-                "device": device, "seed": int(seed)}
+                "device": device, "seed": int(seed),
+                "ignore_scale_mismatch": bool(ignore_scale_mismatch)}
     todo = [i for i, r in enumerate(rows) if r["Done"] == "0"]
     entries = {i: _earlier_entries(r, base) for i, r in enumerate(rows) if r["Done"] == "1"}
     failed, ran, t_start, outcomes_seen = 0, 0, time.perf_counter(), []

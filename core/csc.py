@@ -518,7 +518,7 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
                  max_epochs=300, recognition_threshold=0.0, tile_stride=None, smoothing=4,
                  validation=None, output_phase_one=None, output_probabilities=None,
                  phase_two_model=None, report=None, report_name=None, device="auto", seed=0,
-                 progress=None, should_stop=None):
+                 ignore_scale_mismatch=False, progress=None, should_stop=None):
     """CNN-supervised classification of ``image`` with the phase-one ``model``.
 
     Parameters
@@ -556,6 +556,9 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
         The ``<image>`` of the report file names (default: the image's file name stem).
     device : str
     seed : int
+    ignore_scale_mismatch : bool
+        Classify even when the image is not on the scale of the model's training statistics
+        (:func:`fjord.core.scale.check_scale`; a warning instead of an error).
 
     Returns
     -------
@@ -569,7 +572,8 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
                   tile_stride=tile_stride, smoothing=smoothing, validation=validation,
                   output_phase_one=output_phase_one, output_probabilities=output_probabilities,
                   phase_two_model=phase_two_model, report=report, report_name=report_name,
-                  seed=seed, progress=progress, should_stop=should_stop)
+                  seed=seed, ignore_scale_mismatch=ignore_scale_mismatch, progress=progress,
+                  should_stop=should_stop)
     return job.run(device)
 
 
@@ -586,7 +590,7 @@ class _CscJob:
     def __init__(self, image, model, output, *, patch_size, samples_per_class, patience,
                  max_epochs, threshold, tile_stride, smoothing, validation, output_phase_one,
                  output_probabilities, phase_two_model, report, report_name, seed, progress,
-                 should_stop):
+                 should_stop, ignore_scale_mismatch=False):
         from ..models.modelfile import read_metadata
 
         self.t_start = time.perf_counter()
@@ -599,8 +603,12 @@ class _CscJob:
         self.patch_size, self.tile = int(patch_size), int(meta["tile_size"])
         self.stride = int(tile_stride) if tile_stride else self.tile
         self.img = ImageStrips(image)
+        self.img.check_valid()
         _check_inputs(self.img, meta, model, self.patch_size, self.stride, threshold, smoothing,
                       samples_per_class, max_epochs, patience)
+        from .scale import check_scale
+
+        check_scale(self.img, meta, ignore_scale_mismatch, progress)
         self.samples_per_class, self.patience, self.max_epochs = (
             int(samples_per_class), int(patience), int(max_epochs))
         self.threshold, self.smoothing, self.seed = float(threshold), int(smoothing), int(seed)

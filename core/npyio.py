@@ -63,5 +63,27 @@ class NpyWriter:
 
 
 def open_npy(path):
-    """A read-only memory map of a ``.npy`` file."""
+    """A read-only memory map of a ``.npy`` file of a dataset; FjordError naming the file when
+    it is missing, truncated or not an array file."""
+
+    folder = os.path.dirname(os.path.abspath(path))
+    rebuild = (f"The dataset {folder!r} is damaged: rebuild it with 'Make training tiles' "
+               "(fjord:maketiles) into a new folder.")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(f))
+            offset = f.tell()
+    except FileNotFoundError:
+        raise FjordError(f"The file {os.path.basename(path)} of the dataset is missing. {rebuild}") from None
+    except (OSError, ValueError) as exc:
+        raise FjordError(f"{os.path.basename(path)} is not a readable array file ({exc}). "
+                         f"{rebuild}") from None
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    size = os.path.getsize(path)
+    if size < expected:
+        raise FjordError(f"{os.path.basename(path)} is truncated: {size:,} bytes where its header "
+                         f"announces {expected:,} ({shape} {np.dtype(dtype).name}); a copy or a "
+                         f"tiling run was cut short. {rebuild}")
     return np.load(path, mmap_mode="r")

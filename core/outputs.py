@@ -52,8 +52,23 @@ def work_dir(path):
     return folder
 
 
-def check_writable(path, what="output"):
-    """Make the folder of ``path`` if needed and fail clearly when it cannot be written."""
+def same_file(a, b):
+    """Whether two paths name the same file (also through links or different spellings)."""
+    if not a or not b:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def check_writable(path, what="output", inputs=()):
+    """Make the folder of ``path`` if needed and fail clearly when it cannot be written or when
+    it is one of the ``inputs`` (``(path, name)`` pairs), which are never overwritten."""
+    for source, name in inputs:
+        if same_file(path, source):
+            raise FjordError(f"The {what} {path!r} is also the {name}: an input is never "
+                             f"overwritten. Choose another path for the {what}.")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)

@@ -217,12 +217,20 @@ def _describe_spec(spec):
     return f"{spec[1]!r}" if spec[0] == "string" else f"{spec[1]}"
 
 
+def _is_number(text):
+    try:
+        return np.isfinite(float(text))
+    except (TypeError, ValueError):
+        return False
+
+
 def class_mapping(labels, kind, schema=None, background=None):
     """Map raw labels to class values and settle the schema.
 
-    Integer labels are class values. Text labels match the names of ``schema`` (case does not
-    matter); without a schema they become classes 1..N in sorted order (the ``background``
-    name among them).
+    Integer labels are class values, and so are text labels that all spell numbers ('2', '12',
+    '4.0') unless they are the schema's names. Other text labels match the names of ``schema``
+    (case does not matter); without a schema they become classes 1..N in sorted order (the
+    ``background`` name among them).
 
     ``background``: a :func:`class_spec` (or None) for the pixels outside all polygons; it is
     resolved like the labels and must not be the class of any polygon.
@@ -231,6 +239,10 @@ def class_mapping(labels, kind, schema=None, background=None):
     its value and ``background_value`` is None without a background.
     """
     distinct = sorted(set(labels), key=lambda v: (str(type(v)), v))
+    if kind == "string" and distinct and all(_is_number(lab) for lab in distinct):
+        names = {c["name"].lower() for c in schema["classes"]} if schema else set()
+        if not all(lab.lower() in names for lab in distinct):
+            kind = "real"  # text that spells numbers ('2', '12', '4.0') means those numbers
     if background is not None and background[0] != ("string" if kind == "string" else "integer") \
             and schema is None:
         have = "names" if kind == "string" else "numbers"

@@ -3,6 +3,8 @@ rasters written the Fjord way (paletted, with the class schema and the QML/schem
 
 import json
 
+import os
+
 import numpy as np
 from osgeo import gdal, osr
 
@@ -100,6 +102,36 @@ class ImageStrips:
             data = np.where(valid[..., None], data, 0).astype(data.dtype, copy=False)
         return np.ascontiguousarray(data), valid
 
+    def check_valid(self, rows=256):
+        """FjordError when no pixel of the image is valid (every one at a band's nodata value
+        or not finite): a sample first, then, only when the sample finds none, every strip."""
+        if not self.has_nodata:
+            return
+        data = self.ds.ReadAsArray(buf_xsize=min(self.width, 256), buf_ysize=min(self.height, 256))
+        self.ds.FlushCache()
+        if data.ndim == 2:
+            data = data[None]
+        valid = np.ones(data.shape[1:], bool)
+        for b, nodata in enumerate(self.nodata):
+            if nodata is not None:
+                valid &= data[b] != nodata
+        if np.issubdtype(data.dtype, np.floating):
+            valid &= np.isfinite(data).all(axis=0)
+        if valid.any():
+            return
+        for y in range(0, self.height, rows):
+            if self.read(y, min(rows, self.height - y))[1].any():
+                return
+        declared = sorted({v for v in self.nodata if v is not None})
+        source = (f"the file declares {', '.join(f'{v:g}' for v in declared)} as the nodata "
+                  "value of its bands" if declared else "")
+        if np.issubdtype(self.dtype, np.floating):
+            source += ("; " if source else "") + "NaN and infinite values count as nodata"
+        raise FjordError(
+            f"The image {os.path.basename(self.path)} has no valid pixel: every pixel is nodata "
+            f"({source}). Check that it is the right file, or remove a wrong nodata value "
+            "(Raster > Conversion > Translate, or gdal_edit.py -unsetnodata).")
+
     def close(self):
         self.ds = None
 
@@ -165,9 +197,14 @@ def read_classes(ds, row, rows, what="class raster"):
     if np.issubdtype(raw.dtype, np.floating):
         bad |= ~np.isfinite(raw)
         raw = np.where(bad, 0, raw)
-        if (raw != np.round(raw)).any():
-            raise FjordError(f"The {what} holds values that are not whole numbers; class values "
-                             "must be integers (0 = unlabelled).")
+        fractional = raw != np.round(raw)
+        if fractional.any():
+            example = float(raw[fractional][0])
+            raise FjordError(f"The {what} holds values that are not whole numbers (such as "
+                             f"{example:.4g}): it is not a class raster but measurements, an index "
+                             "such as NDVI or probabilities. Give a raster of class values "
+                             "(integers, 0 = unlabelled), such as a classification's output or "
+                             "rasterised labels.")
     if (raw < 0).any():
         raise FjordError(f"The {what} holds negative values; class values are 0 (unlabelled) "
                          "and positive integers.")

@@ -115,6 +115,7 @@ class Band:
     scale: float = 1.0
     offset: float = 0.0
     codes: set = field(default_factory=set)  # band codes and plain role names found in its name
+    signed_byte: bool = False  # signed 8-bit values stored as Byte (GDAL's PIXELTYPE=SIGNEDBYTE)
 
 
 # --------------------------------------------------------------------------------- band names
@@ -184,14 +185,25 @@ def _describe(datasets, paths):
             if not desc:
                 codes |= _colour_role(ds, b, stem)
             nodata = rb.GetNoDataValue()
+            signed = _signed_byte(rb)
             bands.append(Band(
                 number=len(bands) + 1, input=i, band=b, name=name, described=bool(desc),
-                dtype=_numpy_type(rb.DataType, f"Band {b} of {stem!r}"),
+                dtype=np.dtype(np.int8) if signed else _numpy_type(rb.DataType, f"Band {b} of {stem!r}"),
+                signed_byte=signed,
                 nodata=None if nodata is None else float(nodata),
                 colour_table=rb.GetColorTable() is not None,
                 scale=rb.GetScale() if rb.GetScale() not in (None, 0) else 1.0,
                 offset=rb.GetOffset() or 0.0, codes=codes))
     return bands
+
+
+def _signed_byte(band):
+    """Whether a band holds signed 8-bit values: GDAL before 3.7 reads Int8 data as Byte and
+    marks it PIXELTYPE=SIGNEDBYTE; GDAL 3.7 and later have an Int8 type of their own."""
+    if getattr(gdal, "GDT_Int8", None) is not None and band.DataType == gdal.GDT_Int8:
+        return True
+    return (band.DataType == gdal.GDT_Byte
+            and band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE")
 
 
 def _colour_role(ds, b, stem):
@@ -448,7 +460,9 @@ def _warped(ds, band, ref, nearest):
 def _output_type(stacked, indices):
     if indices:
         return np.dtype(np.float32)
-    return np.dtype(np.result_type(*[b.dtype for b in stacked]))
+    dtype = np.dtype(np.result_type(*[b.dtype for b in stacked]))
+    # GDAL before 3.7 has no signed 8-bit type: signed bytes are kept as Int16.
+    return np.dtype(np.int16) if dtype == np.int8 else dtype
 
 
 def _fits(value, dtype):
@@ -598,6 +612,11 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
         if not _overlaps(ds, ref, paths[b.input]):
             raise FjordError(f"{paths[b.input]!r} does not overlap the first input "
                              f"({paths[0]!r}), whose grid the output takes.")
+        if b.signed_byte:
+            raise FjordError(f"{b.name} holds signed 8-bit values and is not on the first "
+                             "input's grid; resampling would read them as 0..255. Convert it to "
+                             "Int16 first (Raster > Conversion > Translate, output type Int16) or "
+                             "put it on the same grid.")
         if paths[b.input] not in resampled:
             resampled.append(paths[b.input])
         warped, single = _warped(ds, b.band, ref, nearest=b.colour_table)
@@ -654,6 +673,8 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
                 for pos, b in enumerate(stacked, 1):
                     band, warped = sources[b.number]
                     values = band.ReadAsArray(0, y, width, rows)
+                    if b.signed_byte and values.dtype == np.uint8:
+                        values = values.view(np.int8)
                     invalid = _invalid(values, None if warped else b.nodata)
                     if pos in need:
                         phys = values.astype(np.float64) * b.scale + b.offset

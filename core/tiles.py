@@ -107,6 +107,7 @@ class _Image(ImageStrips):
                 "'Rasterize training labels' with this image as REFERENCE (or Raster > Align Rasters).")
         if self.lds.RasterCount != 1:
             raise FjordError("The class raster must have exactly one band.")
+        self.check_valid()
         self.check_nodata = self.has_nodata
         self.read_image = self.read
 
@@ -502,6 +503,7 @@ def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max
     paths = {}
     added = {name: {} for name in SPLIT_NAMES}
     lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else (None, None)
+    noisy = [0, 0]  # augmented values clipped to the data type, augmented values
     with AtomicOutputs() as out:
         writers = {}
         try:
@@ -542,7 +544,9 @@ def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max
                     if k and noise:
                         jitter = rng.integers(-noise, noise + 1, size=tile_k.shape)
                         tile_k = tile_k + jitter
+                        noisy[1] += tile_k.size
                         if lo is not None:
+                            noisy[0] += int(((tile_k < lo) | (tile_k > hi)).sum())
                             tile_k = np.clip(tile_k, lo, hi)
                     images_w, labels_w, pos_w = writers[s]
                     images_w.write(tile_k[None])
@@ -567,6 +571,11 @@ def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max
                 for w in ws:
                     w.close()
 
+        if noisy[0] and noisy[0] >= 0.01 * noisy[1]:
+            progress(None, f"Warning: NOISE {noise} pushed {noisy[0] / noisy[1]:.1%} of the "
+                           f"augmented values beyond the data type's range ({lo:g} .. {hi:g}), "
+                           "where they were clipped. NOISE is in the image's units; choose a few "
+                           "percent of the bands' range (see the statistics in dataset.json).")
         progress(0.95, "Writing dataset.json")
         meta = _describe(img, output, existing, mode, tile, stride, rules, augment, noise,
                          max_per_class, fraction, split, block_size, seed, schema, scaling, dtype,

@@ -172,7 +172,8 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     if init_meta:
         architecture = init_meta["architecture"]
     _check_dataset(meta, architecture, dataset)
-    check_writable(output, "model file")
+    check_writable(output, "model file", inputs=[(initial_model, "INITIAL_MODEL"),
+                                                 (dataset, "dataset")])
     if report:
         try:
             os.makedirs(report, exist_ok=True)
@@ -189,11 +190,13 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     policy = session.policy
     signature = run_signature(dataset, meta, architecture, int(batch_size), float(learning_rate),
                            class_weights, augment, initial_model, int(seed), policy)
-    resume = session.open_checkpoint(signature)
     shard, local_batch = session.shard, session.local_batch(batch_size)
     train = TileDataset(dataset, "train", batch_size=local_batch, shuffle=True, augment=augment,
                         seed=int(seed), shard=shard)
     val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False, shard=shard)
+    # The shards are opened (and checked) before the checkpoint folder is made: a damaged
+    # dataset leaves nothing behind.
+    resume = session.open_checkpoint(signature)
     n_classes = len(values)
     tile, bands = meta["tile_size"], meta["bands"]
     if resume:

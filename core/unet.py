@@ -147,7 +147,8 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
         depth, filters, dropout, optimizer = preset_layout(preset, depth, filters, dropout)
     down = 2 ** int(depth)
     _check_dataset(meta, dataset, down)
-    check_writable(output, "model file")
+    check_writable(output, "model file", inputs=[(initial_model, "INITIAL_MODEL"),
+                                                 (dataset, "dataset")])
     if report:
         try:
             os.makedirs(report, exist_ok=True)
@@ -170,7 +171,6 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
                                    class_weights, augment, initial_model, int(seed),
                                    session.policy),
                      layout=layout, loss=loss, schedule=schedule)
-    resume = session.open_checkpoint(signature)
     window, bands, n_classes = meta["tile_size"], meta["bands"], len(values)
     crops = crop_sizes(window, down) if augment.endswith("crops") else None
     shard, local_batch = session.shard, session.local_batch(batch_size)
@@ -179,6 +179,9 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
                         seed=int(seed), shard=shard, standardise=True, crops=crops)
     val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False, shard=shard,
                       standardise=True)
+    # The shards are opened (and checked) before the checkpoint folder is made: a damaged
+    # dataset leaves nothing behind.
+    resume = session.open_checkpoint(signature)
     if resume:
         model = session.checkpoint_model()
     else:
@@ -379,7 +382,8 @@ def _check_window(meta, window, overlap, blend, img):
 
 
 def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine", tta=False,
-                  probabilities="float32", device="auto", progress=None, should_stop=None):
+                  probabilities="float32", device="auto", ignore_scale_mismatch=False,
+                  progress=None, should_stop=None):
     """Classify ``image`` with a U-Net model file over overlapping, blended windows.
 
     Parameters
@@ -395,6 +399,9 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
     probabilities : {'float32', 'byte', 'none'}
         Bands 2..N+1: the probability of each class in schema order, as float32 (nodata NaN)
         or as round(p x 254) in bytes (255 nodata); or the class band alone.
+    ignore_scale_mismatch : bool
+        Classify even when the image is not on the scale of the model's training statistics
+        (a warning instead of an error).
 
     Returns a dict: output path, window, overlap, blend, pixels per second, class pixel counts.
     """
@@ -410,9 +417,13 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
     if probabilities not in PROBABILITIES:
         raise FjordError(f"PROBABILITIES must be one of {', '.join(PROBABILITIES)}.")
     img = ImageStrips(image)
+    img.check_valid()
     window = int(window) or int(meta["tile_size"])
     overlap = window // 4 if int(overlap) < 0 else int(overlap)
     _check_window(meta, window, overlap, blend, img)
+    from .scale import check_scale
+
+    check_scale(img, meta, ignore_scale_mismatch, progress)
     if os.path.abspath(output) in {os.path.abspath(image), os.path.abspath(model)}:
         raise FjordError("The output would overwrite an input; choose another path.")
     check_writable(output, "class raster")

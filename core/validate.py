@@ -132,8 +132,10 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
             truth = read_classes(ref, y, n, "reference raster")
             raw = ds.GetRasterBand(1).ReadAsArray(0, y, width, n)
             ds.FlushCache()
-            predicted = raw.astype(np.int64)
-            invalid = np.zeros(predicted.shape, bool) if nodata is None else raw == nodata
+            invalid = np.zeros(raw.shape, bool) if nodata is None else raw == nodata
+            if np.issubdtype(raw.dtype, np.floating):
+                invalid |= ~np.isfinite(raw)
+            predicted = read_classes(ds, y, n, "class raster (INPUT)")
             missing += int((invalid & (truth > 0)).sum())
             predicted[invalid] = 0
             conf.cover(max(int(truth.max(initial=0)), int(predicted.max(initial=0))))

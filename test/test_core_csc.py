@@ -270,7 +270,8 @@ def test_batch_table_resumes_after_an_interruption(glacier, glacier_model, tmp_p
                        progress=lambda f, m=None: m and lines.append(m), **options)
     assert (result["ran"], result["failed"], result["done_earlier"]) == (1, 1, 1)
     assert [r["Done"] for r in read_jobs(str(jobs))[1]] == ["1", "1", "0"]
-    assert any("Job C failed" in line and "TileSize is 50" in line for line in lines)
+    assert any(line.startswith("Job C") and "FAILED: TileSize is 50" in line for line in lines)
+    assert lines[-1].startswith("1 jobs run, 1 FAILED, 1 done earlier")
     assert os.path.isfile(tmp_path / "out" / "ccnn_patch3" / "B_fjord_a_phase_one.tif")
     with open(tmp_path / "summary.csv", newline="") as f:
         summary = list(csv.DictReader(f))
