@@ -49,8 +49,8 @@ def add_front_parameters(alg):
     for param in advanced:
         param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         alg.addParameter(param)
-    alg.addParameter(num("MIN_OCEAN_AREA", alg.tr("Smallest ocean patch (map units², 1 km² in "
-                                                  "metres)"),
+    alg.addParameter(num("MIN_OCEAN_AREA", alg.tr("Smallest ocean patch (m², also for a raster "
+                                                  "in degrees)"),
                          num.Double, defaultValue=1e6, minValue=0))
 
 
@@ -91,6 +91,8 @@ class CalvingFront(FjordAlgorithm):
             "When there is no glacier, no ocean, or the front would be longer than the image "
             "diagonal, the log says so and the front layer is empty. OUTPUT_RASTER is a copy of "
             "the classes with the front pixels as class 8 (calving front).\n\n"
+            "Lengths (length_m) and MIN_OCEAN_AREA are in metres for any CRS: a raster in "
+            "degrees (EPSG:4326) is measured in a local equidistant projection centred on it.\n\n"
             "The front and margins get a date field: the acquisition date from the raster's "
             "metadata (ACQUISITIONDATE and the like; Fjord's class rasters carry their image's), "
             "else from its file name (a Sentinel-2/Landsat product name, YYYYMMDD), else from "

@@ -47,7 +47,9 @@ class ValidateFront(FjordAlgorithm):
             "point to the predicted front and every predicted point (its vertices densified the "
             "same way, or its front pixels) to the reference, so that published front-detection "
             "results compare. FIGURE: a histogram. Layers in other CRSs are reprojected "
-            "to the reference's; a geographic reference is measured in the UTM zone of its centre.")
+            "to the reference's; a geographic reference is measured in the UTM zone of its centre. "
+            "SPACING and the pixel size it defaults to are in metres, also for a raster in "
+            "degrees (EPSG:4326).")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterMapLayer(
@@ -55,7 +57,7 @@ class ValidateFront(FjordAlgorithm):
         self.addParameter(QgsProcessingParameterMapLayer(
             "REFERENCE", self.tr("Reference front (line layer or class raster)")))
         spacing = QgsProcessingParameterNumber(
-            "SPACING", self.tr("Reference point spacing in map units (0: the pixel size, else 10)"),
+            "SPACING", self.tr("Reference point spacing in metres (0: the pixel size, else 10 m)"),
             QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0)
         spacing.setFlags(spacing.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(spacing)

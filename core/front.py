@@ -7,7 +7,7 @@ first):
 1. glacier mask = the glacier classes; the main glacier is its largest 4-connected component,
    holes filled;
 2. ocean mask = the ocean classes without strips under 7 px wide (an opening), components of at
-   least ``min_ocean_area`` (map units²) kept (the largest one when none is that large), holes
+   least ``min_ocean_area`` (m², whatever the CRS) kept (the largest one when none is that large), holes
    filled;
 3. initial level set = the main glacier dilated (5 x 5), closed (30 x 30), holes filled; a
    morphological geodesic active contour (scikit-image) on the inverted glacier mask
@@ -44,7 +44,7 @@ from . import schema as schemas
 from .dates import image_date
 from .errors import Cancelled, FjordError, never_stop, no_progress
 from .outputs import AtomicOutputs, check_writable
-from .rasters import (check_class_bands, create_class_raster, open_raster, read_classes,
+from .rasters import (Metres, check_class_bands, create_class_raster, open_raster, read_classes,
                       write_class_sidecars)
 from .styles import line_qml
 
@@ -267,9 +267,10 @@ def write_lines(out, path, layer_name, lines, gt, wkt, fields, qml):
         f.write(qml)
 
 
-def line_length_m(points, gt):
-    xy = to_map(points, gt)
-    return float(np.hypot(*np.diff(xy, axis=0).T).sum()) if len(xy) > 1 else 0.0
+def line_length_m(points, gt, metres):
+    """Length in metres of a line of (row, col) pixel positions (``metres``: the raster's
+    :class:`~fjord.core.rasters.Metres`, so that a geographic raster is measured in metres)."""
+    return metres.length(to_map(points, gt))
 
 
 def burn_front(classes, front, value):
@@ -307,7 +308,8 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
             if os.path.abspath(path) == os.path.abspath(input):
                 raise FjordError("An output would overwrite the input; choose another path.")
     gt, wkt = ds.GetGeoTransform(), ds.GetProjection()
-    pixel_area = abs(gt[1] * gt[5] - gt[2] * gt[4])
+    metres = Metres(ds)
+    pixel_area = metres.pixel_area
     progress(0.05, f"Reading {ds.RasterXSize} x {ds.RasterYSize} classes; glacier {glacier}, "
                    f"ocean {ocean}, rock {rock}")
     classes = read_classes(ds, 0, ds.RasterYSize)
@@ -323,7 +325,7 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
     day = image_date(ds, input)
     progress(None, f"Acquisition date: {day.isoformat()}" if day else
              "No acquisition date in the raster's metadata or name: the front's date is empty.")
-    length = line_length_m(front, gt) if front is not None else 0.0
+    length = line_length_m(front, gt, metres) if front is not None else 0.0
     with AtomicOutputs() as out:
         lines = [front] if front is not None else []
         write_lines(out, output, "front", lines, gt, wkt,
@@ -332,7 +334,7 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
                     line_qml(FRONT_QML_COLOR, "1.2"))
         if output_margins:
             write_lines(out, output_margins, "margins", margins, gt, wkt,
-                        {"length_m": [line_length_m(m, gt) for m in margins],
+                        {"length_m": [line_length_m(m, gt, metres) for m in margins],
                          "image": [image_name] * len(margins), "date": [day] * len(margins)},
                         line_qml(MARGIN_QML_COLOR, "0.8"))
         if output_raster:
@@ -405,12 +407,12 @@ def calving_fronts(inputs, output, *, glacier_classes=None, ocean_classes=None,
         classes = read_classes(ds, 0, ds.RasterYSize)
         front, _, status = find_front(
             classes, glacier, ocean, rock=rock,
-            pixel_area=abs(gt[1] * gt[5] - gt[2] * gt[4]), min_ocean_area=float(min_ocean_area),
+            pixel_area=Metres(ds).pixel_area, min_ocean_area=float(min_ocean_area),
             iterations=iterations, balloon=balloon, smoothing=smoothing, threshold=threshold,
             should_stop=should_stop)
         day = image_date(ds, path)
         name = os.path.basename(path)
-        length = line_length_m(front, gt) if front is not None else 0.0
+        length = line_length_m(front, gt, Metres(ds)) if front is not None else 0.0
         scenes.append({"image": name, "date": day.isoformat() if day else None,
                        "found": front is not None, "status": status, "length_m": length})
         progress((i + 1) / len(inputs),

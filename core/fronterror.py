@@ -17,7 +17,6 @@ reference.
 
 import csv
 import json
-import math
 import os
 
 import numpy as np
@@ -27,7 +26,7 @@ from . import schema as schemas
 from .errors import FjordError, no_progress
 from .front import FRONT_NAME
 from .outputs import AtomicOutputs, check_writable
-from .rasters import bounds
+from .rasters import Metres, bounds
 from .styles import graduated_points_qml
 
 gdal.UseExceptions()
@@ -56,7 +55,7 @@ class Front:
     """A front read from a line layer or from the front class of a class raster.
 
     ``geometry``: an OGR geometry (MultiLineString, or MultiPoint of pixel centres) in ``srs``;
-    ``spacing``: the pixel size (rasters) or None.
+    ``spacing``: the pixel size in metres (rasters, also in degrees) or None.
     """
 
     def __init__(self, path, layer=None, front_value=None, what="front"):
@@ -86,7 +85,7 @@ class Front:
         rows, cols = np.nonzero(data == value)
         gt = ds.GetGeoTransform()
         self.srs = _srs(ds.GetProjection())
-        self.spacing = math.hypot(gt[1], gt[4])
+        self.spacing = min(Metres(ds).pixel_size)  # metres, also for a raster in degrees
         self.extent = bounds(ds)
         geom = ogr.Geometry(ogr.wkbMultiPoint)
         if len(rows) == 0:
@@ -260,7 +259,9 @@ def validate_front(input, reference, output, *, input_layer=None, reference_laye
         if not box.Intersects(ref_geom):
             raise FjordError("The reference front lies outside the predicted raster; check that "
                              "both are of the same place and have the right CRS.")
-    step = spacing or ref.spacing or predicted.spacing or 10.0 / unit
+    # the spacing in metres (given, else the reference's or the prediction's pixel size), then
+    # in the measuring CRS's units
+    step = (spacing or ref.spacing or predicted.spacing or 10.0) / unit
     points = reference_points(ref_geom, step)
     progress(0.3, f"{len(points):,} reference points every {step * unit:g} m")
     d = distances(points, pred_geom) * unit

@@ -211,3 +211,69 @@ def read_classes(ds, row, rows, what="class raster"):
     out = raw.astype(np.int64)
     out[bad] = 0
     return out
+
+
+def wgs84():
+    """WGS 84 longitude/latitude, x = longitude."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
+def local_projection(lon, lat):
+    """An azimuthal equidistant projection (WGS 84) centred on ``lon``, ``lat``: distances and
+    areas within tens of kilometres of the centre are true to better than 1e-5."""
+    srs = osr.SpatialReference()
+    srs.ImportFromProj4(f"+proj=aeqd +lat_0={lat:.10f} +lon_0={lon:.10f} +x_0=0 +y_0=0 "
+                        "+datum=WGS84 +units=m +no_defs")
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
+class Metres:
+    """Lengths and areas in metres on a raster's grid, whatever its CRS.
+
+    A projected CRS: its coordinates times its linear unit. A geographic CRS (degrees): the
+    coordinates are projected into an azimuthal equidistant projection centred on the raster,
+    and a pixel's size is measured there at the centre (its area varies with latitude across a
+    large scene: by 1.5 % over 1 degree of latitude at 60 degrees north). No CRS: the
+    coordinates are taken as metres.
+    """
+
+    def __init__(self, ds):
+        self.gt = gt = ds.GetGeoTransform()
+        wkt = ds.GetProjection()
+        self.geographic, self.unit, self._local = False, 1.0, None
+        width, height = ds.RasterXSize, ds.RasterYSize
+        cx = gt[0] + gt[1] * width / 2 + gt[2] * height / 2
+        cy = gt[3] + gt[4] * width / 2 + gt[5] * height / 2
+        if wkt:
+            srs = osr.SpatialReference()
+            srs.ImportFromWkt(wkt)
+            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            if srs.IsGeographic():
+                self.geographic = True
+                lon, lat = osr.CoordinateTransformation(srs, wgs84()).TransformPoint(cx, cy)[:2]
+                self._local = osr.CoordinateTransformation(srs, local_projection(lon, lat))
+            elif srs.IsProjected():
+                self.unit = srs.GetLinearUnits() or 1.0
+        corner = np.array([[cx, cy], [cx + gt[1], cy + gt[4]], [cx + gt[2], cy + gt[5]]])
+        local = self.to_metres(corner)
+        self.pixel_size = (float(np.hypot(*(local[1] - local[0]))),
+                           float(np.hypot(*(local[2] - local[0]))))
+        self.pixel_area = self.pixel_size[0] * self.pixel_size[1]
+
+    def to_metres(self, xy):
+        """Map coordinates (n, 2) to a plane in metres (for lengths, not for output)."""
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        if self._local is not None:
+            return np.array(self._local.TransformPoints(xy.tolist()), np.float64)[:, :2]
+        return xy * self.unit
+
+    def length(self, xy):
+        """Length in metres of the polyline through map coordinates ``xy`` (n, 2)."""
+        if len(xy) < 2:
+            return 0.0
+        return float(np.hypot(*np.diff(self.to_metres(xy), axis=0).T).sum())
+

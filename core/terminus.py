@@ -40,6 +40,7 @@ from .dates import make_date, parse_date
 from .errors import FjordError
 from .fronterror import open_vector_layer
 from .outputs import AtomicOutputs, check_writable
+from .rasters import local_projection, wgs84 as _wgs84
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -87,22 +88,6 @@ def _srs(crs):
     else:
         srs = osr.SpatialReference()
         srs.SetFromUserInput(str(crs))
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
-
-
-def _wgs84():
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(4326)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
-
-
-def local_projection(lon, lat):
-    """An azimuthal equidistant projection (WGS 84) centred on ``lon``, ``lat``."""
-    srs = osr.SpatialReference()
-    srs.ImportFromProj4(f"+proj=aeqd +lat_0={lat:.10f} +lon_0={lon:.10f} +x_0=0 +y_0=0 "
-                        "+datum=WGS84 +units=m +no_defs")
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return srs
 
