@@ -11,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 test: setup
-	$(PY) -m pytest -q --durations=25 test
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 test
 
 demo: setup
 	$(PY) scripts/demo.py

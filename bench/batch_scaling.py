@@ -7,7 +7,8 @@ each) and one phase-one model trained on the first; a job table of one CSC job p
 (K = 3, 20,000 phase-two samples per class, at most 10 epochs, patience 3) with a calving front
 per job. The same table runs three times, each in a fresh Python process so that each pays for
 loading the engine once: ``fjord:batchcsc``'s SCHEDULER empty (here, one job at a time),
-``local:1`` and ``local:2``. Printed: wall time and its ratio to the run here, the peak
+``local:1`` and ``local:2``. Printed: wall time and its ratio to the run here, the cores kept
+busy on average (CPU seconds of the run's processes over its wall time), the peak
 resident memory of each process that ran jobs, the engine import and model load (once per
 process, thanks to the worker cache) against the mean seconds per scene, and whether the class
 rasters are byte-identical to those of the run here.
@@ -79,6 +80,14 @@ def child(jobs, scheduler):
     result.pop("rows")
     result["wall"] = time.perf_counter() - t0
     result["coordinator_peak_mb"] = peak_memory_mb()
+    # CPU seconds of this process and of its children (a local cluster's workers, reaped when
+    # the cluster closed): how many cores the run kept busy on average
+    import resource
+
+    used = sum(getattr(resource.getrusage(who), k) for who in (resource.RUSAGE_SELF,
+                                                                resource.RUSAGE_CHILDREN)
+               for k in ("ru_utime", "ru_stime"))
+    result["cores_busy"] = used / result["wall"]
     print(json.dumps(result, default=str))
 
 
@@ -122,9 +131,10 @@ def main():
               flush=True)
     base = results["here"]
     reference = class_rasters(base["folder"])
-    print("\n| run | wall s | vs here | s per scene (mean of jobs) | processes running jobs: "
-          "peak MB | engine import s | model loads (s) / cache hits | maps identical to here |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| run | wall s | vs here | cores busy | s per scene (mean of jobs) | processes "
+          "running jobs: peak MB | engine import s | model loads (s) / cache hits | maps identical "
+          "to here |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, _ in MODES:
         r = results[label]
         per_scene = sum(j["seconds"] for j in r["jobs"]) / max(1, len(r["jobs"]))
@@ -138,7 +148,8 @@ def main():
         same = sorted(maps) == sorted(reference) and all(
             filecmp.cmp(reference[k], maps[k], shallow=False) for k in reference)
         loads = r["loads"]
-        print(f"| {label} | {r['wall']:.1f} | {base['wall'] / r['wall']:.2f}x | {per_scene:.1f} | "
+        print(f"| {label} | {r['wall']:.1f} | {base['wall'] / r['wall']:.2f}x | "
+              f"{r['cores_busy']:.2f} | {per_scene:.1f} | "
               f"{', '.join(f'{v:.0f}' for v in peaks.values())} | "
               f"{loads['engine_seconds']:.1f} | {loads['loads']} ({loads['load_seconds']:.2f}) / "
               f"{loads['hits']} | {'yes' if same else 'NO'} ({len(maps)} files) |")

@@ -42,3 +42,14 @@ def test_a_failed_install_says_what_to_run(run_alg, tmp_path):
     with pytest.raises(QgsProcessingException) as err:
         run_alg("checkenvironment", {"INSTALL": True, "REQUIREMENTS": str(requirements)})
     assert "pip could not install" in str(err.value) and "-m pip install -r" in str(err.value)
+
+
+@pytest.mark.parametrize("install", [False, True])
+def test_a_requirements_file_that_does_not_exist_is_refused(run_alg, tmp_path, install):
+    from qgis.core import QgsProcessingException
+
+    missing = tmp_path / "no-such-requirements.txt"
+    with pytest.raises(QgsProcessingException, match="no-such-requirements.txt.*does not exist"):
+        run_alg("checkenvironment", {"INSTALL": install, "REQUIREMENTS": str(missing),
+                                     "OUTPUT": str(tmp_path / "env.json")})
+    assert not os.path.exists(tmp_path / "env.json")

@@ -181,7 +181,7 @@ def test_noise_beyond_the_data_range_is_reported(tmp_path):
 
 
 def test_a_raster_in_degrees_is_measured_in_metres(glacier, tmp_path):
-    from fjord.core.front import calving_front
+    from fjord.core.front import calving_front, calving_fronts
     from fjord.core.fronterror import validate_front
 
     geo = str(tmp_path / "classes_4326.tif")
@@ -193,6 +193,8 @@ def test_a_raster_in_degrees_is_measured_in_metres(glacier, tmp_path):
     deg = calving_front(geo, str(tmp_path / "deg.gpkg"), output_raster=str(tmp_path / "deg_front.tif"))
     assert utm["found"] and deg["found"]
     assert deg["length_m"] == pytest.approx(utm["length_m"], rel=0.1)  # metres, not degrees
+    series = calving_fronts([geo], str(tmp_path / "series.gpkg"))
+    assert series["scenes"][0]["length_m"] == pytest.approx(deg["length_m"])
     # the default spacing is the raster's pixel size in metres: about one point per pixel
     stats = validate_front(str(tmp_path / "deg_front.tif"), glacier["front"],
                            str(tmp_path / "err.gpkg"))
