@@ -144,7 +144,7 @@ class DaskPool:
                             "distributed.worker.profile.enabled": False}
                 with dask.config.set(settings):
                     self.cluster = LocalCluster(n_workers=self.value, threads_per_worker=1,
-                                                processes=True, dashboard_address=None,
+                                                processes=True, dashboard_address=":0",
                                                 silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
             else:

@@ -124,7 +124,7 @@ def test_a_job_whose_worker_is_killed_is_rerun(glacier, glacier_model, tmp_path)
     jobs = make_table(tmp_path, glacier, glacier_model, bad=False)
     killed = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
 
         def kill_one_busy_worker():
             deadline = time.monotonic() + 120
