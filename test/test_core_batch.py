@@ -159,19 +159,28 @@ def test_scheduler_text_is_checked():
             parse_scheduler(bad)
 
 
-def test_job_table_methods_fronts_and_semicolons(tmp_path):
+def test_job_table_methods_and_semicolons(tmp_path):
     jobs = tmp_path / "jobs.csv"
     jobs.write_text("Model;DataSource;OutFolder;ExpShortHand;Dims;PatchSize;TileSize;Patience;Done;"
                     "Method\nu.keras;a.tif;out;A;4;;;;0;UNet\nm.keras;a.tif;out;B;4;7;32;10;0;\n")
     _, rows = read_jobs(str(jobs))
     assert [r["Method"] for r in rows] == ["unet", "csc"]
-    jobs.write_text("Model,DataSource,OutFolder,ExpShortHand,Dims,PatchSize,TileSize,Patience,Done,"
-                    "Method\nu.keras,a.tif,out,A,4,7,32,10,0,rf\n")
-    with pytest.raises(FjordError, match="Method must be csc or unet"):
-        read_jobs(str(jobs))
-    jobs.write_text("Model,DataSource,OutFolder,ExpShortHand,Dims,PatchSize,TileSize,Patience,Done\n"
-                    "m.keras,a.tif,out,A,4,,32,10,0\n")
-    with pytest.raises(FjordError, match="PatchSize must be a whole number"):
+
+
+HEADER = "Model,DataSource,OutFolder,ExpShortHand,Dims,PatchSize,TileSize,Patience,Done"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Model,DataSource,OutFolder,ExpShortHand,Dims,PatchSize,TileSize,Done\n"
+     "m.keras,a.tif,out,A,4,7,50,0\n", "lacks the column.*Patience"),
+    (HEADER + ",Colour\nm.keras,a.tif,out,A,4,7,50,10,0,red\n", "unknown column.*Colour"),
+    (HEADER + ",Method\nu.keras,a.tif,out,A,4,7,32,10,0,rf\n", "Method must be csc or unet"),
+    (HEADER + "\nm.keras,a.tif,out,A,4,,32,10,0\n", "PatchSize must be a whole number"),
+])
+def test_job_table_errors(tmp_path, text, words):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(text)
+    with pytest.raises(FjordError, match=words):
         read_jobs(str(jobs))
 
 

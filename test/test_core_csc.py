@@ -281,18 +281,6 @@ def test_batch_table_resumes_after_an_interruption(glacier, glacier_model, tmp_p
         assert 0 < float(r["CSC_weighted_F1"]) <= 1 and 0 < float(r["PhaseOne_weighted_F1"]) <= 1
 
 
-def test_job_table_columns_are_checked(tmp_path):
-    jobs = tmp_path / "jobs.csv"
-    jobs.write_text("Model,DataSource,OutFolder,ExpShortHand,Dims,PatchSize,TileSize,Done\n"
-                    "m.keras,a.tif,out,A,4,7,50,0\n")
-    with pytest.raises(FjordError, match="lacks the column.*Patience"):
-        read_jobs(str(jobs))
-    jobs.write_text("Model,DataSource,OutFolder,ExpShortHand,Dims,PatchSize,TileSize,Patience,Done,Colour\n"
-                    "m.keras,a.tif,out,A,4,7,50,10,0,red\n")
-    with pytest.raises(FjordError, match="unknown column.*Colour"):
-        read_jobs(str(jobs))
-
-
 def _patches_model(path):
     model = build_phase_two(1, 4, 3)
     save_model(model, str(path), {"task": "patches", "architecture": "mlp", "bands": 4,
