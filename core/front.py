@@ -405,14 +405,15 @@ def calving_fronts(inputs, output, *, glacier_classes=None, ocean_classes=None,
             raise FjordError(f"{os.path.basename(path)} has {'a' if wkt else 'no'} CRS unlike the "
                              "first raster; give rasters that all have a CRS.")
         classes = read_classes(ds, 0, ds.RasterYSize)
+        metres = Metres(ds)
         front, _, status = find_front(
             classes, glacier, ocean, rock=rock,
-            pixel_area=Metres(ds).pixel_area, min_ocean_area=float(min_ocean_area),
+            pixel_area=metres.pixel_area, min_ocean_area=float(min_ocean_area),
             iterations=iterations, balloon=balloon, smoothing=smoothing, threshold=threshold,
             should_stop=should_stop)
         day = image_date(ds, path)
         name = os.path.basename(path)
-        length = line_length_m(front, gt, Metres(ds)) if front is not None else 0.0
+        length = line_length_m(front, gt, metres) if front is not None else 0.0
         scenes.append({"image": name, "date": day.isoformat() if day else None,
                        "found": front is not None, "status": status, "length_m": length})
         progress((i + 1) / len(inputs),

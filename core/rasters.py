@@ -102,22 +102,29 @@ class ImageStrips:
             data = np.where(valid[..., None], data, 0).astype(data.dtype, copy=False)
         return np.ascontiguousarray(data), valid
 
+    def sample(self, size=256):
+        """The valid pixels of a decimated read of the whole image (at most ``size`` x ``size``
+        pixels), as (pixels, bands) in the image's type: a cheap look at its values."""
+        data = self.ds.ReadAsArray(buf_xsize=min(self.width, size),
+                                   buf_ysize=min(self.height, size))
+        self.ds.FlushCache()
+        if data.ndim == 2:
+            data = data[None]
+        data = data.reshape(data.shape[0], -1).T
+        valid = np.ones(len(data), bool)
+        for b, nodata in enumerate(self.nodata):
+            if nodata is not None:
+                valid &= data[:, b] != nodata
+        if np.issubdtype(data.dtype, np.floating):
+            valid &= np.isfinite(data).all(axis=1)
+        return data[valid]
+
     def check_valid(self, rows=256):
         """FjordError when no pixel of the image is valid (every one at a band's nodata value
         or not finite): a sample first, then, only when the sample finds none, every strip."""
         if not self.has_nodata:
             return
-        data = self.ds.ReadAsArray(buf_xsize=min(self.width, 256), buf_ysize=min(self.height, 256))
-        self.ds.FlushCache()
-        if data.ndim == 2:
-            data = data[None]
-        valid = np.ones(data.shape[1:], bool)
-        for b, nodata in enumerate(self.nodata):
-            if nodata is not None:
-                valid &= data[b] != nodata
-        if np.issubdtype(data.dtype, np.floating):
-            valid &= np.isfinite(data).all(axis=0)
-        if valid.any():
+        if len(self.sample()):
             return
         for y in range(0, self.height, rows):
             if self.read(y, min(rows, self.height - y))[1].any():

@@ -21,21 +21,6 @@ FACTOR = 10.0
 SAMPLE = 256
 
 
-def image_sample(img):
-    """Up to ``SAMPLE`` x ``SAMPLE`` valid pixels of an :class:`ImageStrips` image, decimated,
-    as (pixels, bands) float64."""
-    data = img.ds.ReadAsArray(buf_xsize=min(img.width, SAMPLE), buf_ysize=min(img.height, SAMPLE))
-    img.ds.FlushCache()
-    if data.ndim == 2:
-        data = data[None]
-    data = data.reshape(data.shape[0], -1).T.astype(np.float64)
-    valid = np.isfinite(data).all(axis=1)
-    for b, nodata in enumerate(img.nodata):
-        if nodata is not None:
-            valid &= data[:, b] != nodata
-    return data[valid]
-
-
 def off_scale_bands(sample, stats, divisor):
     """Per band: ``(off, image p2, p50, p98, training p2, p50, p98)`` in scaled units."""
     out = []
@@ -58,7 +43,7 @@ def check_scale(img, meta, ignore=False, progress=None):
     stats = meta.get("statistics") or {}
     if not all(k in stats for k in ("p2", "median", "p98")) or len(stats["median"]) != img.bands:
         return None
-    sample = image_sample(img)
+    sample = img.sample(SAMPLE).astype(np.float64)
     if len(sample) < 16:
         return None
     divisor = float(meta.get("scaling", {}).get("divisor", 1.0)) or 1.0

@@ -85,7 +85,7 @@ def test_a_model_refuses_an_image_on_another_scale(glacier, glacier_model, tmp_p
     assert "not on the scale the model was trained on" in text
     assert "looks like reflectance" in text and "IGNORE_SCALE_MISMATCH" in text
     assert "in training" in text and "here" in text
-    assert not os.listdir(tmp_path) == [] and not os.path.exists(tmp_path / "csc.tif")
+    assert os.listdir(tmp_path) == ["reflectance.tif"]  # no output, no partial, no work folder
 
 
 def test_a_unet_refuses_an_image_on_another_scale_unless_told(glacier, glacier_unet, tmp_path):
