@@ -382,7 +382,7 @@ def _engine_import_seconds():
     if "keras" in sys.modules:
         return 0.0
     t0 = time.perf_counter()
-    import keras  # noqa: F401
+    from ..models.engine import keras  # noqa: F401
 
     return time.perf_counter() - t0
 
@@ -511,7 +511,7 @@ def _safe_images(row, base):
 
 
 def _clear_session():
-    import keras
+    from ..models.engine import keras
 
     keras.backend.clear_session()
 

@@ -8,7 +8,7 @@ augmentation need not multiply the disk.
 
 import os
 
-import keras
+from ..models.engine import keras
 import numpy as np
 
 from .npyio import open_npy

@@ -115,7 +115,7 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
     report : str, optional
         Folder for history, curves, the validation confusion matrix and per-class IoU/F1.
     """
-    from ..models import UNET_PRESETS
+    from ..models import UNET_PRESETS, preset_layout
     from .train import (CLASS_WEIGHTS, PRECISIONS, Session, balanced_weights, check_initial,
                         run_signature, write_report)
 
@@ -142,8 +142,6 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
                                               layout["optimizer"])
         preset = init.get("preset", "none")
     else:
-        from ..models.unet import preset_layout
-
         depth, filters, dropout, optimizer = preset_layout(preset, depth, filters, dropout)
     down = 2 ** int(depth)
     _check_dataset(meta, dataset, down)

@@ -17,3 +17,13 @@ UNET_PRESETS = {
     "lulc": {"depth": 4, "filters": 32, "dropout": 0.0, "optimizer": "nadam"},
     "glacier": {"depth": 5, "filters": 16, "dropout": 0.2, "optimizer": "adam"},
 }
+
+
+def preset_layout(preset, depth=4, filters=32, dropout=0.0):
+    """``(depth, filters, dropout, optimizer)`` of a preset (``none``: the values given)."""
+    if preset not in UNET_PRESETS:
+        raise ValueError(f"Unknown U-Net preset {preset!r}; choose one of {', '.join(UNET_PRESETS)}.")
+    layout = UNET_PRESETS[preset]
+    if layout is None:
+        return int(depth), int(filters), float(dropout), "adam"
+    return layout["depth"], layout["filters"], layout["dropout"], layout["optimizer"]

@@ -42,7 +42,7 @@ def start(device, progress, log=True):
     except ValueError as exc:
         raise FjordError(str(exc)) from None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from .engine import keras
 
     if late:
         progress(None, late)
@@ -54,7 +54,7 @@ def start(device, progress, log=True):
 
 def gpus():
     """The GPUs the Keras backend sees (list of dicts with name and compute capability)."""
-    import keras
+    from .engine import keras
 
     from ..core.environment import backend_gpus
 
@@ -131,7 +131,7 @@ def plan():
     its own share of every batch. The Keras distribution API runs on the JAX backend; on the
     others, training uses one device.
     """
-    import keras
+    from .engine import keras
 
     backend = keras.backend.backend()
     processes = process_count()
@@ -165,6 +165,6 @@ def plan():
 
 def end_plan():
     """Leave data-parallel mode (for work done on this process's own device afterwards)."""
-    import keras
+    from .engine import keras
 
     keras.distribution.set_distribution(None)

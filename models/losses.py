@@ -16,8 +16,9 @@ Registered with Keras (package ``fjord``), so a training checkpoint reloads with
 files are loaded without compiling and do not need them.
 """
 
-import keras
-from keras import ops
+from .engine import keras
+
+ops = keras.ops
 
 KINDS = ("crossentropy", "dice", "crossentropy+dice")
 EPSILON = 1e-7

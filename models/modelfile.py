@@ -33,7 +33,7 @@ REQUIRED = ("task", "architecture", "bands", "band_names", "tile_size", "scaling
 
 def library_versions():
     """Versions of the libraries a model was trained with."""
-    import keras
+    from .engine import keras
 
     from ..core.environment import library_version, plugin_version
 
@@ -141,7 +141,7 @@ def load_model(path, task=None):
                   "segmentation": "a U-Net (trainunet)",
                   "patches": "a phase-two network (classifycsc PHASE_TWO_MODEL)"}[task]
         raise FjordError(f"{os.path.basename(path)} is a {meta['task']} model; this needs {wanted}.")
-    import keras
+    from .engine import keras
 
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)

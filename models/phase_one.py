@@ -15,10 +15,11 @@ Only standard Keras layers: a model file loads with ``safe_mode`` and no custom 
 softmax always computes in float32, so the networks train under mixed precision.
 """
 
-import keras
-from keras import layers, regularizers
-
 from . import ARCHITECTURES, MIN_TILE
+from .engine import keras
+
+layers, regularizers = keras.layers, keras.regularizers
+
 
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 COMPACT_BLOCKS = ((32,), (64, 64), (128, 128))

@@ -18,10 +18,11 @@ lies in it (the output is K - 1 rows and columns smaller than the input) -- the 
 as predicting each patch on its own, without ever building the patches.
 """
 
-import keras
-from keras import layers, regularizers
-
 from . import PATCH_SIZES
+from .engine import keras
+
+layers, regularizers = keras.layers, keras.regularizers
+
 
 CONV_FILTERS = 32
 

@@ -9,7 +9,7 @@ softmax (computed in float32, so mixed precision trains). With ``dropout`` > 0 e
 (encoder and decoder) ends with dropout at that rate. Convolutions followed by batch
 normalisation carry no bias.
 
-Presets (:data:`PRESETS`):
+Presets (:data:`fjord.models.UNET_PRESETS`, :func:`fjord.models.preset_layout`):
 
 ``lulc``
     The land-cover network of the reference method (depth 4, 32 base filters, no dropout;
@@ -24,10 +24,10 @@ down-sampling), so the same weights classify windows of any such size and whole 
 Only standard Keras layers: a model file loads with ``safe_mode``.
 """
 
-import keras
-from keras import layers
+from .engine import keras
 
-from . import UNET_PRESETS as PRESETS
+layers = keras.layers
+
 
 
 def build_unet(bands, n_classes, depth=4, filters=32, dropout=0.0, name="unet"):
@@ -65,16 +65,6 @@ def build_unet(bands, n_classes, depth=4, filters=32, dropout=0.0, name="unet"):
     x = layers.Conv2D(n_classes, 3, padding="same", name="classes_conv")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="classes")(x)
     return keras.Model(inputs, outputs, name=name)
-
-
-def preset_layout(preset, depth=4, filters=32, dropout=0.0):
-    """``(depth, filters, dropout, optimizer)`` of a preset (``none``: the values given)."""
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown U-Net preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-    layout = PRESETS[preset]
-    if layout is None:
-        return int(depth), int(filters), float(dropout), "adam"
-    return layout["depth"], layout["filters"], layout["dropout"], layout["optimizer"]
 
 
 def multiply_adds_per_pixel(model):

@@ -12,7 +12,8 @@ from helpers import make_raster
 
 
 def test_lulc_preset_has_the_published_parameter_count():
-    from fjord.models.unet import build_unet, preset_layout
+    from fjord.models import preset_layout
+    from fjord.models.unet import build_unet
 
     depth, filters, dropout, optimizer = preset_layout("lulc")
     model = build_unet(14, 13, depth, filters, dropout)
@@ -21,7 +22,8 @@ def test_lulc_preset_has_the_published_parameter_count():
 
 
 def test_glacier_preset_has_dropout_in_every_block_and_any_multiple_of_32_fits():
-    from fjord.models.unet import build_unet, preset_layout
+    from fjord.models import preset_layout
+    from fjord.models.unet import build_unet
 
     depth, filters, dropout, _ = preset_layout("glacier")
     model = build_unet(6, 3, depth, filters, dropout)
