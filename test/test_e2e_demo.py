@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/qgis_process.bin"),
 
 def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     env = dict(os.environ, FJORD_PYTHON=sys.executable)
-    # --quick: the same chain and outputs with fewer land-cover epochs (the full demo is `make demo`).
+    # --quick: the same chain and outputs with fewer U-Net epochs (the full demo is `make demo`).
     proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), str(tmp_path), "--quick"],
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -30,8 +30,7 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
                  "glacier/front_error.gpkg", "glacier/front_error.csv", "glacier/scores.csv",
                  "glacier/confusion.png", "landcover/unet.keras", "landcover/unet.tif",
                  "landcover/unet.qml", "landcover/unet-report/validation_scores.csv",
-                 "landcover/unet_scores.csv", "landcover/csc.tif", "landcover/csc_scores.csv",
-                 "landcover/phase1.keras", "everest/stack.tif", "everest/outlines.tif",
+                 "landcover/unet_scores.csv", "everest/stack.tif", "everest/outlines.tif",
                  "everest/labels_train.tif", "everest/labels_test.tif", "everest/unet.keras",
                  "everest/unet.tif", "everest/scores.csv", "everest.png"):
         assert (tmp_path / path).is_file(), path
@@ -39,10 +38,10 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     project = QgsProject()
     assert project.read(str(tmp_path / "fjord-demo.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
-    assert len(layers) == 18 and all(layer.isValid() for layer in layers.values())
+    assert len(layers) == 17 and all(layer.isValid() for layer in layers.values())
     for name in ("OpenStreetMap land-use labels", "Training labels (rasterised)", "CSC classes (K = 7)",
                  "Everest U-Net classes (band 1; bands 2.. class probabilities)", "Outline labels (rasterised)",
-                 "U-Net classes (band 1; bands 2.. class probabilities)", "Land-cover CSC classes (K = 7)"):
+                 "U-Net classes (band 1; bands 2.. class probabilities)"):
         assert layers[name].renderer().type() == "paletted"
     assert layers["Calving front (from CSC)"].renderer().symbol().color().name() == "#ff0000"
     assert layers["RGI 6.0 glacier outlines"].renderer().symbol().symbolLayer(0).strokeColor().name() == "#e31a1c"
