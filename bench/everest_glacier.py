@@ -147,7 +147,7 @@ def read_map(path):
     return ds.GetRasterBand(1).ReadAsArray().astype(np.int64)
 
 
-def run_csc(paths, work, seed, progress):
+def run_csc(paths, work, seed, progress, ks=(7, 15)):
     from fjord.core.csc import classify_csc
     from fjord.core.tiles import build_dataset
     from fjord.core.train import train_phase_one
@@ -160,7 +160,7 @@ def run_csc(paths, work, seed, progress):
         train_phase_one(tiles, model, seed=seed, **PHASE_ONE,
                         report=os.path.join(work, "phase1-report"), progress=progress)
     maps = {}
-    for k in (7, 15):
+    for k in ks:
         out = os.path.join(work, f"csc_k{k}.tif")
         classify_csc(paths["image"], model, out, patch_size=k, seed=seed, **PHASE_TWO,
                      output_phase_one=os.path.join(work, "phase1.tif"), progress=progress)
@@ -260,7 +260,8 @@ def main():
             maps[name] = random_forest(paths, train_labels, name.endswith("texture"), args.seed)
             done = {name: None}
         elif name.startswith("CSC"):
-            done = run_csc(paths, work, args.seed, progress)
+            ks = [int(m.split("=")[1]) for m in methods if m.startswith("CSC K")] or [7]
+            done = run_csc(paths, work, args.seed, progress, ks)
         else:
             base = name.replace(" + TTA", "")
             done = run_unet(paths, work, base, UNETS[base], args.seed, progress)
