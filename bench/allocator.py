@@ -34,14 +34,18 @@ BASELINE = {"TF_CPU_ALLOCATOR_USE_BFC": "false", "GLIBC_TUNABLES": ""}
 
 def run(cmd, env):
     """Run ``cmd``; (wall s, user s, system s, minor faults, peak MB) of that child alone."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    # stderr goes to a file, not a pipe: a child that filled a pipe nobody reads until it
+    # exits would wait forever.
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        if status != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-3000:]
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{tail}")
     return wall, usage.ru_utime, usage.ru_stime, usage.ru_minflt, usage.ru_maxrss / 1024
 
 
