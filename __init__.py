@@ -5,7 +5,7 @@ through it in a plain Python interpreter.
 """
 
 
-def classFactory(iface):  # noqa: N802 (QGIS API name)
+def classFactory(iface):
     """Entry point QGIS calls; ``iface`` is None under ``qgis_process``."""
     from .plugin import FjordPlugin
 

@@ -18,7 +18,7 @@ class FjordPlugin:
         self.monitor = None
         self.dialog = None
 
-    def initProcessing(self):  # noqa: N802 (QGIS API name)
+    def initProcessing(self):
         if self.provider is None:
             from .algorithms.provider import FjordProvider
 
@@ -30,7 +30,7 @@ class FjordPlugin:
                 # provider is in the registry: load the algorithms once more now that it is.
                 provider.refreshAlgorithms()
 
-    def initGui(self):  # noqa: N802 (QGIS API name)
+    def initGui(self):
         self.initProcessing()
         if self.iface is None:
             return

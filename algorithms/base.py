@@ -38,7 +38,7 @@ class FjordAlgorithm(QgsProcessingAlgorithm):
     def tr(self, text):
         return QCoreApplication.translate("Fjord", text)
 
-    def createInstance(self):  # noqa: N802 (QGIS API name)
+    def createInstance(self):
         return type(self)()
 
     def group(self):
@@ -47,7 +47,7 @@ class FjordAlgorithm(QgsProcessingAlgorithm):
     def icon(self):
         return QIcon(ICON)
 
-    def svgIconPath(self):  # noqa: N802 (QGIS API name)
+    def svgIconPath(self):
         return ICON
 
     def raster_file(self, parameters, name, context, what, optional=False):

@@ -14,12 +14,12 @@ from qgis.core import (
 )
 
 from ..core.errors import FjordError
-from ..core.scheduler import parse_scheduler
+from ..core.run.batch import batch_csc
+from ..core.run.scheduler import parse_scheduler
 from .base import FjordAlgorithm
+from .classify_csc import add_device_and_seed, add_phase_two_parameters, add_scale_switch, scale_switch
+from .launcher import run_in_worker
 from .styling import style_on_load
-from .classify_csc import (add_device_and_seed, add_phase_two_parameters, add_scale_switch,
-                           scale_switch)
-from .worker import run_job
 
 # Seconds a cancelled run gets to release its jobs and close its cluster before it is killed.
 CANCEL_GRACE = 20.0
@@ -29,13 +29,13 @@ class BatchCsc(FjordAlgorithm):
     def name(self):
         return "batchcsc"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Batch CSC from a job table")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "classify"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Runs the classification of every row of a job table (CSV) whose Done is 0: "
             "CNN-supervised classification, or a U-Net, for sweeps over models, tile sizes and "
@@ -70,7 +70,7 @@ class BatchCsc(FjordAlgorithm):
             "FRONTS, the fronts of every done job in one dated layer that 'Terminus change' "
             "reads as it is; JOBS_FAILED counts the failed jobs.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFile("JOBS", self.tr("Job table (CSV)"), extension="csv"))
         self.addParameter(QgsProcessingParameterString(
             "SCHEDULER", self.tr("Scheduler (empty = here; local:N = N local worker processes; "
@@ -87,7 +87,7 @@ class BatchCsc(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("JOBS_RUN", self.tr("Jobs run")))
         self.addOutput(QgsProcessingOutputNumber("JOBS_FAILED", self.tr("Jobs failed")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         jobs = self.parameterAsFile(parameters, "JOBS", context)
         if not jobs or not os.path.isfile(jobs):
             raise QgsProcessingException(self.tr("Choose the job table (a CSV file)."))
@@ -110,7 +110,7 @@ class BatchCsc(FjordAlgorithm):
             "seed": self.parameterAsInt(parameters, "SEED", context),
             "ignore_scale_mismatch": scale_switch(self, parameters, context),
         }
-        result = run_job(".batch:batch_csc", kwargs, feedback,
+        result = run_in_worker(batch_csc, kwargs, feedback,
                          outputs=[p for p in (summary, fronts) if p], grace=CANCEL_GRACE)
         if fronts:
             style_on_load(context, fronts, fronts[:-5] + ".qml")

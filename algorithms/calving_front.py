@@ -1,6 +1,7 @@
 """fjord:calvingfront — calving front and valley margins of a glacial class raster."""
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -11,13 +12,13 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
-    QgsProcessing,
 )
 
-from ..core import schema as schemas
+from ..core.data import schema as schemas
+from ..core.glaciers.front import calving_front, calving_fronts
 from .base import FjordAlgorithm
+from .launcher import run_in_worker
 from .styling import style_on_load
-from .worker import run_job
 
 
 def parse_classes(alg, text, name):
@@ -71,13 +72,13 @@ class CalvingFront(FjordAlgorithm):
     def name(self):
         return "calvingfront"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Extract calving front")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "glaciers"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Extracts the calving front of the main glacier from a class raster (Marochov et al. "
             "2021, with the longest contour taken), as a line in the raster's CRS with its length "
@@ -98,7 +99,7 @@ class CalvingFront(FjordAlgorithm):
             "else from its file name (a Sentinel-2/Landsat product name, YYYYMMDD), else from "
             "TIFFTAG_DATETIME; empty when none is found.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Class raster")))
         add_front_parameters(self)
         self.addParameter(QgsProcessingParameterVectorDestination(
@@ -113,7 +114,7 @@ class CalvingFront(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("MARGIN_COUNT", self.tr("Valley margins found")))
         self.addOutput(QgsProcessingOutputString("STATUS", self.tr("What was found")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         source = self.raster_file(parameters, "INPUT", context, "class raster")
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         margins = self.parameterAsOutputLayer(parameters, "OUTPUT_MARGINS", context) or None
@@ -123,7 +124,7 @@ class CalvingFront(FjordAlgorithm):
                 raise QgsProcessingException(self.tr("Write the front and margins as GeoPackages (.gpkg)."))
         kwargs = dict(input=source, output=output, output_margins=margins, output_raster=raster,
                       **front_settings(self, parameters, context))
-        result = run_job(".front:calving_front", kwargs, feedback,
+        result = run_in_worker(calving_front, kwargs, feedback,
                          outputs=[p for p in (output, margins, raster) if p])
         if not result["found"]:
             feedback.reportError(self.tr(f"No calving front: {result['status']}. The front layer "
@@ -142,13 +143,13 @@ class CalvingFronts(FjordAlgorithm):
     def name(self):
         return "calvingfronts"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Extract calving fronts of a time series")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "glaciers"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Extracts the calving front of every class raster of a time series (scenes of "
             "different dates, as 'Extract calving front' does for one) into one dated line layer: "
@@ -161,7 +162,7 @@ class CalvingFronts(FjordAlgorithm):
             "TIFFTAG_DATETIME; empty when none is found. The class roles and active-contour "
             "settings are those of 'Extract calving front'.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMultipleLayers(
             "INPUT", self.tr("Class rasters (one per date)"), QgsProcessing.TypeRaster))
         add_front_parameters(self)
@@ -169,7 +170,7 @@ class CalvingFronts(FjordAlgorithm):
             "OUTPUT", self.tr("Calving fronts (dated)"), type=QgsProcessing.TypeVectorLine))
         self.addOutput(QgsProcessingOutputNumber("FRONT_COUNT", self.tr("Fronts found")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         layers = self.parameterAsLayerList(parameters, "INPUT", context)
         if not layers:
             raise QgsProcessingException(self.tr("Give at least one class raster."))
@@ -181,7 +182,7 @@ class CalvingFronts(FjordAlgorithm):
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         if not output.lower().endswith(".gpkg"):
             raise QgsProcessingException(self.tr("Write the fronts as a GeoPackage (.gpkg)."))
-        result = run_job(".front:calving_fronts", dict(inputs=sources, output=output,
+        result = run_in_worker(calving_fronts, dict(inputs=sources, output=output,
                                                        **front_settings(self, parameters, context)),
                          feedback, outputs=[output])
         missing = [s["image"] for s in result["scenes"] if not s["found"]]

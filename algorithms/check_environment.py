@@ -14,11 +14,10 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
 )
 
-from ..core.environment import (REQUIREMENTS, create_environment, manual_commands, report_html,
-                                report_lines)
+from ..core.environment import REQUIREMENTS, create_environment, manual_commands, report, report_html, report_lines
 from ..core.outputs import AtomicOutputs, check_writable
 from .base import FjordAlgorithm, core_call, progress_to
-from .worker import managed_environment_dir, qgis_python, run_job, worker_python
+from .launcher import managed_environment_dir, qgis_python, run_in_worker, worker_python
 
 
 class CheckEnvironment(FjordAlgorithm):
@@ -29,13 +28,13 @@ class CheckEnvironment(FjordAlgorithm):
     def name(self):
         return "checkenvironment"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Check environment")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "setup"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Reports what the Fjord worker (the separate Python process that runs training and "
             "classification) sees: Python, numpy, GDAL, Keras and its backend, TensorFlow, "
@@ -50,7 +49,7 @@ class CheckEnvironment(FjordAlgorithm):
             "the Python that runs QGIS.\n\n"
             "In the desktop the same check and set-up are in Plugins > Fjord > Fjord environment…")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterBoolean(
             self.INSTALL, self.tr("Install: create the Fjord environment and install the requirements"),
             defaultValue=False))
@@ -66,7 +65,7 @@ class CheckEnvironment(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("GPU_COUNT", self.tr("GPUs seen")))
         self.addOutput(QgsProcessingOutputBoolean("OK", self.tr("Environment complete")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         if output:
             if os.path.splitext(output)[1].lower() not in (".json", ".html", ".htm"):
@@ -95,7 +94,7 @@ class CheckEnvironment(FjordAlgorithm):
         if python is None:
             python, source = worker_python()
             feedback.pushInfo(self.tr(f"Worker Python: {python} (from: {source})"))
-        rep = run_job(".environment:report", {}, feedback, python=python)
+        rep = run_in_worker(report, {}, feedback, python=python)
         for line in report_lines(rep):
             (feedback.reportError(line, False) if line.startswith("Problem:") else feedback.pushInfo(line))
         if output:

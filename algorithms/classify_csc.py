@@ -4,9 +4,9 @@ import os
 
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingParameterBoolean,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -17,11 +17,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import schema as schemas
+from ..core.data import schema as schemas
+from ..core.learn.csc import classify_csc
 from ..models import PATCH_SIZES
 from .base import FjordAlgorithm
+from .launcher import run_in_worker
 from .styling import style_on_load
-from .worker import run_job
 
 
 def add_device(alg):
@@ -70,13 +71,13 @@ class ClassifyCsc(FjordAlgorithm):
     def name(self):
         return "classifycsc"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Classify with CSC (CNN-supervised classification)")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "classify"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "CNN-supervised classification (Carbonneau et al. 2020; Marochov et al. 2021), in a "
             "separate worker process.\n\n"
@@ -96,7 +97,7 @@ class ClassifyCsc(FjordAlgorithm):
             "recall, F1 and support per class, accuracy, macro and weighted averages; and the "
             "4-panel figure CSC_&lt;image&gt;.png.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Image")))
         self.addParameter(QgsProcessingParameterFile(
@@ -132,7 +133,7 @@ class ClassifyCsc(FjordAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
         self.addOutput(QgsProcessingOutputFile("FIGURE", self.tr("4-panel figure")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         image = self.raster_file(parameters, "INPUT", context, "image")
         validation = self.raster_file(parameters, "VALIDATION", context, "validation raster",
                                       optional=True)
@@ -166,7 +167,7 @@ class ClassifyCsc(FjordAlgorithm):
         }
         outputs = [p for p in (output, optional["OUTPUT_PHASE_ONE"], optional["OUTPUT_PROBABILITIES"],
                                p2_model) if p]
-        result = run_job(".csc:classify_csc", kwargs, feedback, outputs=outputs)
+        result = run_in_worker(classify_csc, kwargs, feedback, outputs=outputs)
         style_on_load(context, output, schemas.sidecar_paths(output)["qml"])
         if optional["OUTPUT_PHASE_ONE"]:
             style_on_load(context, optional["OUTPUT_PHASE_ONE"],

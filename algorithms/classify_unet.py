@@ -10,11 +10,12 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core import schema as schemas
+from ..core.data import schema as schemas
+from ..core.learn.unet import classify_unet
 from .base import FjordAlgorithm
 from .classify_csc import add_device, add_scale_switch, scale_switch
+from .launcher import run_in_worker
 from .styling import style_on_load
-from .worker import run_job
 
 BLENDS = ("cosine", "linear", "none")
 PROBABILITIES = ("float32", "byte", "none")
@@ -24,13 +25,13 @@ class ClassifyUnet(FjordAlgorithm):
     def name(self):
         return "classifyunet"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Classify with U-Net (blended windows)")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "classify"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Classifies an image with a U-Net from 'Train U-Net', in a separate worker process.\n\n"
             "The image is cut into windows of WINDOW pixels (0 = the model's training window; a "
@@ -47,7 +48,7 @@ class ClassifyUnet(FjordAlgorithm):
             "NaN; byte: round(p x 254), nodata 255; none: the class band alone). Input nodata "
             "stays nodata.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Image")))
         self.addParameter(QgsProcessingParameterFile(
@@ -70,7 +71,7 @@ class ClassifyUnet(FjordAlgorithm):
             "OUTPUT", self.tr("U-Net classes and probabilities")))
         self.addOutput(QgsProcessingOutputNumber("PIXELS_PER_SECOND", self.tr("Pixels per second")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         image = self.raster_file(parameters, "INPUT", context, "image")
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         kwargs = {
@@ -84,6 +85,6 @@ class ClassifyUnet(FjordAlgorithm):
             "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
             "ignore_scale_mismatch": scale_switch(self, parameters, context),
         }
-        result = run_job(".unet:classify_unet", kwargs, feedback, outputs=[output])
+        result = run_in_worker(classify_unet, kwargs, feedback, outputs=[output])
         style_on_load(context, output, schemas.sidecar_paths(output)["qml"])
         return {"OUTPUT": output, "PIXELS_PER_SECOND": result["pixels_per_second"]}

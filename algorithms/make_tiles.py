@@ -14,9 +14,9 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.tiles import AUGMENTS, MODES, SPLITS, count_table
+from ..core.prepare.tiles import AUGMENTS, MODES, SPLITS, count_table, make_tiles
 from .base import FjordAlgorithm
-from .worker import run_job
+from .launcher import run_in_worker
 
 
 class MakeTiles(FjordAlgorithm):
@@ -41,13 +41,13 @@ class MakeTiles(FjordAlgorithm):
     def name(self):
         return "maketiles"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Make training tiles")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "prepare"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Cuts an image and its class raster (from 'Rasterize training labels', on the same grid) "
             "into a training dataset folder, streamed to disk in bounded memory.\n\n"
@@ -66,7 +66,7 @@ class MakeTiles(FjordAlgorithm):
             "The folder holds dataset.json (bands, scaling rule, training statistics, class schema, "
             "counts), one .npy shard per source and split, and preview.png.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Image")))
         self.addParameter(QgsProcessingParameterRasterLayer(
@@ -107,14 +107,17 @@ class MakeTiles(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TRAIN_COUNT", self.tr("Training windows")))
         self.addOutput(QgsProcessingOutputNumber("VALIDATION_COUNT", self.tr("Validation windows")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         image = self.raster_file(parameters, self.INPUT, context, "image")
         labels = self.raster_file(parameters, self.LABELS, context, "class raster")
         output = self.parameterAsString(parameters, self.OUTPUT, context)
         if os.path.isfile(output):
             raise QgsProcessingException(self.tr("The dataset folder is a file; choose a folder."))
-        number = lambda name: self.parameterAsDouble(parameters, name, context)  # noqa: E731
-        integer = lambda name: self.parameterAsInt(parameters, name, context)  # noqa: E731
+        def number(name):
+            return self.parameterAsDouble(parameters, name, context)
+
+        def integer(name):
+            return self.parameterAsInt(parameters, name, context)
         options = {
             "mode": MODES[self.parameterAsEnum(parameters, self.MODE, context)],
             "tile_size": integer(self.TILE_SIZE) or None, "stride": integer(self.STRIDE) or None,
@@ -127,7 +130,7 @@ class MakeTiles(FjordAlgorithm):
             "block_size": integer(self.BLOCK_SIZE) or None, "seed": integer(self.SEED),
             "append": self.parameterAsBoolean(parameters, self.APPEND, context),
         }
-        summary = run_job(".tiles:make_tiles", dict(image=image, labels=labels, output=output, **options),
+        summary = run_in_worker(make_tiles, dict(image=image, labels=labels, output=output, **options),
                           feedback, outputs=[output])
         feedback.pushInfo(self.tr(f"Added from this image ({summary['mode']}, {summary['tile_size']} px):"))
         for line in count_table(summary, added=True):

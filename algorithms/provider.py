@@ -10,6 +10,7 @@ from .calving_front import CalvingFront, CalvingFronts
 from .check_environment import CheckEnvironment
 from .classify_csc import ClassifyCsc
 from .classify_unet import ClassifyUnet
+from .launcher import SETTING_PYTHON
 from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
 from .stack_bands import StackBands
@@ -18,7 +19,6 @@ from .train_phase_one import TrainPhaseOne
 from .train_unet import TrainUnet
 from .validate_classification import ValidateClassification
 from .validate_front import ValidateFront
-from .worker import SETTING_PYTHON
 from .workflows import workflows
 
 
@@ -29,22 +29,22 @@ class FjordProvider(QgsProcessingProvider):
     def name(self):
         return "Fjord"
 
-    def longName(self):  # noqa: N802 (QGIS API name)
+    def longName(self):
         return f"Fjord {plugin_version()}: deep-learning classification of satellite imagery"
 
     def icon(self):
         return QIcon(ICON)
 
-    def svgIconPath(self):  # noqa: N802 (QGIS API name)
+    def svgIconPath(self):
         return ICON
 
-    def versionInfo(self):  # noqa: N802 (QGIS API name)
+    def versionInfo(self):
         return plugin_version()
 
-    def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API name)
+    def supportedOutputRasterLayerExtensions(self):
         return ["tif"]
 
-    def supportedOutputVectorLayerExtensions(self):  # noqa: N802 (QGIS API name)
+    def supportedOutputVectorLayerExtensions(self):
         return ["gpkg"]
 
     def load(self):
@@ -69,7 +69,7 @@ class FjordProvider(QgsProcessingProvider):
         except (ImportError, KeyError):
             pass
 
-    def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
+    def loadAlgorithms(self):
         for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), TrainUnet(),
                     ClassifyCsc(), BatchCsc(), ClassifyUnet(), CalvingFront(), CalvingFronts(),
                     ValidateClassification(), ValidateFront(), TerminusChange(), CheckEnvironment()):

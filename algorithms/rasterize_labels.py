@@ -17,8 +17,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import schema as schemas
-from ..core.rasterize import rasterize_labels
+from ..core.data import schema as schemas
+from ..core.prepare.rasterize import rasterize_labels
 from .base import FjordAlgorithm, core_call, progress_to
 from .styling import style_on_load
 
@@ -42,13 +42,13 @@ class RasterizeLabels(FjordAlgorithm):
     def name(self):
         return "rasterizelabels"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Rasterize training labels")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "prepare"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Burns training polygons into a class raster on the grid (extent, size, pixel size, "
             "CRS) of a reference image, ready for 'Make training tiles'.\n\n"
@@ -73,7 +73,7 @@ class RasterizeLabels(FjordAlgorithm):
             "CRS are reprojected on the fly; null class values, empty or non-polygon geometries are "
             "skipped and counted; invalid geometries are repaired.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.INPUT, self.tr("Training polygons"), [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField(
@@ -102,7 +102,7 @@ class RasterizeLabels(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("CLASS_COUNT", self.tr("Classes present")))
         self.addOutput(QgsProcessingOutputNumber("LABELLED_PIXELS", self.tr("Labelled pixels")))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
+    def checkParameterValues(self, parameters, context):
         if (self.parameterAsFile(parameters, self.SCHEMA, context)
                 and self.parameterAsEnum(parameters, self.PRESET, context) != 0):
             return False, self.tr("Give either a class schema file or a built-in schema, not both.")
@@ -125,7 +125,7 @@ class RasterizeLabels(FjordAlgorithm):
             return core_call(schemas.preset_schema, schemas.PRESETS[preset - 1])
         return None
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         schema = self._schema(parameters, context)
         reference = self.raster_file(parameters, self.REFERENCE, context, "reference image")
         field = self.parameterAsString(parameters, self.FIELD, context) or None

@@ -15,7 +15,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.stack import INDEX_NAMES, ROLES, SENSOR_LABELS, SENSORS, stack_bands
+from ..core.prepare.stack import INDEX_NAMES, ROLES, SENSOR_LABELS, SENSORS, stack_bands
 from .base import FjordAlgorithm, core_call, progress_to
 
 SENSOR_OPTIONS = ("automatic", "Sentinel-2", "Landsat 8/9 OLI", "Landsat 4-7 TM/ETM+")
@@ -43,13 +43,13 @@ class StackBands(FjordAlgorithm):
     def name(self):
         return "stackbands"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Stack bands and spectral indices")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "prepare"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Stacks bands of one or more rasters into one GeoTIFF, in the order you choose, and "
             "adds normalised-difference spectral indices after them, ready for 'Make training "
@@ -96,7 +96,7 @@ class StackBands(FjordAlgorithm):
             "for floats. The image is processed in strips of rows, so memory does not depend on "
             "its size; a cancelled run leaves no output.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUTS, self.tr("Input rasters (the first sets the grid)"),
             layerType=QgsProcessing.TypeRaster))
@@ -121,7 +121,7 @@ class StackBands(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("BAND_COUNT", self.tr("Bands written")))
         self.addOutput(QgsProcessingOutputString("BAND_NAMES", self.tr("Band names, in order")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         layers = self.parameterAsLayerList(parameters, self.INPUTS, context)
         if not layers:
             raise QgsProcessingException(self.tr("Give at least one input raster."))

@@ -12,7 +12,7 @@ class _LoadStyle(QgsProcessingLayerPostProcessorInterface):
         super().__init__()
         self.qml = qml
 
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
+    def postProcessLayer(self, layer, context, feedback):
         message, ok = layer.loadNamedStyle(self.qml)
         if not ok:
             feedback.reportError(f"Could not apply the style {self.qml}: {message}", False)

@@ -16,23 +16,24 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..core.glaciers.terminus import terminus_change_files
 from .base import FjordAlgorithm
+from .launcher import run_in_worker
 from .styling import style_on_load
 from .validate_classification import OGR_FORMATS
-from .worker import run_job
 
 
 class TerminusChange(FjordAlgorithm):
     def name(self):
         return "terminuschange"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Terminus change through time")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "glaciers"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Turns dated calving fronts (one front per feature, any CRS: digitised, from products "
             "such as TermPicks or CALFIN, or from 'Extract calving front') into a record of "
@@ -67,7 +68,7 @@ class TerminusChange(FjordAlgorithm):
             "areas over tens of kilometres are true to better than 1e-5 — polar stereographic "
             "EPSG:3413, say, is 1.7 % off at 76° N.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFeatureSource(
             "INPUT", self.tr("Calving fronts (one per feature, dated)"), [QgsProcessing.TypeVectorLine]))
         self.addParameter(QgsProcessingParameterField(
@@ -106,7 +107,7 @@ class TerminusChange(FjordAlgorithm):
             raise QgsProcessingException(self.tr(f"The {what} could not be loaded."))
         return path, layer or None
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         fronts, fronts_layer = self._layer(parameters, "INPUT", context, feedback, "fronts")
         centreline, centreline_layer = self._layer(parameters, "CENTRELINE", context, feedback,
                                                    "centreline")
@@ -122,7 +123,7 @@ class TerminusChange(FjordAlgorithm):
                       box=box, box_layer=box_layer,
                       box_width=self.parameterAsDouble(parameters, "BOX_WIDTH", context),
                       figure_path=figure, output_points=points)
-        result = run_job(".terminus:terminus_change_files", kwargs, feedback,
+        result = run_in_worker(terminus_change_files, kwargs, feedback,
                          outputs=[p for p in (output, figure, points) if p])
         if points:
             style_on_load(context, points, os.path.splitext(points)[0] + ".qml")

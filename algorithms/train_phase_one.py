@@ -16,11 +16,18 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.train import (ARCHITECTURES, AUGMENTS, CLASS_WEIGHTS, PRECISIONS, TARGET_METRICS,
-                          checkpoint_dir)
+from ..core.learn.phase_one import (
+    ARCHITECTURES,
+    AUGMENTS,
+    CLASS_WEIGHTS,
+    PRECISIONS,
+    TARGET_METRICS,
+    checkpoint_dir,
+    train_phase_one,
+)
 from . import training_events
 from .base import FjordAlgorithm
-from .worker import run_job
+from .launcher import run_in_worker
 
 
 def run_training(alg, job, kwargs, feedback, output):
@@ -36,7 +43,7 @@ def run_training(alg, job, kwargs, feedback, output):
 
     status, curves = "failed", None
     try:
-        result = run_job(job, kwargs, feedback, outputs=[output], on_record=on_record)
+        result = run_in_worker(job, kwargs, feedback, outputs=[output], on_record=on_record)
         status, curves = "finished", result["report"].get("curves")
         return result
     except QgsProcessingException:
@@ -71,13 +78,13 @@ class TrainPhaseOne(FjordAlgorithm):
     def name(self):
         return "trainphaseone"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Train phase-one CNN (tile classifier)")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "train"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Trains the phase-one CNN of CNN-supervised classification on a tile classification "
             "dataset from 'Make training tiles', in a separate worker process (on the GPU when "
@@ -102,7 +109,7 @@ class TrainPhaseOne(FjordAlgorithm):
             "statistics, so classification needs nothing else. REPORT receives history.csv, "
             "curves.png, the validation confusion matrix (CSV and PNG) and per-class scores.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterFile(
             self.DATASET, self.tr("Tile dataset folder (from 'Make training tiles')"),
@@ -146,7 +153,7 @@ class TrainPhaseOne(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("EPOCHS_RUN", self.tr("Epochs run")))
         self.addOutput(QgsProcessingOutputString("STOPPED", self.tr("Why training stopped")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         dataset = self.parameterAsFile(parameters, self.DATASET, context)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         if not output.lower().endswith(".keras"):
@@ -170,7 +177,7 @@ class TrainPhaseOne(FjordAlgorithm):
             "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, self.SEED, context),
         }
-        result = run_training(self, ".train:train_phase_one", kwargs, feedback, output)
+        result = run_training(self, train_phase_one, kwargs, feedback, output)
         for cls in result["classes"]:
             feedback.pushInfo(f"  class {cls['value']}: precision {cls['precision']:.3f}, recall "
                               f"{cls['recall']:.3f}, F1 {cls['f1']:.3f}, support {cls['support']}")

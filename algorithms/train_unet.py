@@ -14,8 +14,8 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..core.train import CLASS_WEIGHTS
-from ..core.unet import AUGMENTS, LOSSES, SCHEDULES
+from ..core.learn.phase_one import CLASS_WEIGHTS
+from ..core.learn.unet import AUGMENTS, LOSSES, SCHEDULES, train_unet
 from ..models import UNET_PRESETS
 from .base import FjordAlgorithm
 from .classify_csc import add_device_and_seed
@@ -28,13 +28,13 @@ class TrainUnet(FjordAlgorithm):
     def name(self):
         return "trainunet"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Train U-Net (segmentation)")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "train"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Trains a U-Net on a segmentation dataset from 'Make training tiles' (image/mask "
             "windows), in a separate worker process (on the GPU when there is one).\n\n"
@@ -60,7 +60,7 @@ class TrainUnet(FjordAlgorithm):
             "curves.png, the validation confusion matrix and per-class precision, recall, F1 and "
             "IoU of the validation pixels.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterFile(
             "DATASET", self.tr("Segmentation dataset folder (from 'Make training tiles')"),
@@ -111,7 +111,7 @@ class TrainUnet(FjordAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
         self.addOutput(QgsProcessingOutputString("STOPPED", self.tr("Why training stopped")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         dataset = self.parameterAsFile(parameters, "DATASET", context)
         if not dataset or not os.path.isdir(dataset):
             raise QgsProcessingException(self.tr("Choose the dataset folder made by 'Make training tiles'."))
@@ -139,7 +139,7 @@ class TrainUnet(FjordAlgorithm):
             "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, "SEED", context),
         }
-        result = run_training(self, ".unet:train_unet", kwargs, feedback, output)
+        result = run_training(self, train_unet, kwargs, feedback, output)
         for cls in result["classes"]:
             feedback.pushInfo(f"  class {cls['value']}: precision {cls['precision']:.3f}, recall "
                               f"{cls['recall']:.3f}, F1 {cls['f1']:.3f}, IoU {cls['iou']:.3f}, "

@@ -1,17 +1,18 @@
 """fjord:validateclassification — accuracy of a class raster against reference classes."""
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessing,
 )
 
+from ..core.evaluate.validate import validate_classification
 from .base import FjordAlgorithm
-from .worker import run_job
+from .launcher import run_in_worker
 
 OGR_FORMATS = ["gpkg", "shp", "geojson", "json", "fgb", "sqlite", "gml", "kml", "tab", "mif"]
 
@@ -20,13 +21,13 @@ class ValidateClassification(FjordAlgorithm):
     def name(self):
         return "validateclassification"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Validate classification")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "validate"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Scores a class raster against reference classes: a reference class raster on the same "
             "grid (REFERENCE), or reference polygons (REFERENCE_VECTOR with their class FIELD, "
@@ -40,7 +41,7 @@ class ValidateClassification(FjordAlgorithm):
             "counts and row shares (PNG). The main numbers are also outputs, for modeler chains "
             "and qgis_process --json.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Class raster")))
         self.addParameter(QgsProcessingParameterRasterLayer(
             "REFERENCE", self.tr("Reference class raster"), optional=True))
@@ -63,7 +64,7 @@ class ValidateClassification(FjordAlgorithm):
                            ("REFERENCE_PIXELS", "Reference pixels scored")):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         source = self.raster_file(parameters, "INPUT", context, "class raster")
         reference = self.raster_file(parameters, "REFERENCE", context, "reference raster", optional=True)
         vector = layer_name = None
@@ -78,7 +79,7 @@ class ValidateClassification(FjordAlgorithm):
                       reference_vector=vector, layer=layer_name,
                       field=self.parameterAsString(parameters, "FIELD", context) or None,
                       output_confusion=outputs["OUTPUT_CONFUSION"], figure=outputs["FIGURE"])
-        result = run_job(".validate:validate_classification", kwargs, feedback,
+        result = run_in_worker(validate_classification, kwargs, feedback,
                          outputs=[p for p in outputs.values() if p])
         for cls in result["classes"]:
             feedback.pushInfo(f"  {cls['name']}: precision {cls['precision']:.3f}, recall "

@@ -17,22 +17,23 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from ..core.evaluate.fronterror import validate_front
 from .base import FjordAlgorithm
+from .launcher import run_in_worker
 from .styling import style_on_load
-from .worker import run_job
 
 
 class ValidateFront(FjordAlgorithm):
     def name(self):
         return "validatefront"
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.tr("Validate calving front")
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "validate"
 
-    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+    def shortHelpString(self):
         return self.tr(
             "Measures how far a predicted calving front lies from a reference front. Each may be "
             "a line layer or a class raster with a 'calving front' class (such as OUTPUT_RASTER of "
@@ -51,7 +52,7 @@ class ValidateFront(FjordAlgorithm):
             "SPACING and the pixel size it defaults to are in metres, also for a raster in "
             "degrees (EPSG:4326).")
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMapLayer(
             "INPUT", self.tr("Predicted front (line layer or class raster)")))
         self.addParameter(QgsProcessingParameterMapLayer(
@@ -91,7 +92,7 @@ class ValidateFront(FjordAlgorithm):
         raise QgsProcessingException(self.tr(f"The {what} must be a file: a line layer (GeoPackage, "
                                              "Shapefile...) or a GeoTIFF class raster."))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+    def processAlgorithm(self, parameters, context, feedback):
         predicted, predicted_layer = self._source(parameters, "INPUT", context, "predicted front")
         reference, reference_layer = self._source(parameters, "REFERENCE", context, "reference front")
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
@@ -103,7 +104,7 @@ class ValidateFront(FjordAlgorithm):
                       input_layer=predicted_layer, reference_layer=reference_layer,
                       spacing=self.parameterAsDouble(parameters, "SPACING", context) or None,
                       report=report, figure=figure)
-        stats = run_job(".fronterror:validate_front", kwargs, feedback,
+        stats = run_in_worker(validate_front, kwargs, feedback,
                         outputs=[p for p in (output, report, figure) if p])
         style_on_load(context, output, os.path.splitext(output)[0] + ".qml")
         return {"OUTPUT": output, "REPORT": report, "FIGURE": figure, "MEAN_M": stats["mean_m"],

@@ -31,22 +31,22 @@ class Workflow(QgsProcessingModelAlgorithm):
     def name(self):
         return self._id
 
-    def displayName(self):  # noqa: N802 (QGIS API name)
+    def displayName(self):
         return self.title
 
     def group(self):
         return "Workflows"
 
-    def groupId(self):  # noqa: N802 (QGIS API name)
+    def groupId(self):
         return "workflows"
 
     def icon(self):
         return QIcon(ICON)
 
-    def svgIconPath(self):  # noqa: N802 (QGIS API name)
+    def svgIconPath(self):
         return ICON
 
-    def createInstance(self):  # noqa: N802 (QGIS API name)
+    def createInstance(self):
         return Workflow(self.path)
 
 

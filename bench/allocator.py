@@ -1,4 +1,4 @@
-"""Benchmark: the memory-allocation settings of a process that runs a network (core.allocator).
+"""Benchmark: the memory-allocation settings of a process that runs a network (models.allocator).
 
     .venv/bin/python bench/allocator.py [--keep DIR] [--repeats 1]
 
@@ -28,7 +28,6 @@ import time
 
 from common import child_env, import_plugin
 
-
 BASELINE = {"TF_CPU_ALLOCATOR_USE_BFC": "false", "GLIBC_TUNABLES": ""}
 
 
@@ -57,7 +56,7 @@ def main():
     plugins = import_plugin()
     from everest_glacier import DATA, prepare
 
-    from fjord.core.tiles import build_dataset
+    from fjord.core.prepare.tiles import build_dataset
 
     work = os.path.abspath(args.keep) if args.keep else tempfile.mkdtemp(prefix="fjord-alloc-")
     os.makedirs(work, exist_ok=True)

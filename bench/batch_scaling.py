@@ -31,11 +31,11 @@ OPTIONS = dict(samples_per_class=20_000, max_epochs=10, smoothing=2)
 
 
 def prepare(work, scenes, shape):
-    from fjord.core import schema as schemas
-    from fjord.core.rasterize import rasterize_labels
-    from fjord.core.synthetic import write_synthetic_scene
-    from fjord.core.tiles import build_dataset
-    from fjord.core.train import train_phase_one
+    from fjord.core.data import schema as schemas
+    from fjord.core.learn.phase_one import train_phase_one
+    from fjord.core.prepare.rasterize import rasterize_labels
+    from fjord.core.prepare.synthetic import write_synthetic_scene
+    from fjord.core.prepare.tiles import build_dataset
 
     images = []
     for i in range(scenes):
@@ -71,7 +71,7 @@ def write_table(folder, images, model):
 
 def child(jobs, scheduler):
     import_plugin()
-    from fjord.core.batch import batch_csc, peak_memory_mb
+    from fjord.core.run.batch import batch_csc, peak_memory_mb
 
     t0 = time.perf_counter()
     result = batch_csc(jobs, os.path.join(os.path.dirname(jobs), "summary.csv"),

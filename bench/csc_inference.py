@@ -10,7 +10,7 @@ reference method, and a whole CSC run on a full Sentinel-2 tile.
    then, each in a fresh child process reporting its own peak RSS (VmHWM), with those same
    weights:
    - fjord:     the network run fully convolutionally over strips of the image with a halo of
-                (K - 1) / 2 px (``fjord.core.csc.phase_two_predict``);
+                (K - 1) / 2 px (``fjord.core.learn.csc.phase_two_predict``);
    - reference: the published method: every K x K patch of the (reflect-padded) image built in
                 memory, then predicted in batches.
    The class maps are compared pixel by pixel (agreement must be 100 %).
@@ -37,8 +37,8 @@ def _fjord(image, model, out):
     import numpy as np
     from osgeo import gdal
 
-    from fjord.core.csc import phase_two_predict
-    from fjord.core.rasters import ImageStrips
+    from fjord.core.data.rasters import ImageStrips
+    from fjord.core.learn.csc import phase_two_predict
     from fjord.models.modelfile import load_model
     from fjord.models.phase_two import fully_convolutional
 
@@ -97,7 +97,7 @@ def _conv_throughput():
 
 
 def _big(image, model, out, k):
-    from fjord.core.csc import classify_csc
+    from fjord.core.learn.csc import classify_csc
 
     result = classify_csc(image, model, out, patch_size=int(k), samples_per_class=20_000,
                           max_epochs=5, patience=0, seed=0,
@@ -114,7 +114,7 @@ def child(kind, *args):
     elif kind == "conv":
         value = {"gmacs": _conv_throughput()}
     elif kind == "train":
-        from fjord.core.csc import classify_csc
+        from fjord.core.learn.csc import classify_csc
 
         image, model, out, k, p2 = args
         value = classify_csc(image, model, out, patch_size=int(k), samples_per_class=5000,
@@ -127,11 +127,11 @@ def child(kind, *args):
 
 def prepare(work, shape):
     """Scene, tiles and phase-one model (cached)."""
-    from fjord.core import schema as schemas
-    from fjord.core.rasterize import rasterize_labels
-    from fjord.core.synthetic import write_synthetic_scene
-    from fjord.core.tiles import build_dataset
-    from fjord.core.train import train_phase_one
+    from fjord.core.data import schema as schemas
+    from fjord.core.learn.phase_one import train_phase_one
+    from fjord.core.prepare.rasterize import rasterize_labels
+    from fjord.core.prepare.synthetic import write_synthetic_scene
+    from fjord.core.prepare.tiles import build_dataset
 
     folder = os.path.join(work, f"scene-{shape[0]}x{shape[1]}")
     model = os.path.join(work, "phase1.keras")
@@ -205,7 +205,7 @@ def main():
               f"{100 * rate * macs / 1e9 / conv:>11.1f}%")
 
     if args.big:
-        from fjord.core.synthetic import write_synthetic_scene
+        from fjord.core.prepare.synthetic import write_synthetic_scene
 
         folder = os.path.join(args.work, f"big-{args.big}")
         big_image = os.path.join(folder, "image.tif")

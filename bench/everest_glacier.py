@@ -40,7 +40,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from common import import_plugin
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,9 +76,9 @@ def prepare(data, work):
     removed). Returns their paths and the test mask."""
     from osgeo import gdal
 
-    from fjord.core.rasterize import rasterize_labels
-    from fjord.core.schema import preset_schema
-    from fjord.core.stack import stack_bands
+    from fjord.core.data.schema import preset_schema
+    from fjord.core.prepare.rasterize import rasterize_labels
+    from fjord.core.prepare.stack import stack_bands
 
     rgb = os.path.join(data, "LE71400412000304SGS00_RGB.tif")
     nir = os.path.join(data, "LE71400412000304SGS00_B4.tif")
@@ -148,9 +147,9 @@ def read_map(path):
 
 
 def run_csc(paths, work, seed, progress, ks=(7, 15)):
-    from fjord.core.csc import classify_csc
-    from fjord.core.tiles import build_dataset
-    from fjord.core.train import train_phase_one
+    from fjord.core.learn.csc import classify_csc
+    from fjord.core.learn.phase_one import train_phase_one
+    from fjord.core.prepare.tiles import build_dataset
 
     tiles = os.path.join(work, "tiles")
     if not os.path.isfile(os.path.join(tiles, "dataset.json")):
@@ -170,8 +169,8 @@ def run_csc(paths, work, seed, progress, ks=(7, 15)):
 
 
 def run_unet(paths, work, name, options, seed, progress):
-    from fjord.core.tiles import build_dataset
-    from fjord.core.unet import classify_unet, train_unet
+    from fjord.core.learn.unet import classify_unet, train_unet
+    from fjord.core.prepare.tiles import build_dataset
 
     windows = os.path.join(work, "windows")
     if not os.path.isfile(os.path.join(windows, "dataset.json")):
@@ -197,7 +196,7 @@ def figure(path, title, rgb, predicted, truth, test, result):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fjord.core.schema import preset_schema
+    from fjord.core.data.schema import preset_schema
 
     colours = {c["value"]: c["color"] for c in preset_schema("glacier_outlines")["classes"]}
     image = np.zeros(predicted.shape + (3,))
@@ -279,7 +278,7 @@ def main():
 
     order = [m for m in METHODS if m in results]
     print(f"\nEverest, test pixels ((row // {BLOCK} + col // {BLOCK}) % 3 == 0), seed {args.seed}")
-    print(f"| method | macro F1 | glacier IoU | accuracy | s |")
+    print("| method | macro F1 | glacier IoU | accuracy | s |")
     print("|---|---|---|---|---|")
     for name in order:
         r = results[name]

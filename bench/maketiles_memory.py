@@ -7,7 +7,7 @@ rasterises its training polygons, then builds a 50 px tile dataset (stride 25, r
 thinning, so the dataset grows with the area) twice per scene, each in a fresh child process
 that reports its own peak RSS (VmHWM):
 
-- fjord:     ``fjord.core.tiles.build_dataset`` (two passes, strips, sequential .npy writes);
+- fjord:     ``fjord.core.prepare.tiles.build_dataset`` (two passes, strips, sequential .npy writes);
 - in-memory: the published approach: the whole image in memory, every kept tile and its
              rotations stacked into one array, then saved with ``numpy.save``.
 
@@ -30,7 +30,7 @@ def child(kind, image, labels, out):
     import numpy as np
     from osgeo import gdal
 
-    from fjord.core.tiles import build_dataset, dihedral, judge_tiles, window_counts
+    from fjord.core.prepare.tiles import build_dataset, dihedral, judge_tiles, window_counts
 
     t = time.perf_counter()
     if kind == "fjord":
@@ -69,9 +69,9 @@ def main():
     if args.child:
         return child(*args.child)
 
-    from fjord.core import schema as schemas
-    from fjord.core.rasterize import rasterize_labels
-    from fjord.core.synthetic import write_synthetic_scene
+    from fjord.core.data import schema as schemas
+    from fjord.core.prepare.rasterize import rasterize_labels
+    from fjord.core.prepare.synthetic import write_synthetic_scene
 
     env = child_env(plugins)
     work = tempfile.mkdtemp(prefix="fjord-bench-data-")

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 import numpy as np
-from stmarg_phase_one import _import, byte_labels, pairs, train_model, DATA
+from stmarg_phase_one import DATA, _import, byte_labels, pairs, train_model
 
 
 def random_forest(train_set, work, per_class, seed=0):
@@ -57,8 +57,8 @@ def main():
         sys.exit(f"Need the ten St-Marguerite photos in {args.data}")
     train_set, held_out = found[:7], found[7:]
     model, _, _, _ = train_model(work, args.architecture, data=args.data)
-    csc = _import("core.csc")
-    metrics = _import("core.metrics")
+    csc = _import("core.learn.csc")
+    metrics = _import("core.evaluate.metrics")
     from osgeo import gdal
 
     t = time.perf_counter()

@@ -50,7 +50,7 @@ def byte_labels(source, path):
     import numpy as np
     from osgeo import gdal
 
-    schema = _import("core.schema")
+    schema = _import("core.data.schema")
     src = gdal.Open(source)
     values = src.GetRasterBand(1).ReadAsArray()
     values = np.where(np.isfinite(values), values, 0).round().astype(np.uint8)
@@ -76,7 +76,7 @@ def train_model(work, architecture="compact", epochs=30, learning_rate=None, max
     if len(found) < 10:
         sys.exit(f"Need the ten St-Marguerite photos in {data}")
     train_set, held_out = found[:7], found[7:]
-    tiles = _import("core.tiles")
+    tiles = _import("core.prepare.tiles")
     os.makedirs(work, exist_ok=True)
     t0 = time.perf_counter()
     train_dir, held_dir = os.path.join(work, "train"), os.path.join(work, "heldout")
@@ -97,7 +97,7 @@ def train_model(work, architecture="compact", epochs=30, learning_rate=None, max
     model_path = os.path.join(work, f"stmarg_{architecture}.keras")
     if os.path.isfile(model_path):
         return model_path, None, 0.0, held_dir
-    train = _import("core.train")
+    train = _import("core.learn.phase_one")
     lr = learning_rate or (1e-3 if architecture == "compact" else 1e-4)
     t1 = time.perf_counter()
     result = train.train_phase_one(train_dir, model_path, architecture=architecture,
@@ -124,7 +124,7 @@ def main():
     from sklearn.metrics import precision_recall_fscore_support
 
     model, model_meta = _import("models.modelfile").load_model(model_path, task="tiles")
-    data = _import("core.sequence").TileDataset(held_dir, "train", batch_size=256, shuffle=False)
+    data = _import("core.learn.sequence").TileDataset(held_dir, "train", batch_size=256, shuffle=False)
     truth, predicted = [], []
     for i in range(len(data)):
         x, y = data[i]

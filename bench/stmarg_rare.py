@@ -41,7 +41,7 @@ SETTINGS = {
 
 
 def tile_datasets(work, train_set):
-    tiles = _import("core.tiles")
+    tiles = _import("core.prepare.tiles")
     folder = os.path.join(work, "tiles")
     if not os.path.isfile(os.path.join(folder, "dataset.json")):
         for i, (number, image, labels) in enumerate(train_set):
@@ -98,8 +98,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     from osgeo import gdal
 
-    csc = _import("core.csc")
-    train = _import("core.train")
+    csc = _import("core.learn.csc")
+    train = _import("core.learn.phase_one")
     dataset, meta = tile_datasets(work, train_set)
     print(f"training photos {[n for n, _, _ in train_set]}, held out {list(HELD_OUT)}; tiles: "
           f"train {meta['counts']['train']}, validation {meta['counts']['validation']}", flush=True)

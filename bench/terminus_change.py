@@ -13,16 +13,14 @@ number of fronts (1.0 = linear).
 
 import argparse
 import datetime
-import math
 import os
 import sys
 import tempfile
 import time
 
 import numpy as np
-from osgeo import ogr, osr
-
 from common import import_plugin
+from osgeo import ogr, osr
 
 CRS = 32624
 
@@ -72,7 +70,7 @@ def main():
     parser.add_argument("--vertices", type=int, default=200)
     args = parser.parse_args()
     import_plugin()
-    from fjord.core.terminus import terminus_change_files
+    from fjord.core.glaciers.terminus import terminus_change_files
 
     work = tempfile.mkdtemp(prefix="fjord-terminus-")
     centreline = os.path.join(work, "centreline.gpkg")

@@ -37,12 +37,10 @@ def _import(name):
 
 
 def make_dataset(folder, size, seed=0):
-    from osgeo import gdal  # noqa: F401 (GDAL needed for the dataset)
-
-    schema = _import("core.schema")
-    rasterize = _import("core.rasterize")
-    synthetic = _import("core.synthetic")
-    tiles = _import("core.tiles")
+    schema = _import("core.data.schema")
+    rasterize = _import("core.prepare.rasterize")
+    synthetic = _import("core.prepare.synthetic")
+    tiles = _import("core.prepare.tiles")
     paths = synthetic.write_synthetic_scene(os.path.join(folder, "scene"), shape=(size, size), seed=seed)
     labels = os.path.join(folder, "labels.tif")
     rasterize.rasterize_labels(paths["labels"], "class", paths["image"], labels,
@@ -53,7 +51,7 @@ def make_dataset(folder, size, seed=0):
 
 
 def time_loader(dataset, batch, epochs=2):
-    sequence = _import("core.sequence")
+    sequence = _import("core.learn.sequence")
     data = sequence.TileDataset(dataset, "train", batch_size=batch, augment="rotations+flips")
     n, t = 0, time.perf_counter()
     for _ in range(epochs):

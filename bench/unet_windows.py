@@ -41,7 +41,7 @@ def make_scene(folder, size, seed=3):
     from osgeo import gdal
     from scipy.ndimage import uniform_filter
 
-    from fjord.core.synthetic import write_synthetic_scene
+    from fjord.core.prepare.synthetic import write_synthetic_scene
 
     image = os.path.join(folder, "scene14.tif")
     if os.path.isfile(image):
@@ -97,8 +97,8 @@ def mosaic_vrt(image, path, size):
 
 
 def train_model(folder, image, classes, epochs):
-    from fjord.core.tiles import build_dataset
-    from fjord.core.unet import train_unet
+    from fjord.core.learn.unet import train_unet
+    from fjord.core.prepare.tiles import build_dataset
 
     model = os.path.join(folder, "unet14.keras")
     if os.path.isfile(model):
@@ -118,7 +118,7 @@ def seams(folder, image, model):
     import numpy as np
     from osgeo import gdal
 
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
 
     whole = os.path.join(folder, "whole.tif")
     size = gdal.Open(image).RasterXSize
@@ -149,7 +149,7 @@ def child(image, model, out, window, overlap, blend, preset):
         net = build_unet(meta["bands"], len(meta["outputs"]), 4, 32)
         model = out + ".lulc.keras"
         save_model(net, model, meta)
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
 
     t0 = time.perf_counter()
     result = classify_unet(image, model, out, window=int(window), overlap=int(overlap), blend=blend,

@@ -112,7 +112,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "run":
-        from .worker import run_job
+        from .run.worker import run_job
         return run_job(args.job)
     if args.command == "environment":
         from .environment import report, report_lines
@@ -120,7 +120,7 @@ def main(argv=None):
         print(json.dumps(rep, indent=2) if args.json else "\n".join(report_lines(rep)))
         return 0 if rep["ok"] else 1
     if args.command == "synthetic":
-        from .synthetic import write_synthetic_scene
+        from .prepare.synthetic import write_synthetic_scene
         paths = write_synthetic_scene(args.folder, shape=(args.rows, args.cols), seed=args.seed)
         print(json.dumps(paths, indent=2))
         return 0

@@ -126,7 +126,7 @@ def report(progress=no_progress, should_stop=None):
     problems = [f"{name} is not installed." for name in _REQUIRED if libs[name] is None]
     if libs["numpy"] and int(libs["numpy"].split(".")[0]) >= 2 and libs["osgeo"]:
         try:
-            from osgeo import gdal_array  # noqa: F401
+            importlib.import_module("osgeo.gdal_array")
         except Exception:
             problems.append("numpy >= 2 breaks this GDAL's numpy bindings: install numpy<2.")
     backend = None

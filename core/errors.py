@@ -18,6 +18,14 @@ def no_progress(fraction, message=None):
     """The ``progress`` of a job nobody watches."""
 
 
+def span_progress(progress, start, end):
+    """A progress callable mapping 0..1 onto ``start .. end`` of ``progress`` (one step of a
+    job that has several)."""
+    def inner(fraction, message=None):
+        progress(None if fraction is None else start + (end - start) * fraction, message)
+    return inner
+
+
 def never_stop():
     """The ``should_stop`` of a job nobody cancels."""
     return False

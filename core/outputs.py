@@ -114,6 +114,6 @@ class AtomicOutputs:
                 elif os.path.exists(final + ".aux.xml"):
                     os.remove(final + ".aux.xml")
         else:
-            for tmp, final in self._pairs:
+            for _, final in self._pairs:
                 remove_partials(final)
         return False

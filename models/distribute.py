@@ -54,9 +54,8 @@ def start(device, progress, log=True):
 
 def gpus():
     """The GPUs the Keras backend sees (list of dicts with name and compute capability)."""
-    from .engine import keras
-
     from ..core.environment import backend_gpus
+    from .engine import keras
 
     return [g for g in backend_gpus(keras.backend.backend()) if "error" not in g]
 

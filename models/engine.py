@@ -1,12 +1,12 @@
 """Keras, loaded the way Fjord runs it: importing this module tunes the process's memory
-allocation first (``core.allocator``), since TensorFlow reads its allocator setting when it is
+allocation first (``models.allocator``), since TensorFlow reads its allocator setting when it is
 loaded. Every Fjord module takes Keras from here (``from .engine import keras``), whichever
 comes first in a process."""
 
-from ..core.allocator import tune_allocation
+from .allocator import tune_allocation
 
 tune_allocation()
 
-import keras  # noqa: E402
+import keras
 
 __all__ = ["keras"]

@@ -33,9 +33,8 @@ REQUIRED = ("task", "architecture", "bands", "band_names", "tile_size", "scaling
 
 def library_versions():
     """Versions of the libraries a model was trained with."""
-    from .engine import keras
-
     from ..core.environment import library_version, plugin_version
+    from .engine import keras
 
     backend = keras.backend.backend()
     return {"fjord": plugin_version(), "python": platform.python_version(),

@@ -10,8 +10,8 @@ centred on it (Carbonneau et al. 2020; Marochov et al. 2021):
 
 Every Dense layer has a ReLU and an L2 penalty of 1e-3. The BatchNorm statistics follow the
 batches with momentum 0.9 (Keras' default 0.99 needs hundreds of steps to settle, and the MLP
-with its batch of about SAMPLES_PER_CLASS pixels takes only a few steps per epoch). After the valid convolutions the patch
-has shrunk to 1 x 1, so each Dense layer acts on one pixel's feature vector: it is a 1 x 1
+with its batch of about SAMPLES_PER_CLASS pixels takes only a few steps per epoch). After the
+valid convolutions the patch has shrunk to 1 x 1, so each Dense layer acts on one pixel's feature vector: it is a 1 x 1
 convolution with the same weights. :func:`fully_convolutional` builds that form, which takes an
 image of any size and returns the class probabilities of every pixel whose whole K x K patch
 lies in it (the output is K - 1 rows and columns smaller than the input) -- the same numbers

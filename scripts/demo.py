@@ -71,7 +71,8 @@ def main(out_dir, quick=False):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=plugins,
                QGIS_CUSTOM_CONFIG_PATH=os.path.join(out_dir, ".qgis-profile"),
                FJORD_PYTHON=os.environ.get("FJORD_PYTHON", sys.executable),
-               PYTHONPATH=os.pathsep.join([plugins] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+               PYTHONPATH=os.pathsep.join([plugins] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                       if p]))
     rows = []
     started = time.monotonic()
     # The demo owns its folder: datasets from an earlier run are rebuilt, not appended to.
@@ -226,7 +227,7 @@ def main(out_dir, quick=False):
     print()
     width = max(len(title) for title, *_ in rows)
     print(f"{'step':<{width}} {'result':<44} {'s':>6}")
-    for title, alg_id, results, seconds in rows:
+    for title, _, results, seconds in rows:
         if "LABELLED_PIXELS" in results:
             what = f"{results['CLASS_COUNT']} classes, {results['LABELLED_PIXELS']:,} px labelled"
         elif "BAND_NAMES" in results:
@@ -267,9 +268,19 @@ def main(out_dir, quick=False):
 def write_project(out_dir, groups):
     """A .qgz with one group per demo, every layer styled; a PNG of each group's visible layers."""
     sys.path.append("/usr/share/qgis/python/plugins")
-    from qgis.core import (QgsApplication, QgsFillSymbol, QgsLineSymbol, QgsMapRendererParallelJob,
-                           QgsMapSettings, QgsProject, QgsRasterLayer, QgsRectangle,
-                           QgsSingleSymbolRenderer, QgsVectorLayer, QgsWkbTypes)
+    from qgis.core import (
+        QgsApplication,
+        QgsFillSymbol,
+        QgsLineSymbol,
+        QgsMapRendererParallelJob,
+        QgsMapSettings,
+        QgsProject,
+        QgsRasterLayer,
+        QgsRectangle,
+        QgsSingleSymbolRenderer,
+        QgsVectorLayer,
+        QgsWkbTypes,
+    )
     from qgis.PyQt.QtCore import QSize
     from qgis.PyQt.QtGui import QColor
 

@@ -17,9 +17,13 @@ def _build(name, group, help_text, parameters, steps, outputs):
     """A model: ``parameters`` [(parameter, x, y)], ``steps`` [(child id, algorithm id,
     description, {param: source})], ``outputs`` {(child id, child output): (name, description)}.
     A source is ('param', name), ('child', child id, output) or ('value', value)."""
-    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
-                           QgsProcessingModelChildParameterSource as Source,
-                           QgsProcessingModelOutput, QgsProcessingModelParameter)
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+    )
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
     from qgis.PyQt.QtCore import QPointF
 
     model = QgsProcessingModelAlgorithm(name, group, group.lower())
@@ -57,9 +61,13 @@ def _build(name, group, help_text, parameters, steps, outputs):
 
 
 def glacier_chain():
-    from qgis.core import (QgsProcessing, QgsProcessingParameterField,
-                           QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
-                           QgsProcessingParameterVectorLayer)
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingParameterField,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+        QgsProcessingParameterVectorLayer,
+    )
 
     num = QgsProcessingParameterNumber
     parameters = [
@@ -105,9 +113,13 @@ def glacier_chain():
 
 
 def landcover_chain():
-    from qgis.core import (QgsProcessing, QgsProcessingParameterField,
-                           QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
-                           QgsProcessingParameterVectorLayer)
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingParameterField,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+        QgsProcessingParameterVectorLayer,
+    )
 
     num = QgsProcessingParameterNumber
     parameters = [
@@ -146,9 +158,13 @@ def landcover_chain():
 
 
 def terminus_chain():
-    from qgis.core import (QgsProcessing, QgsProcessingParameterEnum,
-                           QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                           QgsProcessingParameterVectorLayer)
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingParameterEnum,
+        QgsProcessingParameterMultipleLayers,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterVectorLayer,
+    )
 
     parameters = [
         QgsProcessingParameterMultipleLayers("CLASS_RASTERS", "Class rasters (one per date)",

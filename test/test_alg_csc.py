@@ -3,16 +3,13 @@
 import csv
 import json
 import os
-import shutil
 
 import pytest
-
-from test_e2e_qgis_process import qgis_process  # noqa: F401 (fixture)
 
 QUICK = {"SAMPLES_PER_CLASS": 2000, "MAX_EPOCHS": 20, "PATIENCE": 5}
 
 
-def test_classifycsc_through_qgis_process_beats_phase_one(qgis_process, glacier, glacier_model,  # noqa: F811
+def test_classifycsc_through_qgis_process_beats_phase_one(qgis_process, glacier, glacier_model,
                                                           tmp_path):
     args = [f"{k}={v}" for k, v in QUICK.items()]
     proc = qgis_process("--json", "run", "fjord:classifycsc", "--", f"INPUT={glacier['image']}",
@@ -56,11 +53,11 @@ def test_classifycsc_refuses_other_patch_sizes(run_alg, glacier, glacier_model, 
 
 
 def test_batchcsc_on_two_local_workers_from_the_toolbox_and_qgis_process(
-        run_alg, qgis_process, glacier, glacier_model, tmp_path):  # noqa: F811
+        run_alg, qgis_process, glacier, glacier_model, tmp_path):
     from qgis.core import QgsVectorLayer
-
-    from fjord.core.batch import batch_csc
     from test_core_batch import OPTIONS, class_rasters, make_table
+
+    from fjord.core.run.batch import batch_csc
 
     folders = {k: tmp_path / k for k in ("here", "toolbox", "cli")}
     tables = {k: make_table(f, glacier, glacier_model, bad=False) for k, f in folders.items()}
@@ -97,7 +94,6 @@ def test_cancelled_batch_leaves_no_worker_process(run_alg, glacier, glacier_mode
 
     import psutil
     from qgis.core import QgsProcessingException, QgsProcessingFeedback
-
     from test_core_batch import make_table
 
     jobs = make_table(tmp_path, glacier, glacier_model, bad=False)

@@ -6,10 +6,8 @@ import os
 
 import pytest
 
-from test_e2e_qgis_process import qgis_process  # noqa: F401 (fixture)
 
-
-def test_front_and_validations_through_qgis_process(qgis_process, glacier, tmp_path):  # noqa: F811
+def test_front_and_validations_through_qgis_process(qgis_process, glacier, tmp_path):
     front, margins = tmp_path / "front.gpkg", tmp_path / "margins.gpkg"
     proc = qgis_process("--json", "run", "fjord:calvingfront", "--", f"INPUT={glacier['classes']}",
                         f"OUTPUT={front}", f"OUTPUT_MARGINS={margins}",

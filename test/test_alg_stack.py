@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 from osgeo import gdal
-
 from test_core_stack import nd, read_all, write_raster
 
 X0, Y0 = 500000.0, 5800000.0

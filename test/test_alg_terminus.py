@@ -6,9 +6,7 @@ import os
 
 import pytest
 from osgeo import ogr
-
 from test_core_terminus import BOX, CENTRELINE, DATES, XS, _front, _write
-from test_e2e_qgis_process import qgis_process  # noqa: F401 (fixture)
 
 
 def test_terminuschange_interface_and_record(run_alg, tmp_path):
@@ -105,7 +103,7 @@ def test_class_rasters_of_several_dates_to_one_record(run_alg, glacier, tmp_path
     assert os.path.isfile(tmp_path / "merged.gpkg") and os.path.isfile(tmp_path / "change.png")
 
 
-def test_terminuschange_through_qgis_process(qgis_process, tmp_path):  # noqa: F811
+def test_terminuschange_through_qgis_process(qgis_process, tmp_path):
     import json
 
     fronts = _write(tmp_path / "fronts.gpkg", [_front(x) for x in XS], "EPSG:3413",

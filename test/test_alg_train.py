@@ -5,8 +5,6 @@ import os
 
 import pytest
 
-from test_e2e_qgis_process import qgis_process  # noqa: F401 (fixture)
-
 QUICK = {"ARCHITECTURE": 1, "EPOCHS": 3, "BATCH_SIZE": 32, "LEARNING_RATE": 1e-3,
          "TARGET_ACCURACY": 0, "PATIENCE": 0}
 
@@ -20,7 +18,7 @@ def _feedback(cancel_after=None):
             self.lines, self.progress = [], []
             self.progressChanged.connect(self.progress.append)
 
-        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
+        def pushInfo(self, info):
             self.lines.append(info)
             if cancel_after and info.startswith(cancel_after):
                 self.cancel()
@@ -79,7 +77,7 @@ def test_trainphaseone_refuses_a_segmentation_dataset(run_alg, glacier, tmp_path
     assert not os.path.exists(tmp_path / "m.keras")
 
 
-def test_trainphaseone_through_qgis_process(qgis_process, glacier_tiles, tmp_path):  # noqa: F811
+def test_trainphaseone_through_qgis_process(qgis_process, glacier_tiles, tmp_path):
     model = tmp_path / "m.keras"
     args = [f"{k}={v}" for k, v in dict(QUICK, EPOCHS=2).items()]
     proc = qgis_process("--json", "run", "fjord:trainphaseone", "--", f"DATASET={glacier_tiles}",

@@ -4,15 +4,13 @@ import json
 import os
 
 import pytest
-
 from test_alg_train import _feedback
-from test_e2e_qgis_process import qgis_process  # noqa: F401 (fixture)
 
 QUICK = {"PRESET": 0, "DEPTH": 3, "FILTERS": 8, "EPOCHS": 3, "BATCH_SIZE": 8, "LEARNING_RATE": 3e-3,
          "PATIENCE": 0}
 
 
-def test_trainunet_and_classifyunet_through_qgis_process(qgis_process, glacier, glacier_segmentation,  # noqa: F811
+def test_trainunet_and_classifyunet_through_qgis_process(qgis_process, glacier, glacier_segmentation,
                                                          tmp_path):
     model = tmp_path / "unet.keras"
     args = [f"{k}={v}" for k, v in dict(QUICK, EPOCHS=2, LOSS=3, CLASS_WEIGHTS=1).items()]

@@ -4,11 +4,8 @@ by id through qgis_process."""
 import json
 import os
 
-import pytest
-from osgeo import gdal
-
 from conftest import REPO
-from test_e2e_qgis_process import qgis_process  # noqa: F401 (fixture)
+from osgeo import gdal
 
 DEMO = os.path.join(REPO, "resources", "demo")
 
@@ -37,7 +34,7 @@ def test_workflows_are_registered_with_their_steps(qgis_app):
         assert model.fromFile(alg.path) and len(model.childAlgorithms()) == len(steps)
 
 
-def test_glacier_chain_runs_by_id(qgis_process, glacier, tmp_path):  # noqa: F811
+def test_glacier_chain_runs_by_id(qgis_process, glacier, tmp_path):
     proc = qgis_process("--json", "run", "fjord:glaciercscchain", "--", f"IMAGE={glacier['image']}",
                         f"POLYGONS={glacier['labels']}", "FIELD=name", "EPOCHS=3", "PATCH_SIZE=3",
                         "SAMPLES_PER_CLASS=2000", f"csc:CLASSES={tmp_path / 'classes.tif'}",
@@ -53,7 +50,7 @@ def test_glacier_chain_runs_by_id(qgis_process, glacier, tmp_path):  # noqa: F81
     assert gdal.Open(str(tmp_path / "classes.tif")).RasterXSize == 512
 
 
-def test_landcover_chain_runs_by_id(qgis_process, tmp_path):  # noqa: F811
+def test_landcover_chain_runs_by_id(qgis_process, tmp_path):
     image = os.path.join(DEMO, "S2L1C_T33UUU_20170216_B4B3B2B8.tif")
     polygons = os.path.join(DEMO, "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg")
     proc = qgis_process("--json", "run", "fjord:landcoverunetchain", "--", f"IMAGE={image}",

@@ -1,4 +1,4 @@
-"""The memory-allocation settings of a process that runs a network (core.allocator)."""
+"""The memory-allocation settings of a process that runs a network (models.allocator)."""
 
 import json
 import os
@@ -15,7 +15,7 @@ CODE = """
 import json, os, resource, sys
 import numpy as np
 from fjord.models.engine import keras
-from fjord.core.allocator import tune_allocation
+from fjord.models.allocator import tune_allocation
 def round():
     arrays = [np.ones(3 << 20, np.float32) for _ in range(3)]
     del arrays

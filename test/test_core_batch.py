@@ -12,13 +12,13 @@ import time
 import pytest
 
 pytest.importorskip("distributed")
-from osgeo import gdal  # noqa: E402
+from osgeo import gdal
 
-from fjord.core.batch import batch_csc, read_jobs  # noqa: E402
-from fjord.core.dates import parse_date  # noqa: E402
-from fjord.core.errors import FjordError  # noqa: E402
-from fjord.core.scheduler import parse_scheduler  # noqa: E402
-from fjord.core.terminus import read_fronts  # noqa: E402
+from fjord.core.data.dates import parse_date
+from fjord.core.errors import FjordError
+from fjord.core.glaciers.terminus import read_fronts
+from fjord.core.run.batch import batch_csc, read_jobs
+from fjord.core.run.scheduler import parse_scheduler
 
 DATES = ("20190217", "20190305", "20190321")
 COLUMNS = ["Model", "DataSource", "OutFolder", "ExpShortHand", "Dims", "PatchSize", "TileSize",

@@ -12,15 +12,15 @@ from osgeo import gdal
 
 keras = pytest.importorskip("keras")
 
-from helpers import make_raster  # noqa: E402
+from helpers import make_raster
 
-from fjord.core import csc  # noqa: E402
-from fjord.core.batch import batch_csc, read_jobs  # noqa: E402
-from fjord.core.errors import Cancelled, FjordError  # noqa: E402
-from fjord.core.metrics import Confusion, class_scores  # noqa: E402
-from fjord.core.rasters import ImageStrips  # noqa: E402
-from fjord.models.modelfile import load_model, save_model  # noqa: E402
-from fjord.models.phase_two import build_phase_two, fully_convolutional  # noqa: E402
+from fjord.core.data.rasters import ImageStrips
+from fjord.core.errors import Cancelled, FjordError
+from fjord.core.evaluate.metrics import Confusion, class_scores
+from fjord.core.learn import csc
+from fjord.core.run.batch import batch_csc, read_jobs
+from fjord.models.modelfile import load_model, save_model
+from fjord.models.phase_two import build_phase_two, fully_convolutional
 
 QUICK = dict(samples_per_class=2000, max_epochs=20, patience=5, seed=0)
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
-from fjord.core import schema as schemas
+from fjord.core.data import schema as schemas
 from fjord.core.errors import FjordError
-from fjord.core.front import calving_front, find_front
-from fjord.core.fronterror import validate_front
-from fjord.core.synthetic import write_synthetic_scene
-from fjord.core.validate import validate_classification
+from fjord.core.evaluate.fronterror import validate_front
+from fjord.core.evaluate.validate import validate_classification
+from fjord.core.glaciers.front import calving_front, find_front
+from fjord.core.prepare.synthetic import write_synthetic_scene
 
 GLACIAL = schemas.preset_schema("glacial")
 
@@ -248,7 +248,7 @@ def test_mean_distance_error_of_caffe_counts_both_directions(tmp_path):
 def test_the_front_carries_the_acquisition_date(scene, tmp_path):
     """From the class raster's metadata (set by Fjord's classifiers from their image), else from
     its file name; empty when there is none."""
-    from fjord.core.dates import image_date
+    from fjord.core.data.dates import image_date
 
     named = tmp_path / "S2B_MSIL1C_20200817T151809_N0209_R068_T22WEV_classes.tif"
     gdal.Translate(str(named), scene["classes"])

@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import box, make_layer, make_raster, read
 from osgeo import gdal, ogr, osr
 
 from fjord.core.errors import FjordError
-from helpers import box, make_layer, make_raster, read
 
 X0, Y0 = 500000.0, 5800000.0
 
@@ -21,7 +21,7 @@ def _digest(path):
 
 
 def test_signed_bytes_keep_their_sign(tmp_path):
-    from fjord.core.stack import stack_bands
+    from fjord.core.prepare.stack import stack_bands
 
     path = str(tmp_path / "int8.tif")
     ds = gdal.GetDriverByName("GTiff").Create(path, 20, 10, 1, gdal.GDT_Byte,
@@ -46,7 +46,7 @@ def test_signed_bytes_keep_their_sign(tmp_path):
 
 
 def test_training_never_overwrites_its_initial_model(glacier_tiles, glacier_model, tmp_path):
-    from fjord.core.train import train_phase_one
+    from fjord.core.learn.phase_one import train_phase_one
 
     model = str(tmp_path / "model.keras")
     shutil.copy(glacier_model, model)
@@ -59,7 +59,7 @@ def test_training_never_overwrites_its_initial_model(glacier_tiles, glacier_mode
 
 def test_unet_training_never_overwrites_its_initial_model(glacier_segmentation, glacier_unet,
                                                           tmp_path):
-    from fjord.core.unet import train_unet
+    from fjord.core.learn.unet import train_unet
 
     model = str(tmp_path / "unet.keras")
     shutil.copy(glacier_unet["path"], model)
@@ -76,7 +76,7 @@ def _reflectance_copy(image, path):
 
 
 def test_a_model_refuses_an_image_on_another_scale(glacier, glacier_model, tmp_path):
-    from fjord.core.csc import classify_csc
+    from fjord.core.learn.csc import classify_csc
 
     refl = _reflectance_copy(glacier["image"], str(tmp_path / "reflectance.tif"))
     with pytest.raises(FjordError) as err:
@@ -89,7 +89,7 @@ def test_a_model_refuses_an_image_on_another_scale(glacier, glacier_model, tmp_p
 
 
 def test_a_unet_refuses_an_image_on_another_scale_unless_told(glacier, glacier_unet, tmp_path):
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
 
     refl = _reflectance_copy(glacier["image"], str(tmp_path / "reflectance.tif"))
     with pytest.raises(FjordError, match="looks like reflectance"):
@@ -108,7 +108,7 @@ def test_a_unet_refuses_an_image_on_another_scale_unless_told(glacier, glacier_u
 @pytest.mark.parametrize("labels, values", [(("2", "4", "12"), (2, 4, 12)),
                                             (("4.0", "1"), (4, 1))])
 def test_numeric_text_labels_are_the_numbers_they_spell(tmp_path, labels, values):
-    from fjord.core.rasterize import rasterize_labels
+    from fjord.core.prepare.rasterize import rasterize_labels
 
     ref = make_raster(tmp_path / "ref.tif", width=60, height=10)
     feats = [(box(X0 + 100 * i, Y0 - 100, X0 + 100 * i + 100, Y0), lab)
@@ -121,7 +121,7 @@ def test_numeric_text_labels_are_the_numbers_they_spell(tmp_path, labels, values
 
 
 def test_a_truncated_shard_is_named_and_nothing_is_left(glacier_tiles, tmp_path):
-    from fjord.core.train import train_phase_one
+    from fjord.core.learn.phase_one import train_phase_one
 
     dataset = str(tmp_path / "dataset")
     shutil.copytree(glacier_tiles, dataset)
@@ -136,7 +136,7 @@ def test_a_truncated_shard_is_named_and_nothing_is_left(glacier_tiles, tmp_path)
 
 
 def test_a_float_raster_is_not_a_class_raster(tmp_path):
-    from fjord.core.validate import validate_classification
+    from fjord.core.evaluate.validate import validate_classification
 
     ref = make_raster(tmp_path / "ref.tif")
     ndvi = str(tmp_path / "ndvi.tif")
@@ -147,8 +147,8 @@ def test_a_float_raster_is_not_a_class_raster(tmp_path):
 
 
 def test_an_image_with_no_valid_pixel_says_so(glacier, glacier_model, tmp_path):
-    from fjord.core.csc import classify_csc
-    from fjord.core.tiles import build_dataset
+    from fjord.core.learn.csc import classify_csc
+    from fjord.core.prepare.tiles import build_dataset
 
     empty = str(tmp_path / "empty.tif")
     gdal.Translate(empty, glacier["image"], noData=0, scaleParams=[[0, 65535, 0, 0]])
@@ -162,7 +162,7 @@ def test_an_image_with_no_valid_pixel_says_so(glacier, glacier_model, tmp_path):
 
 
 def test_noise_beyond_the_data_range_is_reported(tmp_path):
-    from fjord.core.tiles import build_dataset
+    from fjord.core.prepare.tiles import build_dataset
 
     img = make_raster(tmp_path / "img.tif", width=64, height=64, bands=2)  # values 100, 200
     lab = make_raster(tmp_path / "lab.tif", width=64, height=64)
@@ -181,8 +181,8 @@ def test_noise_beyond_the_data_range_is_reported(tmp_path):
 
 
 def test_a_raster_in_degrees_is_measured_in_metres(glacier, tmp_path):
-    from fjord.core.front import calving_front, calving_fronts
-    from fjord.core.fronterror import validate_front
+    from fjord.core.evaluate.fronterror import validate_front
+    from fjord.core.glaciers.front import calving_front, calving_fronts
 
     geo = str(tmp_path / "classes_4326.tif")
     gdal.Warp(geo, glacier["classes"], dstSRS="EPSG:4326", resampleAlg="near")

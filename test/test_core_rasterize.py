@@ -3,13 +3,12 @@ import os
 
 import numpy as np
 import pytest
+from helpers import box, make_layer, make_raster, read
 from osgeo import gdal, ogr, osr
 
-from fjord.core import schema as schemas
+from fjord.core.data import schema as schemas
 from fjord.core.errors import Cancelled, FjordError
-from fjord.core.rasterize import rasterize_labels
-
-from helpers import box, make_layer, make_raster, read
+from fjord.core.prepare.rasterize import rasterize_labels
 
 X0, Y0 = 500000.0, 5800000.0  # top-left corner of the 60 x 40 test raster (10 m pixels)
 

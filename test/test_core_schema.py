@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from fjord.core import schema as schemas
+from fjord.core.data import schema as schemas
 
 
 def test_presets_load_and_match_the_published_glacial_colours():

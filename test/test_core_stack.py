@@ -8,8 +8,14 @@ import pytest
 from osgeo import gdal, osr
 
 from fjord.core.errors import Cancelled, FjordError
-from fjord.core.stack import (INDEX_NAMES, band_codes, detect_sensor, list_bands,
-                              normalized_difference, stack_bands)
+from fjord.core.prepare.stack import (
+    INDEX_NAMES,
+    band_codes,
+    detect_sensor,
+    list_bands,
+    normalized_difference,
+    stack_bands,
+)
 
 X0, Y0 = 500000.0, 5800000.0
 UTM = 32633

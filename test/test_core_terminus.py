@@ -11,8 +11,7 @@ import pytest
 from osgeo import ogr, osr
 
 from fjord.core.errors import FjordError
-from fjord.core.terminus import (Shape, parse_date, terminus_change,
-                                 terminus_change_files)
+from fjord.core.glaciers.terminus import Shape, parse_date, terminus_change, terminus_change_files
 
 # A transverse Mercator with scale 1 on its meridian, through the test glacier: map metres are
 # true metres there (to a millimetre over these few kilometres).

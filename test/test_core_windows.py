@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from fjord.core.rasters import ImageStrips
-from fjord.core.windows import (BLENDS, blend_profile, predict_windows, reflect_index,
-                                window_positions)
+from fjord.core.data.rasters import ImageStrips
+from fjord.core.learn.windows import BLENDS, blend_profile, predict_windows, reflect_index, window_positions
 
 
 def _image(path, array):

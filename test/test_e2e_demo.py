@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 from helpers import colour_pixels
 
@@ -61,12 +60,14 @@ def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     assert all(not image.isNull() for image in images.values())
     assert (images["toolbox.png"].width(), images["toolbox.png"].height()) == (1600, 1000)
     # The map: the red calving front over the CSC classes (iceberg water, glacier ice).
-    glacial = {c["name"]: c["color"] for c in json.loads((tmp_path / "glacier" / "labels.schema.json").read_text())["classes"]}
+    glacial = {c["name"]: c["color"]
+               for c in json.loads((tmp_path / "glacier" / "labels.schema.json").read_text())["classes"]}
     assert colour_pixels(images["map.png"], QColor("#ff0000")) > 100
     assert colour_pixels(images["map.png"], QColor(glacial["iceberg water"]), 10) > 1000
     assert colour_pixels(images["map.png"], QColor(glacial["glacier ice"]), 10) > 1000
     # The real glacier: the U-Net's glacier class and the red RGI outlines.
-    outline = {c["name"]: c["color"] for c in json.loads((tmp_path / "everest" / "outlines.schema.json").read_text())["classes"]}
+    outline = {c["name"]: c["color"]
+               for c in json.loads((tmp_path / "everest" / "outlines.schema.json").read_text())["classes"]}
     assert colour_pixels(images["everest.png"], QColor("#e31a1c"), 10) > 100
     assert colour_pixels(images["everest.png"], QColor(outline["not glacier"]), 10) > 1000
     # The training monitor drew curves (its blue and orange) from a real run in the desktop.

@@ -2,36 +2,16 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-from osgeo import ogr
-
-from conftest import PLUGIN_PATH
+from conftest import QGIS_PROCESS
 from helpers import read
+from osgeo import ogr
 from test_core_rasterize import gdal_reference_counts
 
-QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # the Debian wrapper passes a flag 3.22 rejects
 pytestmark = pytest.mark.skipif(not os.path.exists(QGIS_PROCESS), reason="qgis_process not installed")
-
-
-@pytest.fixture(scope="module")
-def qgis_process(tmp_path_factory):
-    profile = tmp_path_factory.mktemp("profile")
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile),
-               QGIS_PLUGINPATH=PLUGIN_PATH, FJORD_PYTHON=sys.executable)
-
-    def run(*args, check=True):
-        proc = subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True,
-                              timeout=600)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"qgis_process {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    run("plugins", "enable", "fjord")
-    return run
 
 
 def test_provider_is_listed(qgis_process):

@@ -1,4 +1,4 @@
-"""Tests of the synthetic fjord scene generator (``fjord.core.synthetic``); no QGIS needed."""
+"""Tests of the synthetic fjord scene generator (``fjord.core.prepare.synthetic``); no QGIS needed."""
 
 import os
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
-
-from fjord.core import synthetic
-from fjord.core.schema import read_raster_schema
+from fjord.core.data.schema import read_raster_schema
+from fjord.core.prepare import synthetic
 
 gdal.UseExceptions()
 ogr.UseExceptions()

@@ -119,25 +119,25 @@ def _iface(with_toolbar):
             self.processing = QToolBar(self.window)
             self.processing.setObjectName("processingToolbar")
 
-        def mainWindow(self):  # noqa: N802 (QGIS API names)
+        def mainWindow(self):
             return self.window
 
-        def addPluginToMenu(self, menu, action):  # noqa: N802
+        def addPluginToMenu(self, menu, action):
             self.menu.append((menu, action.text()))
 
-        def removePluginMenu(self, menu, action):  # noqa: N802
+        def removePluginMenu(self, menu, action):
             self.menu.remove((menu, action.text()))
 
-        def addDockWidget(self, area, dock):  # noqa: N802
+        def addDockWidget(self, area, dock):
             self.docks.append(dock)
 
-        def removeDockWidget(self, dock):  # noqa: N802
+        def removeDockWidget(self, dock):
             self.docks.remove(dock)
 
-        def addToolBarIcon(self, action):  # noqa: N802
+        def addToolBarIcon(self, action):
             self.plugin_toolbar.append(action.text())
 
-        def removeToolBarIcon(self, action):  # noqa: N802
+        def removeToolBarIcon(self, action):
             self.plugin_toolbar.remove(action.text())
 
     return Iface()

@@ -10,13 +10,21 @@ import json
 import os
 import tempfile
 
-from qgis.core import (QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext,
-                       QgsProcessingFeedback)
+from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeedback
 from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QMessageBox, QPlainTextEdit,
-                                 QProgressBar, QPushButton, QTextBrowser, QVBoxLayout)
+from qgis.PyQt.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+)
 
-from ..algorithms.worker import managed_environment_dir
+from ..algorithms.launcher import managed_environment_dir
 from ..core.environment import REQUIREMENTS, report_html
 
 
@@ -25,10 +33,10 @@ class _Feedback(QgsProcessingFeedback):
 
     message = pyqtSignal(str, bool)
 
-    def pushInfo(self, info):  # noqa: N802 (QGIS API name)
+    def pushInfo(self, info):
         self.message.emit(info, False)
 
-    def reportError(self, error, fatalError=False):  # noqa: N802,N803 (QGIS API names)
+    def reportError(self, error, fatalError=False):
         self.message.emit(error, True)
 
 
@@ -75,7 +83,7 @@ class EnvironmentDialog(QDialog):
         layout.addWidget(self.log, 2)
         layout.addWidget(buttons)
 
-    def showEvent(self, event):  # noqa: N802 (Qt API name)
+    def showEvent(self, event):
         super().showEvent(event)
         if self.report is None and self._task is None:
             self.check()

@@ -12,8 +12,7 @@ import math
 
 from qgis.PyQt.QtCore import QPointF, QRectF, Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QDesktopServices, QFont, QPainter, QPen
-from qgis.PyQt.QtWidgets import (QComboBox, QDockWidget, QLabel, QSizePolicy, QVBoxLayout,
-                                 QWidget)
+from qgis.PyQt.QtWidgets import QComboBox, QDockWidget, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..algorithms import training_events
 
@@ -48,7 +47,7 @@ class CurvesChart(QWidget):
         self.rows, self.epochs = list(rows), int(epochs or 0)
         self.update()
 
-    def paintEvent(self, event):  # noqa: N802 (Qt API name)
+    def paintEvent(self, event):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.Antialiasing)
         painter.fillRect(self.rect(), Qt.white)

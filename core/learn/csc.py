@@ -33,13 +33,23 @@ import time
 import numpy as np
 from osgeo import gdal
 
-from ..models import PATCH_SIZES
-from .errors import Cancelled, FjordError, never_stop, no_progress
-from .metrics import Confusion, class_scores, write_scores_csv
-from .outputs import AtomicOutputs, check_writable, work_dir
-from .rasters import (GTIFF_OPTIONS, ImageStrips, class_raster_type, create_class_raster,
-                      open_raster, read_classes, same_grid, write_class_sidecars)
-from .windows import padded_rows, window_positions as tile_positions
+from ...models import PATCH_SIZES
+from ..data.rasters import (
+    GTIFF_OPTIONS,
+    ImageStrips,
+    class_raster_type,
+    create_class_raster,
+    open_raster,
+    read_classes,
+    same_grid,
+    write_class_sidecars,
+)
+from ..errors import Cancelled, FjordError, never_stop, no_progress, span_progress
+from ..evaluate.metrics import Confusion, class_scores, write_scores_csv
+from ..outputs import AtomicOutputs, check_writable, work_dir
+from .predict import predict_batch
+from .windows import padded_rows
+from .windows import window_positions as tile_positions
 
 gdal.UseExceptions()
 
@@ -124,21 +134,6 @@ def _check_outputs(paths, inputs):
 
 
 # --------------------------------------------------------------------------------- phase one
-
-def predict_batch(model, x, shape=None):
-    """The model's output for the batch ``x``, run as a compiled prediction step.
-
-    ``shape``: the batch is zero-padded to it (and the output cropped back), so that every call
-    has the same input shape and the step is compiled once.
-    """
-    if shape is not None and tuple(x.shape) != tuple(shape):
-        n, rows, cols = x.shape[:3]
-        x = np.pad(x, [(0, shape[i] - x.shape[i]) for i in range(x.ndim)])
-        out = np.asarray(model.predict_on_batch(x), dtype=np.float32)
-        return out[:n, :rows - (shape[1] - out.shape[1]), :cols - (shape[2] - out.shape[2])] \
-            if out.ndim == 4 else out[:n]
-    return np.asarray(model.predict_on_batch(x), dtype=np.float32)
-
 
 def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop):
     """Paint the phase-one map into band 1 of ``out_ds``; returns per-strip class counts.
@@ -328,7 +323,7 @@ def _monitor(keras, max_epochs, progress, should_stop, history):
 def train_phase_two(keras, patches, labels, values, patch_size, divisor, *, max_epochs, patience,
                     batch_size, seed, progress, should_stop):
     """Train the MLP / cCNN on the sampled patches; returns (model, history, stopped_early)."""
-    from ..models.phase_two import build_phase_two
+    from ...models.phase_two import build_phase_two
 
     lookup = np.zeros(max(values) + 1, np.int64)
     lookup[values] = np.arange(len(values))
@@ -460,9 +455,9 @@ def csc_figure(path, image_ds, reference_ds, phase_one_ds, final_ds, schema, f1_
     """The 4-panel figure: input (2-98 % stretch), reference, phase one and final maps."""
     from matplotlib.colors import ListedColormap
 
-    from .figures import _pyplot
+    from ..data.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     step = max(1, math.ceil(max(image_ds.RasterXSize, image_ds.RasterYSize) / 1200))
     rgb = _preview(image_ds, step, False).astype(np.float64)
     if rgb.ndim == 2:
@@ -558,7 +553,7 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
     seed : int
     ignore_scale_mismatch : bool
         Classify even when the image is not on the scale of the model's training statistics
-        (:func:`fjord.core.scale.check_scale`; a warning instead of an error).
+        (:func:`fjord.core.learn.scale.check_scale`; a warning instead of an error).
 
     Returns
     -------
@@ -577,13 +572,6 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
     return job.run(device)
 
 
-def span_progress(progress, start, end):
-    """A progress callable mapping 0..1 onto ``start .. end`` of ``progress``."""
-    def inner(fraction, message=None):
-        progress(None if fraction is None else start + (end - start) * fraction, message)
-    return inner
-
-
 class _CscJob:
     """One CSC run: checks at construction (no engine loaded), then :meth:`run`."""
 
@@ -591,7 +579,7 @@ class _CscJob:
                  max_epochs, threshold, tile_stride, smoothing, validation, output_phase_one,
                  output_probabilities, phase_two_model, report, report_name, seed, progress,
                  should_stop, ignore_scale_mismatch=False):
-        from ..models.modelfile import read_metadata
+        from ...models.modelfile import read_metadata
 
         self.t_start = time.perf_counter()
         self.progress, self.should_stop = progress, should_stop
@@ -640,8 +628,8 @@ class _CscJob:
     # ------------------------------------------------------------------------------ steps
 
     def run(self, device):
-        from ..models import distribute
-        from ..models.modelfile import cached_model
+        from ...models import distribute
+        from ...models.modelfile import cached_model
 
         self.keras = keras = distribute.start(device, self.progress)
         self.net, self.meta = cached_model(self.model, task="tiles")
@@ -767,7 +755,7 @@ class _CscJob:
         return p2, history, early, best
 
     def _predict(self, out, p2, values):
-        from ..models.phase_two import fully_convolutional, multiply_adds_per_pixel
+        from ...models.phase_two import fully_convolutional, multiply_adds_per_pixel
 
         img = self.img
         t0 = time.perf_counter()
@@ -845,7 +833,7 @@ class _CscJob:
         return scores
 
     def _save_phase_two(self, out, p2, values, per_class, history):
-        from ..models.modelfile import save_model
+        from ...models.modelfile import save_model
 
         meta = {"task": "patches", "architecture": p2.name, "bands": self.img.bands,
                 "band_names": self.meta["band_names"], "tile_size": self.patch_size,

@@ -1,9 +1,11 @@
-"""Run core jobs in a worker: a child Python process, never inside QGIS.
+"""Launch core jobs in a worker: a child Python process, never inside QGIS.
 
-The launcher passes the job as JSON on the child's standard input, turns the JSON lines it
+An algorithm passes the core function itself (``run_in_worker(classify_csc, kwargs, …)``),
+so an IDE follows the call; the launcher sends its import name (:func:`job_name`) as JSON on
+the child's standard input, turns the JSON lines it
 prints into progress and log messages, stops it within about a second of a cancel, and turns
 a failure (an error the core reported, a crash, a kill) into a QgsProcessingException that
-carries the child's own last lines. See ``core/worker.py`` for the child's side.
+carries the child's own last lines. See ``core/run/worker.py`` for the child's side.
 
 The interpreter is, in this order: the environment variable ``FJORD_PYTHON``; the provider
 setting (Processing > Options > Providers > Fjord); the environment that ``checkenvironment``
@@ -98,9 +100,21 @@ def _signal_name(code):
         return f"signal {-code}"
 
 
-def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=None,
-            on_record=None, grace=1.0):
-    """Run ``function`` (``module:callable``; leading dot = in ``fjord.core``) in a worker.
+def job_name(function):
+    """The name by which the worker imports ``function``: ``package.module:function``.
+
+    Only a module-level function of an importable module can cross to the worker.
+    """
+    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not callable(function) or not module or module == "__main__" or not name.isidentifier():
+        raise QgsProcessingException(
+            f"{function!r} cannot run in the worker: pass a module-level function of the core.")
+    return f"{module}:{name}"
+
+
+def run_in_worker(function, kwargs, feedback=None, outputs=(), python=None, extra_env=None,
+                  on_record=None, grace=1.0):
+    """Run the core ``function`` with ``kwargs`` in a worker process.
 
     Progress and messages go to ``feedback``, structured records (``core.errors.send_record``)
     to ``on_record(kind, record)``; returns the function's result. On cancel the worker gets
@@ -123,7 +137,7 @@ def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("GDAL_CACHEMAX", "256")  # MB: GDAL's block cache, so memory stays bounded
     env.update(extra_env or {})
-    job = {"function": function, "kwargs": kwargs, "outputs": list(outputs)}
+    job = {"function": job_name(function), "kwargs": kwargs, "outputs": list(outputs)}
     state = {"result": None, "done": False, "error": None, "kind": None}
     tail = collections.deque(maxlen=25)
 
@@ -161,7 +175,7 @@ def run_job(function, kwargs, feedback=None, outputs=(), python=None, extra_env=
                              stdin_data=json.dumps(job) + "\n", grace=grace)
     except Cancelled:
         cleanup()
-        raise QgsProcessingException("Cancelled: the worker was stopped and no output was written.")
+        raise QgsProcessingException("Cancelled: the worker was stopped and no output was written.") from None
     except OSError as exc:
         raise QgsProcessingException(f"Cannot start the worker Python {python!r}: {exc}.") from None
     if code == 0 and state["done"]:

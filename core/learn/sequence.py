@@ -8,11 +8,11 @@ augmentation need not multiply the disk.
 
 import os
 
-from ..models.engine import keras
 import numpy as np
 
-from .npyio import open_npy
-from .tiles import SPLIT_NAMES, dihedral, read_dataset, standardise, variants
+from ...models.engine import keras
+from ..data.npyio import open_npy
+from ..prepare.tiles import SPLIT_NAMES, dihedral, read_dataset, standardise, variants
 
 
 class TileDataset(keras.utils.PyDataset):

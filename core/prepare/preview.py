@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from .npyio import open_npy
+from ..data.npyio import open_npy
 
 _RGB_NAMES = (("B4", "B04", "red"), ("B3", "B03", "green"), ("B2", "B02", "blue"))
 
@@ -30,10 +30,11 @@ def stretch(tile, bands, low, high):
 
 def write_preview(folder, meta, path, per_class=8, seed=0):
     """Write a PNG grid: one row per class (tiles), or image/mask pairs (segmentation)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+
+    from ..data.plotting import pyplot
+
+    plt = pyplot()
 
     rng = np.random.default_rng(seed)
     scale = meta["scaling"]["divisor"]

@@ -15,11 +15,11 @@ import shutil
 
 import numpy as np
 
-from . import schema as schemas
-from .errors import Cancelled, FjordError, never_stop, no_progress
+from ..data import schema as schemas
+from ..data.rasters import check_class_bands, open_raster, read_classes, same_grid
+from ..errors import Cancelled, FjordError, never_stop, no_progress
+from ..outputs import AtomicOutputs, check_writable, work_dir
 from .metrics import Confusion, class_scores
-from .outputs import AtomicOutputs, check_writable, work_dir
-from .rasters import check_class_bands, open_raster, read_classes, same_grid
 
 BOOTSTRAP = 1000
 SCORES = ("precision", "recall", "f1")
@@ -75,7 +75,7 @@ def bootstrap_intervals(matrix, values, draws=BOOTSTRAP, seed=0, level=0.95):
 
 
 def _reference_from_vector(vector, field, layer, like_path, schema, work, progress, should_stop):
-    from .rasterize import rasterize_labels
+    from ..prepare.rasterize import rasterize_labels
 
     path = os.path.join(work, "reference.tif")
     result = rasterize_labels(vector, field, like_path, path, layer=layer, schema=schema,

@@ -37,11 +37,11 @@ import shutil
 import numpy as np
 from osgeo import gdal
 
-from . import schema as schemas
-from .errors import Cancelled, FjordError, never_stop, no_progress
-from .npyio import NpyWriter
-from .outputs import AtomicOutputs
-from .rasters import ImageStrips, open_raster, read_classes, same_grid
+from ..data import schema as schemas
+from ..data.npyio import NpyWriter
+from ..data.rasters import ImageStrips, open_raster, read_classes, same_grid
+from ..errors import Cancelled, FjordError, never_stop, no_progress
+from ..outputs import AtomicOutputs
 
 gdal.UseExceptions()
 
@@ -189,9 +189,12 @@ def _scan(img, mode, tile, stride, n_values, rules, progress, should_stop):
         cls_out.append(classes[keep])
         counts_out.append(counts[keep])
         progress(0.3 * (i + 1) / len(starts), None)
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
     counts_all = np.concatenate(counts_out) if counts_out else np.zeros((0, n_values), np.int64)
-    return cat(rows_out, np.int64), cat(cols_out, np.int64), cat(cls_out, np.int64), counts_all, rejected
+    return _cat(rows_out), _cat(cols_out), _cat(cls_out), counts_all, rejected
+
+
+def _cat(parts):
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 # ---------------------------------------------------------------------------------------------

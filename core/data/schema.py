@@ -18,10 +18,10 @@ import os
 import re
 from xml.sax.saxutils import quoteattr
 
-from .errors import FjordError
+from ..environment import PLUGIN_DIR
+from ..errors import FjordError
 
-SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "resources", "schemas")
+SCHEMA_DIR = os.path.join(PLUGIN_DIR, "resources", "schemas")
 METADATA_KEY = "FJORD_CLASS_SCHEMA"
 
 #: Built-in presets, in the order the Processing enum shows them.

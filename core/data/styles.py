@@ -1,6 +1,6 @@
 """QGIS layer styles (QML) for Fjord's vector outputs, written as sidecars beside the files
 (QGIS applies ``<name>.qml`` when it opens ``<name>.gpkg``). Raster class styles live with the
-class schemas (:func:`fjord.core.schema.paletted_qml`)."""
+class schemas (:func:`fjord.core.data.schema.paletted_qml`)."""
 
 from xml.sax.saxutils import quoteattr
 

@@ -68,7 +68,7 @@ def predict_windows(img, predict, window, overlap, n_out, write, *, blend="cosin
                     batch=4, should_stop=None, progress=None):
     """Blend ``predict`` over overlapping windows of ``img`` and hand the result to ``write``.
 
-    ``img``: an image read strip by strip (``fjord.core.rasters.ImageStrips``); ``predict``:
+    ``img``: an image read strip by strip (``fjord.core.data.rasters.ImageStrips``); ``predict``:
     (n, window, window, bands) float32 → (n, window, window, n_out); ``write(row, values,
     valid)`` gets consecutive bands of finished rows, (rows, width, n_out) float32 and the
     valid mask. The image is reflect-padded by half the overlap (and up to one window when it
@@ -90,7 +90,7 @@ def predict_windows(img, predict, window, overlap, n_out, write, *, blend="cosin
     total = np.zeros((window, width, 1), np.float32)
     for i, y in enumerate(ys):
         if should_stop and should_stop():
-            from .errors import Cancelled
+            from ..errors import Cancelled
 
             raise Cancelled("Classification was cancelled.")
         data, valid = padded_rows(img, y - pad, y - pad + window, pad, pad + extra_c)

@@ -25,8 +25,9 @@ from osgeo import gdal, ogr, osr
 from scipy import ndimage, sparse
 from scipy.special import ndtri
 
-from . import schema as schemas
-from .outputs import AtomicOutputs
+from ..data import schema as schemas
+from ..data.vectors import spatial_reference
+from ..outputs import AtomicOutputs
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -782,13 +783,6 @@ def training_polygons(classes, geotransform, *, margin=2, min_pixels=20, simplif
     return out
 
 
-def _srs(crs_wkt):
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(crs_wkt)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
-
-
 def _write_image(path, scene):
     _, height, width = scene.image.shape
     ds = gdal.GetDriverByName("GTiff").Create(
@@ -826,7 +820,7 @@ def _write_classes(path, scene):
 def _write_labels(path, scene):
     names = {value: name for value, name, _ in GLACIAL_CLASSES}
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
-    layer = ds.CreateLayer("labels", srs=_srs(scene.crs_wkt), geom_type=ogr.wkbPolygon)
+    layer = ds.CreateLayer("labels", srs=spatial_reference(scene.crs_wkt), geom_type=ogr.wkbPolygon)
     layer.CreateField(ogr.FieldDefn("class", ogr.OFTInteger))
     name_field = ogr.FieldDefn("name", ogr.OFTString)
     name_field.SetWidth(32)
@@ -845,7 +839,7 @@ def _write_labels(path, scene):
 def _write_front(path, scene):
     gt = scene.geotransform
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
-    layer = ds.CreateLayer("front", srs=_srs(scene.crs_wkt), geom_type=ogr.wkbLineString)
+    layer = ds.CreateLayer("front", srs=spatial_reference(scene.crs_wkt), geom_type=ogr.wkbLineString)
     name_field = ogr.FieldDefn("name", ogr.OFTString)
     name_field.SetWidth(32)
     layer.CreateField(name_field)

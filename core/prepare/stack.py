@@ -54,9 +54,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal, gdal_array, osr
 
-from .errors import Cancelled, FjordError, never_stop, no_progress
-from .outputs import AtomicOutputs, check_writable
-from .rasters import bounds, same_crs, same_grid
+from ..data.rasters import bounds, same_crs, same_grid
+from ..errors import Cancelled, FjordError, never_stop, no_progress
+from ..outputs import AtomicOutputs, check_writable
 
 gdal.UseExceptions()
 osr.UseExceptions()

@@ -1,7 +1,7 @@
 """Training the phase-one CNN of CNN-supervised classification on a Fjord tile dataset.
 
 :func:`train_phase_one` is the worker job of ``fjord:trainphaseone``. It reads a tile dataset
-made by ``maketiles`` through :class:`~fjord.core.sequence.TileDataset` (batches from the
+made by ``maketiles`` through :class:`~fjord.core.learn.sequence.TileDataset` (batches from the
 memory-mapped shards, bounded memory), builds or fine-tunes a network of
 :mod:`fjord.models.phase_one`, and trains it with Keras: Adam with AMSGrad, categorical
 cross-entropy, optional balanced class weights, optional on-the-fly rotations and flips.
@@ -26,10 +26,10 @@ import time
 
 import numpy as np
 
-from ..models import ARCHITECTURES, MIN_TILE
-from .errors import Cancelled, FjordError, never_stop, no_progress, send_record
-from .outputs import AtomicOutputs, check_writable
-from .tiles import AUGMENTS, read_dataset
+from ...models import ARCHITECTURES, MIN_TILE
+from ..errors import Cancelled, FjordError, never_stop, no_progress, send_record
+from ..outputs import AtomicOutputs, check_writable
+from ..prepare.tiles import AUGMENTS, read_dataset
 
 CLASS_WEIGHTS = ("none", "balanced")
 PRECISIONS = ("auto", "on", "off")
@@ -73,7 +73,7 @@ def _check_dataset(meta, architecture, folder):
 def check_initial(initial, meta, outputs, task="tiles"):
     """The metadata of INITIAL_MODEL, checked to be a ``task`` model with the dataset's bands
     and classes (and, for tiles, its tile size); FjordError otherwise."""
-    from ..models.modelfile import read_metadata
+    from ...models.modelfile import read_metadata
 
     init = read_metadata(initial)
     if init["task"] != task:
@@ -183,8 +183,8 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     session = Session(output, device, mixed_precision, seed, progress, should_stop)
     keras = session.keras
 
-    from ..models.modelfile import library_versions, save_model
-    from ..models.phase_one import build_phase_one, multiply_adds
+    from ...models.modelfile import library_versions, save_model
+    from ...models.phase_one import build_phase_one, multiply_adds
     from .sequence import TileDataset
 
     policy = session.policy
@@ -204,13 +204,13 @@ def train_phase_one(dataset, output, *, architecture="vgg16", epochs=120, batch_
     else:
         model = build_phase_one(architecture, bands, tile, n_classes)
         if initial_model:
-            from ..models.modelfile import load_model
+            from ...models.modelfile import load_model
 
             source, _ = load_model(initial_model, task="tiles")
             model.set_weights(source.get_weights())
             progress(None, f"Fine-tuning {os.path.basename(initial_model)} at learning rate "
                            f"{learning_rate:g}.")
-        from ..models.losses import BalancedAccuracy
+        from ...models.losses import BalancedAccuracy
 
         model.compile(optimizer=keras.optimizers.Adam(float(learning_rate), amsgrad=True),
                       loss="categorical_crossentropy",
@@ -275,7 +275,7 @@ class Session:
     checkpoint beside the output and resuming from it, and the fit with its stopping rules."""
 
     def __init__(self, output, device, mixed_precision, seed, progress, should_stop):
-        from ..models import distribute
+        from ...models import distribute
 
         self.distribute = distribute
         self.output, self.progress, self.should_stop = output, progress, should_stop
@@ -335,10 +335,11 @@ class Session:
 
     def checkpoint_model(self):
         """The compiled model (optimiser state included) of the checkpoint."""
-        from ..models import losses  # noqa: F401  (registers Fjord's losses and metrics)
+        from ...models.losses import BalancedAccuracy, LabelledAccuracy, SegmentationLoss
 
+        fjords = {c.__name__: c for c in (BalancedAccuracy, LabelledAccuracy, SegmentationLoss)}
         return self.keras.saving.load_model(os.path.join(self.ckpt, self.state["model"]),
-                                            safe_mode=True)
+                                            custom_objects=fjords, safe_mode=True)
 
     def fit(self, model, train, val, epochs, n_items, target, patience, class_weight=None,
             target_metric="accuracy"):
@@ -398,7 +399,7 @@ def write_report(out, folder, history, scores, schema, values, *, what="tiles",
                   loss_name="categorical cross-entropy"):
     """history.csv, curves.png, confusion_matrix.csv/.png and validation_scores.csv (with an
     IoU column when the scores have one) in ``folder``; ``what`` names the validation units."""
-    from .figures import confusion_figure, training_curves
+    from ..evaluate.figures import confusion_figure, training_curves
 
     names = {int(c["value"]): c["name"] for c in schema["classes"]}
     files = {}

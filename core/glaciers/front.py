@@ -40,13 +40,19 @@ import os
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from . import schema as schemas
-from .dates import image_date
-from .errors import Cancelled, FjordError, never_stop, no_progress
-from .outputs import AtomicOutputs, check_writable
-from .rasters import (Metres, check_class_bands, create_class_raster, open_raster, read_classes,
-                      write_class_sidecars)
-from .styles import line_qml
+from ..data import schema as schemas
+from ..data.dates import image_date
+from ..data.rasters import (
+    Metres,
+    check_class_bands,
+    create_class_raster,
+    open_raster,
+    read_classes,
+    write_class_sidecars,
+)
+from ..data.styles import line_qml
+from ..errors import Cancelled, FjordError, never_stop, no_progress
+from ..outputs import AtomicOutputs, check_writable
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -269,7 +275,7 @@ def write_lines(out, path, layer_name, lines, gt, wkt, fields, qml):
 
 def line_length_m(points, gt, metres):
     """Length in metres of a line of (row, col) pixel positions (``metres``: the raster's
-    :class:`~fjord.core.rasters.Metres`, so that a geographic raster is measured in metres)."""
+    :class:`~fjord.core.data.rasters.Metres`, so that a geographic raster is measured in metres)."""
     return metres.length(to_map(points, gt))
 
 
@@ -291,7 +297,7 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
     """Extract the calving front (and the valley margins) of a class raster.
 
     Writes ``output`` (GeoPackage, layer ``front``: LineString, fields ``length_m``, ``image``
-    and ``date``: the acquisition date of :func:`fjord.core.dates.image_date`, empty when
+    and ``date``: the acquisition date of :func:`fjord.core.data.dates.image_date`, empty when
     unknown), optionally ``output_margins`` (layer ``margins``: one LineString per margin,
     ``length_m``) and ``output_raster`` (the classes with the front burned in as class 8).
     Returns the status sentence, front length in metres, margin count and the class values

@@ -2,11 +2,12 @@
 
 A job is a JSON object::
 
-    {"function": ".rasterize:rasterize_labels", "kwargs": {...}, "outputs": [paths]}
+    {"function": "fjord.core.prepare.rasterize:rasterize_labels", "kwargs": {...},
+     "outputs": [paths]}
 
-``function`` names ``module:callable``; a module starting with a dot is taken relative to
-``fjord.core``. The callable gets ``kwargs`` plus ``progress(fraction, message)`` and
-``should_stop()``, and returns a JSON-serialisable value.
+``function`` names ``module:callable``, the import name of a module-level function that the
+QGIS side passed to ``algorithms.launcher.run_in_worker``. The callable gets ``kwargs`` plus
+``progress(fraction, message)`` and ``should_stop()``, and returns a JSON-serialisable value.
 
 The protocol goes to the original standard output, one JSON object per line:
 ``{"progress": f, "message": m}`` (f may be null: a log line), ``{"result": value}`` or
@@ -25,19 +26,17 @@ import sys
 import threading
 import traceback
 
-from .errors import Cancelled, FjordError
+from ..errors import Cancelled, FjordError
 
 _stop = threading.Event()
 
 
 def resolve(name):
-    """The callable named ``module:function`` (leading dot: relative to ``fjord.core``)."""
+    """The function named ``module:function`` (an absolute module name)."""
     module, _, func = name.partition(":")
-    if not module or not func:
-        raise FjordError(f"Job function {name!r} must look like 'module:function'.")
-    package = __name__.rpartition(".")[0]
-    mod = importlib.import_module(module, package if module.startswith(".") else None)
-    return getattr(mod, func)
+    if not module or not func or module.startswith("."):
+        raise FjordError(f"Job function {name!r} must look like 'package.module:function'.")
+    return getattr(importlib.import_module(module), func)
 
 
 class _Protocol:

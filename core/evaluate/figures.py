@@ -2,19 +2,12 @@
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..data.plotting import pyplot
 
 
 def training_curves(history, path, loss_name="categorical cross-entropy"):
     """Loss and accuracy per epoch, training and validation, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
@@ -39,7 +32,7 @@ def confusion_figure(matrix, names, path, title=None, col_names=None):
 
     ``col_names``: the predicted classes when they differ from the rows (an extra
     'unlabelled' column, say)."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(matrix)
     col_names = col_names or names
     rows = matrix.sum(axis=1, keepdims=True)

@@ -1,18 +1,18 @@
 """U-Net segmentation: training on a segmentation dataset, classification with blended windows.
 
 :func:`train_unet` is the worker job of ``fjord:trainunet``. It reads the image/mask windows of
-a ``maketiles`` segmentation dataset (:class:`~fjord.core.sequence.TileDataset`: batches from
+a ``maketiles`` segmentation dataset (:class:`~fjord.core.learn.sequence.TileDataset`: batches from
 the memory-mapped shards, per-band z-scores with the training statistics, rotations, flips and
 random crops drawn anew every epoch), builds a network of :mod:`fjord.models.unet` (a preset or
 a layout of its own) and trains it with the losses of :mod:`fjord.models.losses`, which leave
 unlabelled pixels out. Device, precision, checkpoint/resume and the stopping rule (patience on
 the validation loss, best weights kept) are those of phase-one training
-(:class:`fjord.core.train.Session`). The model file describes itself: bands, classes, window,
+(:class:`fjord.core.learn.phase_one.Session`). The model file describes itself: bands, classes, window,
 down-sampling, the statistics of the z-scores.
 
 :func:`classify_unet` is the worker job of ``fjord:classifyunet``: the image is read in strips,
 standardised, cut into overlapping windows that are blended with weights falling to the window
-edges (:mod:`fjord.core.windows`), optionally averaged over flips (test-time augmentation), and
+edges (:mod:`fjord.core.learn.windows`), optionally averaged over flips (test-time augmentation), and
 written as one GeoTIFF: band 1 the class, bands 2..N+1 the probability of each class in schema
 order (float32, or bytes 0-254 with 255 as nodata, or none).
 """
@@ -26,13 +26,12 @@ import time
 import numpy as np
 from osgeo import gdal
 
-from .csc import predict_batch, span_progress
-from .errors import Cancelled, FjordError, never_stop, no_progress
-from .outputs import AtomicOutputs, check_writable
-from .rasters import (GTIFF_OPTIONS, ImageStrips, class_raster_type, create_class_raster,
-                      write_class_sidecars)
-from .schema import METADATA_KEY
-from .tiles import read_dataset, standardise
+from ..data.rasters import GTIFF_OPTIONS, ImageStrips, class_raster_type, create_class_raster, write_class_sidecars
+from ..data.schema import METADATA_KEY
+from ..errors import Cancelled, FjordError, never_stop, no_progress, span_progress
+from ..outputs import AtomicOutputs, check_writable
+from ..prepare.tiles import read_dataset, standardise
+from .predict import predict_batch
 from .windows import BLENDS, predict_windows
 
 gdal.UseExceptions()
@@ -115,9 +114,16 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
     report : str, optional
         Folder for history, curves, the validation confusion matrix and per-class IoU/F1.
     """
-    from ..models import UNET_PRESETS, preset_layout
-    from .train import (CLASS_WEIGHTS, PRECISIONS, Session, balanced_weights, check_initial,
-                        run_signature, write_report)
+    from ...models import UNET_PRESETS, preset_layout
+    from .phase_one import (
+        CLASS_WEIGHTS,
+        PRECISIONS,
+        Session,
+        balanced_weights,
+        check_initial,
+        run_signature,
+        write_report,
+    )
 
     progress = progress or no_progress
     should_stop = should_stop or never_stop
@@ -156,9 +162,9 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
     session = Session(output, device, mixed_precision, seed, progress, should_stop)
     keras = session.keras
 
-    from ..models.losses import LabelledAccuracy, SegmentationLoss
-    from ..models.modelfile import library_versions, save_model
-    from ..models.unet import build_unet, multiply_adds_per_pixel
+    from ...models.losses import LabelledAccuracy, SegmentationLoss
+    from ...models.modelfile import library_versions, save_model
+    from ...models.unet import build_unet, multiply_adds_per_pixel
     from .sequence import TileDataset
 
     kind, forced = LOSSES[loss]
@@ -185,7 +191,7 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
     else:
         model = build_unet(bands, n_classes, int(depth), int(filters), float(dropout))
         if initial_model:
-            from ..models.modelfile import load_model
+            from ...models.modelfile import load_model
 
             source, _ = load_model(initial_model, task="segmentation")
             model.set_weights(source.get_weights())
@@ -300,7 +306,7 @@ def segmentation_scores(matrix):
 # ------------------------------------------------------------------------------ classification
 
 class StandardisedStrips:
-    """An :class:`~fjord.core.rasters.ImageStrips` read as the U-Net's input: float32 z-scores
+    """An :class:`~fjord.core.data.rasters.ImageStrips` read as the U-Net's input: float32 z-scores
     with the model's statistics, invalid pixels 0 (the training mean)."""
 
     def __init__(self, img, meta):
@@ -403,7 +409,7 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
 
     Returns a dict: output path, window, overlap, blend, pixels per second, class pixel counts.
     """
-    from ..models.modelfile import read_metadata
+    from ...models.modelfile import read_metadata
 
     progress = progress or no_progress
     should_stop = should_stop or never_stop
@@ -431,8 +437,8 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
     if [int(c["value"]) for c in schema["classes"]] != list(values):
         raise FjordError(f"{os.path.basename(model)}: its outputs do not follow its class schema.")
 
-    from ..models import distribute
-    from ..models.modelfile import cached_model
+    from ...models import distribute
+    from ...models.modelfile import cached_model
 
     distribute.start(device, progress)
     net, _ = cached_model(model, task="segmentation")

@@ -16,6 +16,7 @@ times). Cancel sets a cluster-wide flag (a Dask ``Event``) that running jobs pol
 the pending jobs and closes a local cluster.
 """
 
+import importlib
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ import socket
 import time
 import uuid
 
-from .errors import Cancelled, FjordError
+from ..errors import Cancelled, FjordError
 
 POLL = 0.2  # seconds between looks at the futures and at the stop request
 STOP_CHECK = 1.0  # seconds between a running job's looks at the cluster's stop flag
@@ -42,7 +43,7 @@ def parse_scheduler(spec):
                              "1, e.g. local:2.")
         return "local", int(count)
     if "://" in spec:
-        if not spec.split("://", 1)[0] in ("tcp", "tls", "inproc", "ucx"):
+        if spec.split("://", 1)[0] not in ("tcp", "tls", "inproc", "ucx"):
             raise FjordError(f"SCHEDULER {spec!r}: a Dask scheduler address starts with tcp:// or "
                              "tls://, e.g. tcp://head-node:8786.")
         return "address", spec
@@ -111,7 +112,7 @@ class DaskPool:
 
     def __init__(self, kind, value, progress=None):
         try:
-            import distributed  # noqa: F401
+            importlib.import_module("distributed")
         except ImportError:
             raise FjordError("A SCHEDULER other than empty needs the Python packages dask and "
                              "distributed in the worker environment; run 'Check environment' "

@@ -22,12 +22,13 @@ import os
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from . import schema as schemas
-from .errors import FjordError, no_progress
-from .front import FRONT_NAME
-from .outputs import AtomicOutputs, check_writable
-from .rasters import Metres, bounds
-from .styles import graduated_points_qml
+from ..data import schema as schemas
+from ..data.rasters import Metres, bounds
+from ..data.styles import graduated_points_qml
+from ..data.vectors import open_vector_layer, spatial_reference
+from ..errors import FjordError, no_progress
+from ..glaciers.front import FRONT_NAME
+from ..outputs import AtomicOutputs, check_writable
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -67,8 +68,9 @@ class Front:
         else:
             self._from_vector(path, layer)
         if self.geometry is None or self.geometry.IsEmpty():
+            why = " (did the front extraction fail?)." if what.startswith("predicted") else "."
             raise FjordError(f"The {what} {os.path.basename(path)} is empty: there is no front to "
-                             "measure" + (" (did the front extraction fail?)." if what.startswith("predicted") else "."))
+                             "measure" + why)
 
     def _from_raster(self, path, front_value):
         ds = gdal.Open(path)
@@ -84,7 +86,7 @@ class Front:
         data = ds.GetRasterBand(1).ReadAsArray()
         rows, cols = np.nonzero(data == value)
         gt = ds.GetGeoTransform()
-        self.srs = _srs(ds.GetProjection())
+        self.srs = spatial_reference(ds.GetProjection())
         self.spacing = min(Metres(ds).pixel_size)  # metres, also for a raster in degrees
         self.extent = bounds(ds)
         geom = ogr.Geometry(ogr.wkbMultiPoint)
@@ -118,37 +120,13 @@ class Front:
                 raise FjordError(f"The {self.what} {os.path.basename(path)} holds "
                                  f"{ogr.GeometryTypeToName(flat)} geometries; give a line layer.")
         self.geometry = geom
-        ds = None
+        del ds
 
     def transformed(self, target):
         geom = self.geometry.Clone()
         if self.srs is not None and target is not None and not self.srs.IsSame(target):
             geom.Transform(osr.CoordinateTransformation(self.srs, target))
         return geom
-
-
-def open_vector_layer(path, layer, what):
-    """``(dataset, layer)`` of a vector file (its first layer unless ``layer`` is named); keep
-    the dataset while the layer is used."""
-    try:
-        ds = ogr.Open(path)
-    except RuntimeError as exc:
-        raise FjordError(f"Cannot open the {what} {path!r}: {exc}.") from None
-    if ds is None or ds.GetLayerCount() == 0:
-        raise FjordError(f"Cannot open the {what} {path!r} as a vector layer.")
-    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayerByIndex(0)
-    if lyr is None:
-        raise FjordError(f"{path!r} has no layer {layer!r}.")
-    return ds, lyr
-
-
-def _srs(wkt):
-    if not wkt:
-        return None
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(wkt)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
 
 
 def measuring_crs(reference):
@@ -212,9 +190,9 @@ def summarise(d):
 
 
 def histogram_figure(d, stats, path, title):
-    from .figures import _pyplot
+    from ..data.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     top = max(BIN_M, float(np.ceil(d.max() / BIN_M) * BIN_M))
     ax.hist(d, bins=np.arange(0, top + BIN_M, BIN_M), color="#4477aa", edgecolor="white")

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .errors import FjordError
+from ..errors import FjordError
 
 
 class NpyWriter:

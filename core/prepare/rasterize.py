@@ -21,10 +21,10 @@ import os
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from . import schema as schemas
-from .errors import Cancelled, FjordError, never_stop, no_progress
-from .outputs import AtomicOutputs, check_writable
-from .rasters import ImageStrips
+from ..data import schema as schemas
+from ..data.rasters import ImageStrips
+from ..errors import Cancelled, FjordError, never_stop, no_progress
+from ..outputs import AtomicOutputs, check_writable
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -416,7 +416,7 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
     mem_layer.CreateField(ogr.FieldDefn("burn", ogr.OFTInteger))
     defn = mem_layer.GetLayerDefn()
     # Largest first, so that smaller polygons are burned last and win where they overlap.
-    for geom, value, area, fid in sorted(inside, key=lambda f: (-f[2], f[3])):
+    for geom, value, _, _ in sorted(inside, key=lambda f: (-f[2], f[3])):
         feat = ogr.Feature(defn)
         feat.SetGeometry(geom)
         feat.SetField(0, int(value))

@@ -36,11 +36,12 @@ import os
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .dates import make_date, parse_date
-from .errors import FjordError
-from .fronterror import open_vector_layer
-from .outputs import AtomicOutputs, check_writable
-from .rasters import local_projection, wgs84 as _wgs84
+from ..data.dates import make_date, parse_date
+from ..data.rasters import local_projection
+from ..data.rasters import wgs84 as _wgs84
+from ..data.vectors import open_vector_layer, spatial_reference
+from ..errors import FjordError
+from ..outputs import AtomicOutputs, check_writable
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -80,18 +81,6 @@ def find_date_field(records, field=None):
 
 # --- geometry -----------------------------------------------------------------------------------
 
-def _srs(crs):
-    if crs is None or crs == "":
-        return None
-    if isinstance(crs, osr.SpatialReference):
-        srs = crs.Clone()
-    else:
-        srs = osr.SpatialReference()
-        srs.SetFromUserInput(str(crs))
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
-
-
 class Shape:
     """A geometry with its CRS: ``wkt`` (or an OGR geometry) and ``crs`` (WKT, ``EPSG:n`` or an
     OSR object)."""
@@ -104,7 +93,7 @@ class Shape:
                 self.geometry = ogr.CreateGeometryFromWkt(geometry) if geometry else None
             except RuntimeError:
                 self.geometry = None
-        self.srs, self.what = _srs(crs), what
+        self.srs, self.what = spatial_reference(crs), what
 
     def empty(self):
         return self.geometry is None or self.geometry.IsEmpty()
@@ -478,7 +467,7 @@ def read_fronts(path, layer=None, date_field=None):
                              f"{ogr.GeometryTypeToName(ogr.GT_Flatten(g.GetGeometryType()))} "
                              "geometries; give a line layer.")
         shapes.append(Shape(g, srs, "front"))
-    ds = None
+    del ds
     if not records:
         raise FjordError(f"The fronts {os.path.basename(path)} hold no feature.")
     field = find_date_field(records, date_field) if names or date_field else None
@@ -493,7 +482,7 @@ def read_one(path, layer, what, polygon):
     geoms = [f.GetGeometryRef().Clone() for f in lyr
              if f.GetGeometryRef() is not None and not f.GetGeometryRef().IsEmpty()]
     srs = lyr.GetSpatialRef()
-    ds = None
+    del ds
     kinds = (ogr.wkbPolygon, ogr.wkbMultiPolygon) if polygon else (ogr.wkbLineString,
                                                                    ogr.wkbMultiLineString)
     if len(geoms) != 1:
@@ -572,7 +561,7 @@ def _date_breaks(years, n=5):
 def write_points(path, crossings, local, target):
     """The centreline crossings (fields ``date``, ``position_m``, ``year``) in ``target``'s CRS,
     with a style sidecar graduated by date."""
-    from .styles import graduated_points_qml
+    from ..data.styles import graduated_points_qml
 
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
     layer = ds.CreateLayer("terminus_positions", srs=target, geom_type=ogr.wkbPoint)
@@ -603,10 +592,11 @@ def figure(path, result, fronts, title):
     """Positions through time (a series per method) beside a map of the box, the centreline and
     the fronts coloured by date."""
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
+
+    from ..data.plotting import pyplot
+
+    plt = pyplot()
 
     rows = [r for r in result["rows"] if r["date"] is not None]
     fig, (ax, ax_map) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1.6, 1]})
@@ -683,7 +673,7 @@ def terminus_change_files(input, output, *, input_layer=None, date_field=None, c
                           progress=None, should_stop=None):
     """The worker job of ``fjord:terminuschange``: layers in, the table (and the figure and the
     crossing points) out. Returns ``{"rows": n, "method": ..., "date_field": ..., "notes": n}``."""
-    from .errors import no_progress
+    from ..errors import no_progress
 
     progress = progress or no_progress
     for path in (output, figure_path, output_points):

@@ -15,7 +15,7 @@ of the same kind (snow here, none there) moves a band or two, not the whole imag
 
 import numpy as np
 
-from .errors import FjordError
+from ..errors import FjordError
 
 FACTOR = 10.0
 SAMPLE = 256

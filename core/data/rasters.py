@@ -2,15 +2,14 @@
 rasters written the Fjord way (paletted, with the class schema and the QML/schema sidecars)."""
 
 import json
-
 import os
 
 import numpy as np
 from osgeo import gdal, osr
 
+from ..errors import FjordError
 from . import schema as schemas
 from .dates import image_date
-from .errors import FjordError
 
 GTIFF_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
 
