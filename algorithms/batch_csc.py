@@ -17,8 +17,8 @@ from ..core.errors import FjordError
 from ..core.run.batch import batch_csc
 from ..core.run.scheduler import parse_scheduler
 from .base import FjordAlgorithm
-from .classify_csc import add_device_and_seed, add_phase_two_parameters, add_scale_switch, scale_switch
 from .launcher import run_in_worker
+from .parameters import add_device_and_seed, add_phase_two_parameters, add_scale_switch, scale_switch
 from .styling import style_on_load
 
 # Seconds a cancelled run gets to release its jobs and close its cluster before it is killed.
@@ -26,6 +26,20 @@ CANCEL_GRACE = 20.0
 
 
 class BatchCsc(FjordAlgorithm):
+    JOBS = "JOBS"
+    SCHEDULER = "SCHEDULER"
+    OUTPUT = "OUTPUT"
+    FRONTS = "FRONTS"
+    JOBS_RUN = "JOBS_RUN"
+    JOBS_FAILED = "JOBS_FAILED"
+    SAMPLES_PER_CLASS = "SAMPLES_PER_CLASS"
+    MAX_EPOCHS = "MAX_EPOCHS"
+    SMOOTHING = "SMOOTHING"
+    RECOGNITION_THRESHOLD = "RECOGNITION_THRESHOLD"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    IGNORE_SCALE_MISMATCH = "IGNORE_SCALE_MISMATCH"
+
     def name(self):
         return "batchcsc"
 
@@ -71,43 +85,43 @@ class BatchCsc(FjordAlgorithm):
             "reads as it is; JOBS_FAILED counts the failed jobs.")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterFile("JOBS", self.tr("Job table (CSV)"), extension="csv"))
+        self.addParameter(QgsProcessingParameterFile(self.JOBS, self.tr("Job table (CSV)"), extension="csv"))
         self.addParameter(QgsProcessingParameterString(
-            "SCHEDULER", self.tr("Scheduler (empty = here; local:N = N local worker processes; "
+            self.SCHEDULER, self.tr("Scheduler (empty = here; local:N = N local worker processes; "
                                  "tcp://host:8786 = a Dask cluster)"), defaultValue="",
             optional=True))
         add_phase_two_parameters(self)
         add_device_and_seed(self)
         add_scale_switch(self)
         self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT", self.tr("Summary of the scores"), fileFilter=self.tr("CSV files (*.csv)")))
+            self.OUTPUT, self.tr("Summary of the scores"), fileFilter=self.tr("CSV files (*.csv)")))
         self.addParameter(QgsProcessingParameterVectorDestination(
-            "FRONTS", self.tr("Fronts of all jobs (dated)"), type=QgsProcessing.TypeVectorLine,
+            self.FRONTS, self.tr("Fronts of all jobs (dated)"), type=QgsProcessing.TypeVectorLine,
             optional=True, createByDefault=False))
-        self.addOutput(QgsProcessingOutputNumber("JOBS_RUN", self.tr("Jobs run")))
-        self.addOutput(QgsProcessingOutputNumber("JOBS_FAILED", self.tr("Jobs failed")))
+        self.addOutput(QgsProcessingOutputNumber(self.JOBS_RUN, self.tr("Jobs run")))
+        self.addOutput(QgsProcessingOutputNumber(self.JOBS_FAILED, self.tr("Jobs failed")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        jobs = self.parameterAsFile(parameters, "JOBS", context)
+        jobs = self.parameterAsFile(parameters, self.JOBS, context)
         if not jobs or not os.path.isfile(jobs):
             raise QgsProcessingException(self.tr("Choose the job table (a CSV file)."))
-        summary = self.parameterAsFileOutput(parameters, "OUTPUT", context)
-        scheduler = (self.parameterAsString(parameters, "SCHEDULER", context) or "").strip()
+        summary = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        scheduler = (self.parameterAsString(parameters, self.SCHEDULER, context) or "").strip()
         try:
             parse_scheduler(scheduler)
         except FjordError as exc:
             raise QgsProcessingException(str(exc)) from None
-        fronts = self.parameterAsOutputLayer(parameters, "FRONTS", context) or None
+        fronts = self.parameterAsOutputLayer(parameters, self.FRONTS, context) or None
         if fronts and not fronts.lower().endswith(".gpkg"):
             raise QgsProcessingException(self.tr("Write the fronts as a GeoPackage (.gpkg)."))
         kwargs = {
             "jobs": jobs, "summary": summary, "fronts": fronts, "scheduler": scheduler,
-            "samples_per_class": self.parameterAsInt(parameters, "SAMPLES_PER_CLASS", context),
-            "max_epochs": self.parameterAsInt(parameters, "MAX_EPOCHS", context),
-            "smoothing": self.parameterAsInt(parameters, "SMOOTHING", context),
-            "recognition_threshold": self.parameterAsDouble(parameters, "RECOGNITION_THRESHOLD", context),
-            "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
-            "seed": self.parameterAsInt(parameters, "SEED", context),
+            "samples_per_class": self.parameterAsInt(parameters, self.SAMPLES_PER_CLASS, context),
+            "max_epochs": self.parameterAsInt(parameters, self.MAX_EPOCHS, context),
+            "smoothing": self.parameterAsInt(parameters, self.SMOOTHING, context),
+            "recognition_threshold": self.parameterAsDouble(parameters, self.RECOGNITION_THRESHOLD, context),
+            "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
+            "seed": self.parameterAsInt(parameters, self.SEED, context),
             "ignore_scale_mismatch": scale_switch(self, parameters, context),
         }
         result = run_in_worker(batch_csc, kwargs, feedback,
@@ -119,5 +133,5 @@ class BatchCsc(FjordAlgorithm):
                 f"{result['failed']} of {result['ran'] + result['failed']} job(s) FAILED; their "
                 "messages are in the log, in the Error column of the job table and in the Message "
                 "column of the summary."), False)
-        return {"OUTPUT": summary, "FRONTS": fronts, "JOBS_RUN": result["ran"],
-                "JOBS_FAILED": result["failed"]}
+        return {self.OUTPUT: summary, self.FRONTS: fronts, self.JOBS_RUN: result["ran"],
+                self.JOBS_FAILED: result["failed"]}

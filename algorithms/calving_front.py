@@ -5,12 +5,9 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
 )
 
@@ -18,57 +15,27 @@ from ..core.data import schema as schemas
 from ..core.glaciers.front import calving_front, calving_fronts
 from .base import FjordAlgorithm
 from .launcher import run_in_worker
+from .parameters import add_front_parameters, front_settings
 from .styling import style_on_load
 
 
-def parse_classes(alg, text, name):
-    """Class values from '4' or '1,2,3' (empty: None, the schema's default)."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return [int(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v]
-    except ValueError:
-        raise QgsProcessingException(alg.tr(f"{name} must list class values such as 1,2,3, not "
-                                            f"{text!r}.")) from None
-
-
-def add_front_parameters(alg):
-    """The class roles and the active-contour settings, shared with calvingfronts."""
-    num = QgsProcessingParameterNumber
-    for key, label in (("GLACIER_CLASSES", "Glacier classes (empty: glacier ice)"),
-                       ("OCEAN_CLASSES", "Ocean classes (empty: open water, iceberg water, mélange)"),
-                       ("ROCK_CLASSES", "Rock classes (empty: snow on rock, rock)")):
-        alg.addParameter(QgsProcessingParameterString(key, alg.tr(label), defaultValue="",
-                                                      optional=True))
-    advanced = [
-        num("ITERATIONS", alg.tr("Active contour iterations"), num.Integer, defaultValue=30, minValue=1),
-        num("BALLOON", alg.tr("Active contour balloon force"), num.Double, defaultValue=-0.5),
-        num("SMOOTHING", alg.tr("Active contour smoothing"), num.Integer, defaultValue=1, minValue=0),
-        num("THRESHOLD", alg.tr("Active contour threshold"), num.Double, defaultValue=0.6, minValue=0),
-    ]
-    for param in advanced:
-        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        alg.addParameter(param)
-    alg.addParameter(num("MIN_OCEAN_AREA", alg.tr("Smallest ocean patch (m², also for a raster "
-                                                  "in degrees)"),
-                         num.Double, defaultValue=1e6, minValue=0))
-
-
-def front_settings(alg, parameters, context):
-    """The core's keyword arguments for the class roles and the active contour."""
-    def classes(key):
-        return parse_classes(alg, alg.parameterAsString(parameters, key, context), key)
-    return dict(glacier_classes=classes("GLACIER_CLASSES"), ocean_classes=classes("OCEAN_CLASSES"),
-                rock_classes=classes("ROCK_CLASSES"),
-                iterations=alg.parameterAsInt(parameters, "ITERATIONS", context),
-                balloon=alg.parameterAsDouble(parameters, "BALLOON", context),
-                smoothing=alg.parameterAsInt(parameters, "SMOOTHING", context),
-                threshold=alg.parameterAsDouble(parameters, "THRESHOLD", context),
-                min_ocean_area=alg.parameterAsDouble(parameters, "MIN_OCEAN_AREA", context))
-
-
 class CalvingFront(FjordAlgorithm):
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
+    OUTPUT_MARGINS = "OUTPUT_MARGINS"
+    OUTPUT_RASTER = "OUTPUT_RASTER"
+    LENGTH_M = "LENGTH_M"
+    MARGIN_COUNT = "MARGIN_COUNT"
+    STATUS = "STATUS"
+    GLACIER_CLASSES = "GLACIER_CLASSES"
+    OCEAN_CLASSES = "OCEAN_CLASSES"
+    ROCK_CLASSES = "ROCK_CLASSES"
+    ITERATIONS = "ITERATIONS"
+    BALLOON = "BALLOON"
+    SMOOTHING = "SMOOTHING"
+    THRESHOLD = "THRESHOLD"
+    MIN_OCEAN_AREA = "MIN_OCEAN_AREA"
+
     def name(self):
         return "calvingfront"
 
@@ -100,25 +67,25 @@ class CalvingFront(FjordAlgorithm):
             "TIFFTAG_DATETIME; empty when none is found.")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Class raster")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Class raster")))
         add_front_parameters(self)
         self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT", self.tr("Calving front"), type=QgsProcessing.TypeVectorLine))
+            self.OUTPUT, self.tr("Calving front"), type=QgsProcessing.TypeVectorLine))
         self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT_MARGINS", self.tr("Valley margins"), type=QgsProcessing.TypeVectorLine,
+            self.OUTPUT_MARGINS, self.tr("Valley margins"), type=QgsProcessing.TypeVectorLine,
             optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
-            "OUTPUT_RASTER", self.tr("Classes with the front as class 8"), optional=True,
+            self.OUTPUT_RASTER, self.tr("Classes with the front as class 8"), optional=True,
             createByDefault=False))
-        self.addOutput(QgsProcessingOutputNumber("LENGTH_M", self.tr("Front length (m)")))
-        self.addOutput(QgsProcessingOutputNumber("MARGIN_COUNT", self.tr("Valley margins found")))
-        self.addOutput(QgsProcessingOutputString("STATUS", self.tr("What was found")))
+        self.addOutput(QgsProcessingOutputNumber(self.LENGTH_M, self.tr("Front length (m)")))
+        self.addOutput(QgsProcessingOutputNumber(self.MARGIN_COUNT, self.tr("Valley margins found")))
+        self.addOutput(QgsProcessingOutputString(self.STATUS, self.tr("What was found")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        source = self.raster_file(parameters, "INPUT", context, "class raster")
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        margins = self.parameterAsOutputLayer(parameters, "OUTPUT_MARGINS", context) or None
-        raster = self.parameterAsOutputLayer(parameters, "OUTPUT_RASTER", context) or None
+        source = self.raster_file(parameters, self.INPUT, context, "class raster")
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        margins = self.parameterAsOutputLayer(parameters, self.OUTPUT_MARGINS, context) or None
+        raster = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
         for path in (output, margins):
             if path and not path.lower().endswith(".gpkg"):
                 raise QgsProcessingException(self.tr("Write the front and margins as GeoPackages (.gpkg)."))
@@ -134,12 +101,24 @@ class CalvingFront(FjordAlgorithm):
                 style_on_load(context, path, path[:-5] + ".qml")
         if raster:
             style_on_load(context, raster, schemas.sidecar_paths(raster)["qml"])
-        return {"OUTPUT": output, "OUTPUT_MARGINS": margins, "OUTPUT_RASTER": raster,
-                "LENGTH_M": result["length_m"], "MARGIN_COUNT": result["margins"],
-                "STATUS": result["status"]}
+        return {self.OUTPUT: output, self.OUTPUT_MARGINS: margins, self.OUTPUT_RASTER: raster,
+                self.LENGTH_M: result["length_m"], self.MARGIN_COUNT: result["margins"],
+                self.STATUS: result["status"]}
 
 
 class CalvingFronts(FjordAlgorithm):
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
+    FRONT_COUNT = "FRONT_COUNT"
+    GLACIER_CLASSES = "GLACIER_CLASSES"
+    OCEAN_CLASSES = "OCEAN_CLASSES"
+    ROCK_CLASSES = "ROCK_CLASSES"
+    ITERATIONS = "ITERATIONS"
+    BALLOON = "BALLOON"
+    SMOOTHING = "SMOOTHING"
+    THRESHOLD = "THRESHOLD"
+    MIN_OCEAN_AREA = "MIN_OCEAN_AREA"
+
     def name(self):
         return "calvingfronts"
 
@@ -164,14 +143,14 @@ class CalvingFronts(FjordAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            "INPUT", self.tr("Class rasters (one per date)"), QgsProcessing.TypeRaster))
+            self.INPUT, self.tr("Class rasters (one per date)"), QgsProcessing.TypeRaster))
         add_front_parameters(self)
         self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT", self.tr("Calving fronts (dated)"), type=QgsProcessing.TypeVectorLine))
-        self.addOutput(QgsProcessingOutputNumber("FRONT_COUNT", self.tr("Fronts found")))
+            self.OUTPUT, self.tr("Calving fronts (dated)"), type=QgsProcessing.TypeVectorLine))
+        self.addOutput(QgsProcessingOutputNumber(self.FRONT_COUNT, self.tr("Fronts found")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        layers = self.parameterAsLayerList(parameters, "INPUT", context)
+        layers = self.parameterAsLayerList(parameters, self.INPUT, context)
         if not layers:
             raise QgsProcessingException(self.tr("Give at least one class raster."))
         sources = []
@@ -179,7 +158,7 @@ class CalvingFronts(FjordAlgorithm):
             if layer.providerType() != "gdal":
                 raise QgsProcessingException(self.tr(f"{layer.name()} is not a raster file."))
             sources.append(layer.source())
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not output.lower().endswith(".gpkg"):
             raise QgsProcessingException(self.tr("Write the fronts as a GeoPackage (.gpkg)."))
         result = run_in_worker(calving_fronts, dict(inputs=sources, output=output,
@@ -189,4 +168,4 @@ class CalvingFronts(FjordAlgorithm):
         if missing:
             feedback.reportError(self.tr(f"No calving front in {', '.join(missing)}."), False)
         style_on_load(context, output, output[:-5] + ".qml")
-        return {"OUTPUT": output, "FRONT_COUNT": result["fronts"]}
+        return {self.OUTPUT: output, self.FRONT_COUNT: result["fronts"]}

@@ -21,6 +21,11 @@ from .launcher import managed_environment_dir, qgis_python, run_in_worker, worke
 
 
 class CheckEnvironment(FjordAlgorithm):
+    PYTHON = "PYTHON"
+    BACKEND = "BACKEND"
+    GPU_COUNT = "GPU_COUNT"
+    OK = "OK"
+
     INSTALL = "INSTALL"
     REQUIREMENTS = "REQUIREMENTS"
     OUTPUT = "OUTPUT"
@@ -60,10 +65,10 @@ class CheckEnvironment(FjordAlgorithm):
         self.addParameter(requirements)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, self.tr("Report"), fileFilter="JSON (*.json);;HTML (*.html)", optional=True))
-        self.addOutput(QgsProcessingOutputString("PYTHON", self.tr("Worker Python")))
-        self.addOutput(QgsProcessingOutputString("BACKEND", self.tr("Keras backend")))
-        self.addOutput(QgsProcessingOutputNumber("GPU_COUNT", self.tr("GPUs seen")))
-        self.addOutput(QgsProcessingOutputBoolean("OK", self.tr("Environment complete")))
+        self.addOutput(QgsProcessingOutputString(self.PYTHON, self.tr("Worker Python")))
+        self.addOutput(QgsProcessingOutputString(self.BACKEND, self.tr("Keras backend")))
+        self.addOutput(QgsProcessingOutputNumber(self.GPU_COUNT, self.tr("GPUs seen")))
+        self.addOutput(QgsProcessingOutputBoolean(self.OK, self.tr("Environment complete")))
 
     def processAlgorithm(self, parameters, context, feedback):
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
@@ -105,5 +110,5 @@ class CheckEnvironment(FjordAlgorithm):
                         json.dump(rep, f, indent=2)
                     else:
                         f.write(report_html(rep))
-        return {self.OUTPUT: output, "PYTHON": python, "BACKEND": rep["backend"] or "",
-                "GPU_COUNT": len([g for g in rep["gpus"] if "error" not in g]), "OK": rep["ok"]}
+        return {self.OUTPUT: output, self.PYTHON: python, self.BACKEND: rep["backend"] or "",
+                self.GPU_COUNT: len([g for g in rep["gpus"] if "error" not in g]), self.OK: rep["ok"]}

@@ -6,15 +6,12 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from ..core.data import schema as schemas
@@ -22,52 +19,31 @@ from ..core.learn.csc import classify_csc
 from ..models import PATCH_SIZES
 from .base import FjordAlgorithm
 from .launcher import run_in_worker
+from .parameters import add_device_and_seed, add_phase_two_parameters, add_scale_switch, scale_switch
 from .styling import style_on_load
 
 
-def add_device(alg):
-    device = QgsProcessingParameterString("DEVICE", alg.tr("Device (auto, cpu or a GPU index)"),
-                                          defaultValue="auto")
-    device.setFlags(device.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-    alg.addParameter(device)
-
-
-def add_scale_switch(alg):
-    """IGNORE_SCALE_MISMATCH: classify even when the image is not on the scale of the model's
-    training statistics (advanced; classifycsc, classifyunet and batchcsc)."""
-    switch = QgsProcessingParameterBoolean(
-        "IGNORE_SCALE_MISMATCH", alg.tr("Classify even when the image is not on the model's "
-                                        "training scale"), defaultValue=False)
-    switch.setFlags(switch.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-    alg.addParameter(switch)
-
-
-def scale_switch(alg, parameters, context):
-    return alg.parameterAsBoolean(parameters, "IGNORE_SCALE_MISMATCH", context)
-
-
-def add_device_and_seed(alg):
-    add_device(alg)
-    num = QgsProcessingParameterNumber
-    alg.addParameter(num("SEED", alg.tr("Random seed"), num.Integer, defaultValue=0))
-
-
-def add_phase_two_parameters(alg):
-    """The phase-two settings that classifycsc and batchcsc share."""
-    num = QgsProcessingParameterNumber
-    alg.addParameter(num("SAMPLES_PER_CLASS", alg.tr("Phase-two training pixels per class"),
-                         num.Integer, defaultValue=500000, minValue=50))
-    alg.addParameter(num("MAX_EPOCHS", alg.tr("Phase-two most epochs"), num.Integer,
-                         defaultValue=300, minValue=1))
-    alg.addParameter(num("RECOGNITION_THRESHOLD", alg.tr("Recognition threshold (phase-one "
-                                                         "probability under which a pixel stays "
-                                                         "unlabelled; 0 = off)"),
-                         num.Double, defaultValue=0.0, minValue=0.0, maxValue=1.0))
-    alg.addParameter(num("SMOOTHING", alg.tr("Modal filter radius in pixels (0 = off)"),
-                         num.Integer, defaultValue=4, minValue=0, maxValue=50))
-
-
 class ClassifyCsc(FjordAlgorithm):
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    PATCH_SIZE = "PATCH_SIZE"
+    PATIENCE = "PATIENCE"
+    TILE_STRIDE = "TILE_STRIDE"
+    VALIDATION = "VALIDATION"
+    OUTPUT = "OUTPUT"
+    OUTPUT_PHASE_ONE = "OUTPUT_PHASE_ONE"
+    OUTPUT_PROBABILITIES = "OUTPUT_PROBABILITIES"
+    PHASE_TWO_MODEL = "PHASE_TWO_MODEL"
+    REPORT = "REPORT"
+    FIGURE = "FIGURE"
+    SAMPLES_PER_CLASS = "SAMPLES_PER_CLASS"
+    MAX_EPOCHS = "MAX_EPOCHS"
+    RECOGNITION_THRESHOLD = "RECOGNITION_THRESHOLD"
+    SMOOTHING = "SMOOTHING"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    IGNORE_SCALE_MISMATCH = "IGNORE_SCALE_MISMATCH"
+
     def name(self):
         return "classifycsc"
 
@@ -99,83 +75,83 @@ class ClassifyCsc(FjordAlgorithm):
 
     def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Image")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Image")))
         self.addParameter(QgsProcessingParameterFile(
-            "MODEL", self.tr("Phase-one model (.keras from 'Train phase-one CNN')"), extension="keras"))
-        self.addParameter(num("PATCH_SIZE", self.tr("Phase-two patch size: 1 (MLP) or 3, 5, 7, 15 "
+            self.MODEL, self.tr("Phase-one model (.keras from 'Train phase-one CNN')"), extension="keras"))
+        self.addParameter(num(self.PATCH_SIZE, self.tr("Phase-two patch size: 1 (MLP) or 3, 5, 7, 15 "
                                                     "(compact CNN)"),
                               num.Integer, defaultValue=7, minValue=1, maxValue=15))
         add_phase_two_parameters(self)
-        self.addParameter(num("PATIENCE", self.tr("Phase-two early-stopping patience in epochs "
+        self.addParameter(num(self.PATIENCE, self.tr("Phase-two early-stopping patience in epochs "
                                                   "(0 = never)"),
                               num.Integer, defaultValue=10, minValue=0))
-        self.addParameter(num("TILE_STRIDE", self.tr("Phase-one tile stride in pixels (0 = the tile "
+        self.addParameter(num(self.TILE_STRIDE, self.tr("Phase-one tile stride in pixels (0 = the tile "
                                                      "size; smaller strides average overlapping tiles)"),
                               num.Integer, defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterRasterLayer(
-            "VALIDATION", self.tr("Reference classes for validation"), optional=True))
+            self.VALIDATION, self.tr("Reference classes for validation"), optional=True))
         add_device_and_seed(self)
         add_scale_switch(self)
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("CSC classes")))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("CSC classes")))
         self.addParameter(QgsProcessingParameterRasterDestination(
-            "OUTPUT_PHASE_ONE", self.tr("Phase-one classes"), optional=True, createByDefault=False))
+            self.OUTPUT_PHASE_ONE, self.tr("Phase-one classes"), optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
-            "OUTPUT_PROBABILITIES", self.tr("Phase-two class probabilities"), optional=True,
+            self.OUTPUT_PROBABILITIES, self.tr("Phase-two class probabilities"), optional=True,
             createByDefault=False))
         self.addParameter(QgsProcessingParameterFileDestination(
-            "PHASE_TWO_MODEL", self.tr("Phase-two model"), fileFilter=self.tr("Keras model (*.keras)"),
+            self.PHASE_TWO_MODEL, self.tr("Phase-two model"), fileFilter=self.tr("Keras model (*.keras)"),
             optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterFolderDestination(
-            "REPORT", self.tr("Report folder"), optional=True, createByDefault=False))
+            self.REPORT, self.tr("Report folder"), optional=True, createByDefault=False))
         for key, label in (("PHASE_ONE_WEIGHTED_F1", "Phase one: weighted F1"),
                            ("CSC_WEIGHTED_F1", "CSC: weighted F1"), ("CSC_MACRO_F1", "CSC: macro F1"),
                            ("CSC_ACCURACY", "CSC: overall accuracy")):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
-        self.addOutput(QgsProcessingOutputFile("FIGURE", self.tr("4-panel figure")))
+        self.addOutput(QgsProcessingOutputFile(self.FIGURE, self.tr("4-panel figure")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        image = self.raster_file(parameters, "INPUT", context, "image")
-        validation = self.raster_file(parameters, "VALIDATION", context, "validation raster",
+        image = self.raster_file(parameters, self.INPUT, context, "image")
+        validation = self.raster_file(parameters, self.VALIDATION, context, "validation raster",
                                       optional=True)
-        patch = self.parameterAsInt(parameters, "PATCH_SIZE", context)
+        patch = self.parameterAsInt(parameters, self.PATCH_SIZE, context)
         if patch not in PATCH_SIZES:
             raise QgsProcessingException(self.tr(
                 f"PATCH_SIZE must be 1 (MLP) or 3, 5, 7 or 15 (compact CNN), not {patch}."))
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         optional = {}
-        for key in ("OUTPUT_PHASE_ONE", "OUTPUT_PROBABILITIES"):
+        for key in (self.OUTPUT_PHASE_ONE, self.OUTPUT_PROBABILITIES):
             optional[key] = self.parameterAsOutputLayer(parameters, key, context) or None
-        p2_model = self.parameterAsFileOutput(parameters, "PHASE_TWO_MODEL", context) or None
+        p2_model = self.parameterAsFileOutput(parameters, self.PHASE_TWO_MODEL, context) or None
         if p2_model and not p2_model.lower().endswith(".keras"):
             p2_model = os.path.splitext(p2_model)[0] + ".keras"
-        report = self.parameterAsString(parameters, "REPORT", context) or None
+        report = self.parameterAsString(parameters, self.REPORT, context) or None
         kwargs = {
-            "image": image, "model": self.parameterAsFile(parameters, "MODEL", context),
+            "image": image, "model": self.parameterAsFile(parameters, self.MODEL, context),
             "output": output, "patch_size": patch,
-            "samples_per_class": self.parameterAsInt(parameters, "SAMPLES_PER_CLASS", context),
-            "patience": self.parameterAsInt(parameters, "PATIENCE", context),
-            "max_epochs": self.parameterAsInt(parameters, "MAX_EPOCHS", context),
-            "recognition_threshold": self.parameterAsDouble(parameters, "RECOGNITION_THRESHOLD", context),
-            "tile_stride": self.parameterAsInt(parameters, "TILE_STRIDE", context) or None,
-            "smoothing": self.parameterAsInt(parameters, "SMOOTHING", context),
-            "validation": validation, "output_phase_one": optional["OUTPUT_PHASE_ONE"],
-            "output_probabilities": optional["OUTPUT_PROBABILITIES"], "phase_two_model": p2_model,
+            "samples_per_class": self.parameterAsInt(parameters, self.SAMPLES_PER_CLASS, context),
+            "patience": self.parameterAsInt(parameters, self.PATIENCE, context),
+            "max_epochs": self.parameterAsInt(parameters, self.MAX_EPOCHS, context),
+            "recognition_threshold": self.parameterAsDouble(parameters, self.RECOGNITION_THRESHOLD, context),
+            "tile_stride": self.parameterAsInt(parameters, self.TILE_STRIDE, context) or None,
+            "smoothing": self.parameterAsInt(parameters, self.SMOOTHING, context),
+            "validation": validation, "output_phase_one": optional[self.OUTPUT_PHASE_ONE],
+            "output_probabilities": optional[self.OUTPUT_PROBABILITIES], "phase_two_model": p2_model,
             "report": report,
-            "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
-            "seed": self.parameterAsInt(parameters, "SEED", context),
+            "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
+            "seed": self.parameterAsInt(parameters, self.SEED, context),
             "ignore_scale_mismatch": scale_switch(self, parameters, context),
         }
-        outputs = [p for p in (output, optional["OUTPUT_PHASE_ONE"], optional["OUTPUT_PROBABILITIES"],
+        outputs = [p for p in (output, optional[self.OUTPUT_PHASE_ONE], optional[self.OUTPUT_PROBABILITIES],
                                p2_model) if p]
         result = run_in_worker(classify_csc, kwargs, feedback, outputs=outputs)
         style_on_load(context, output, schemas.sidecar_paths(output)["qml"])
-        if optional["OUTPUT_PHASE_ONE"]:
-            style_on_load(context, optional["OUTPUT_PHASE_ONE"],
-                          schemas.sidecar_paths(optional["OUTPUT_PHASE_ONE"])["qml"])
-        values = {"OUTPUT": output, "OUTPUT_PHASE_ONE": optional["OUTPUT_PHASE_ONE"],
-                  "OUTPUT_PROBABILITIES": optional["OUTPUT_PROBABILITIES"],
-                  "PHASE_TWO_MODEL": p2_model, "REPORT": report,
-                  "FIGURE": result["report"].get("figure")}
+        if optional[self.OUTPUT_PHASE_ONE]:
+            style_on_load(context, optional[self.OUTPUT_PHASE_ONE],
+                          schemas.sidecar_paths(optional[self.OUTPUT_PHASE_ONE])["qml"])
+        values = {self.OUTPUT: output, self.OUTPUT_PHASE_ONE: optional[self.OUTPUT_PHASE_ONE],
+                  self.OUTPUT_PROBABILITIES: optional[self.OUTPUT_PROBABILITIES],
+                  self.PHASE_TWO_MODEL: p2_model, self.REPORT: report,
+                  self.FIGURE: result["report"].get("figure")}
         scores = result["scores"]
         if scores:
             values.update({"PHASE_ONE_WEIGHTED_F1": scores["phase_one"]["weighted"]["f1"],

@@ -13,8 +13,8 @@ from qgis.core import (
 from ..core.data import schema as schemas
 from ..core.learn.unet import classify_unet
 from .base import FjordAlgorithm
-from .classify_csc import add_device, add_scale_switch, scale_switch
 from .launcher import run_in_worker
+from .parameters import add_device, add_scale_switch, scale_switch
 from .styling import style_on_load
 
 BLENDS = ("cosine", "linear", "none")
@@ -22,6 +22,18 @@ PROBABILITIES = ("float32", "byte", "none")
 
 
 class ClassifyUnet(FjordAlgorithm):
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    WINDOW = "WINDOW"
+    OVERLAP = "OVERLAP"
+    BLEND = "BLEND"
+    TTA = "TTA"
+    PROBABILITIES = "PROBABILITIES"
+    OUTPUT = "OUTPUT"
+    PIXELS_PER_SECOND = "PIXELS_PER_SECOND"
+    DEVICE = "DEVICE"
+    IGNORE_SCALE_MISMATCH = "IGNORE_SCALE_MISMATCH"
+
     def name(self):
         return "classifyunet"
 
@@ -50,41 +62,41 @@ class ClassifyUnet(FjordAlgorithm):
 
     def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Image")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Image")))
         self.addParameter(QgsProcessingParameterFile(
-            "MODEL", self.tr("U-Net model (.keras from 'Train U-Net')"), extension="keras"))
-        self.addParameter(num("WINDOW", self.tr("Window size in pixels (0 = the model's)"),
+            self.MODEL, self.tr("U-Net model (.keras from 'Train U-Net')"), extension="keras"))
+        self.addParameter(num(self.WINDOW, self.tr("Window size in pixels (0 = the model's)"),
                               num.Integer, defaultValue=0, minValue=0))
-        self.addParameter(num("OVERLAP", self.tr("Window overlap in pixels (-1 = a quarter of the window)"),
+        self.addParameter(num(self.OVERLAP, self.tr("Window overlap in pixels (-1 = a quarter of the window)"),
                               num.Integer, defaultValue=-1, minValue=-1))
         self.addParameter(QgsProcessingParameterEnum(
-            "BLEND", self.tr("Blending of overlapping windows"), options=list(BLENDS), defaultValue=0))
+            self.BLEND, self.tr("Blending of overlapping windows"), options=list(BLENDS), defaultValue=0))
         self.addParameter(QgsProcessingParameterBoolean(
-            "TTA", self.tr("Test-time augmentation (average over flips)"), defaultValue=False))
+            self.TTA, self.tr("Test-time augmentation (average over flips)"), defaultValue=False))
         self.addParameter(QgsProcessingParameterEnum(
-            "PROBABILITIES", self.tr("Probability bands"),
+            self.PROBABILITIES, self.tr("Probability bands"),
             options=[self.tr("float32"), self.tr("byte (0-254, 255 nodata)"), self.tr("none")],
             defaultValue=0))
         add_device(self)
         add_scale_switch(self)
         self.addParameter(QgsProcessingParameterRasterDestination(
-            "OUTPUT", self.tr("U-Net classes and probabilities")))
-        self.addOutput(QgsProcessingOutputNumber("PIXELS_PER_SECOND", self.tr("Pixels per second")))
+            self.OUTPUT, self.tr("U-Net classes and probabilities")))
+        self.addOutput(QgsProcessingOutputNumber(self.PIXELS_PER_SECOND, self.tr("Pixels per second")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        image = self.raster_file(parameters, "INPUT", context, "image")
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        image = self.raster_file(parameters, self.INPUT, context, "image")
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         kwargs = {
-            "image": image, "model": self.parameterAsFile(parameters, "MODEL", context),
+            "image": image, "model": self.parameterAsFile(parameters, self.MODEL, context),
             "output": output,
-            "window": self.parameterAsInt(parameters, "WINDOW", context),
-            "overlap": self.parameterAsInt(parameters, "OVERLAP", context),
-            "blend": BLENDS[self.parameterAsEnum(parameters, "BLEND", context)],
-            "tta": self.parameterAsBoolean(parameters, "TTA", context),
-            "probabilities": PROBABILITIES[self.parameterAsEnum(parameters, "PROBABILITIES", context)],
-            "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
+            "window": self.parameterAsInt(parameters, self.WINDOW, context),
+            "overlap": self.parameterAsInt(parameters, self.OVERLAP, context),
+            "blend": BLENDS[self.parameterAsEnum(parameters, self.BLEND, context)],
+            "tta": self.parameterAsBoolean(parameters, self.TTA, context),
+            "probabilities": PROBABILITIES[self.parameterAsEnum(parameters, self.PROBABILITIES, context)],
+            "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
             "ignore_scale_mismatch": scale_switch(self, parameters, context),
         }
         result = run_in_worker(classify_unet, kwargs, feedback, outputs=[output])
         style_on_load(context, output, schemas.sidecar_paths(output)["qml"])
-        return {"OUTPUT": output, "PIXELS_PER_SECOND": result["pixels_per_second"]}
+        return {self.OUTPUT: output, self.PIXELS_PER_SECOND: result["pixels_per_second"]}

@@ -23,8 +23,10 @@ from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedb
 
 from ..core.environment import venv_python
 from ..core.errors import Cancelled
+from ..core.learn.session import checkpoint_dir
 from ..core.outputs import remove_partials
 from ..core.process import run_streaming
+from . import training_events
 
 SETTING_PYTHON = "FJORD_PYTHON"
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -196,3 +198,30 @@ def run_in_worker(function, kwargs, feedback=None, outputs=(), python=None, extr
     raise QgsProcessingException(
         f"The worker process {python} exited with code {code} without a result."
         + (f"\nLast worker messages:\n{last}" if last else ""))
+
+
+def run_training(alg, job, kwargs, feedback, output):
+    """Run a training job in the worker, publishing its epochs as training events (the live
+    curves of the desktop's training monitor); after a cancel, say that its checkpoint is kept."""
+    run = training_events.new_run()
+    training_events.publish({"event": "start", "run": run, "title": alg.displayName(),
+                             "model": output})
+
+    def on_record(kind, record):
+        if kind == "epoch":
+            training_events.publish({"event": "epoch", "run": run, "row": record})
+
+    status, curves = "failed", None
+    try:
+        result = run_in_worker(job, kwargs, feedback, outputs=[output], on_record=on_record)
+        status, curves = "finished", result["report"].get("curves")
+        return result
+    except QgsProcessingException:
+        if feedback.isCanceled():
+            status = "cancelled"
+            if os.path.isdir(checkpoint_dir(output)):
+                feedback.pushInfo(alg.tr("The checkpoint of the last finished epoch is kept: run "
+                                         "again with the same model file and settings to resume."))
+        raise
+    finally:
+        training_events.publish({"event": "end", "run": run, "status": status, "curves": curves})

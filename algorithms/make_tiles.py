@@ -20,6 +20,10 @@ from .launcher import run_in_worker
 
 
 class MakeTiles(FjordAlgorithm):
+    PREVIEW = "PREVIEW"
+    TRAIN_COUNT = "TRAIN_COUNT"
+    VALIDATION_COUNT = "VALIDATION_COUNT"
+
     INPUT = "INPUT"
     LABELS = "LABELS"
     MODE = "MODE"
@@ -103,9 +107,9 @@ class MakeTiles(FjordAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean(
             self.APPEND, self.tr("Append to the dataset already in the folder"), defaultValue=False))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, self.tr("Dataset folder")))
-        self.addOutput(QgsProcessingOutputFile("PREVIEW", self.tr("Preview figure")))
-        self.addOutput(QgsProcessingOutputNumber("TRAIN_COUNT", self.tr("Training windows")))
-        self.addOutput(QgsProcessingOutputNumber("VALIDATION_COUNT", self.tr("Validation windows")))
+        self.addOutput(QgsProcessingOutputFile(self.PREVIEW, self.tr("Preview figure")))
+        self.addOutput(QgsProcessingOutputNumber(self.TRAIN_COUNT, self.tr("Training windows")))
+        self.addOutput(QgsProcessingOutputNumber(self.VALIDATION_COUNT, self.tr("Validation windows")))
 
     def processAlgorithm(self, parameters, context, feedback):
         image = self.raster_file(parameters, self.INPUT, context, "image")
@@ -142,6 +146,6 @@ class MakeTiles(FjordAlgorithm):
         for cls, why in sorted(summary["rejected"].items(), key=lambda kv: int(kv[0])):
             feedback.pushInfo(self.tr(f"Rejected candidates, class {cls}: ")
                               + ", ".join(f"{n} by {rule}" for rule, n in why.items()))
-        return {self.OUTPUT: output, "PREVIEW": summary["preview"],
-                "TRAIN_COUNT": summary["windows"]["train"],
-                "VALIDATION_COUNT": summary["windows"]["validation"]}
+        return {self.OUTPUT: output, self.PREVIEW: summary["preview"],
+                self.TRAIN_COUNT: summary["windows"]["train"],
+                self.VALIDATION_COUNT: summary["windows"]["validation"]}

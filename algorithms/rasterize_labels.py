@@ -29,6 +29,10 @@ _OGR_FORMATS = ["gpkg", "shp", "geojson", "json", "fgb", "sqlite", "gml", "kml",
 
 
 class RasterizeLabels(FjordAlgorithm):
+    SCHEMA_FILE = "SCHEMA_FILE"
+    CLASS_COUNT = "CLASS_COUNT"
+    LABELLED_PIXELS = "LABELLED_PIXELS"
+
     INPUT = "INPUT"
     FIELD = "FIELD"
     CLASS = "CLASS"
@@ -98,9 +102,9 @@ class RasterizeLabels(FjordAlgorithm):
             self.ALL_TOUCHED, self.tr("Burn every pixel a polygon touches"), defaultValue=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT, self.tr("Class raster")))
-        self.addOutput(QgsProcessingOutputFile("SCHEMA_FILE", self.tr("Class schema (JSON)")))
-        self.addOutput(QgsProcessingOutputNumber("CLASS_COUNT", self.tr("Classes present")))
-        self.addOutput(QgsProcessingOutputNumber("LABELLED_PIXELS", self.tr("Labelled pixels")))
+        self.addOutput(QgsProcessingOutputFile(self.SCHEMA_FILE, self.tr("Class schema (JSON)")))
+        self.addOutput(QgsProcessingOutputNumber(self.CLASS_COUNT, self.tr("Classes present")))
+        self.addOutput(QgsProcessingOutputNumber(self.LABELLED_PIXELS, self.tr("Labelled pixels")))
 
     def checkParameterValues(self, parameters, context):
         if (self.parameterAsFile(parameters, self.SCHEMA, context)
@@ -155,5 +159,5 @@ class RasterizeLabels(FjordAlgorithm):
         side = schemas.sidecar_paths(output)
         style_on_load(context, output, side["qml"])
         present = [v for v in result["pixel_counts"] if v != 0]
-        return {self.OUTPUT: output, "SCHEMA_FILE": side["schema"], "CLASS_COUNT": len(present),
-                "LABELLED_PIXELS": result["labelled_pixels"]}
+        return {self.OUTPUT: output, self.SCHEMA_FILE: side["schema"], self.CLASS_COUNT: len(present),
+                self.LABELLED_PIXELS: result["labelled_pixels"]}

@@ -28,17 +28,20 @@ ROLE_TITLES = {"blue": "Blue band (number in the stack; 0 = automatic)",
 
 
 class StackBands(FjordAlgorithm):
+    BAND_COUNT = "BAND_COUNT"
+    BAND_NAMES = "BAND_NAMES"
+
     INPUTS = "INPUTS"
     BANDS = "BANDS"
     INDICES = "INDICES"
     SENSOR = "SENSOR"
+    OUTPUT = "OUTPUT"
     BLUE = "BLUE"
     GREEN = "GREEN"
     RED = "RED"
     NIR = "NIR"
     SWIR1 = "SWIR1"
     SWIR2 = "SWIR2"
-    OUTPUT = "OUTPUT"
 
     def name(self):
         return "stackbands"
@@ -118,8 +121,8 @@ class StackBands(FjordAlgorithm):
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT, self.tr("Stacked raster")))
-        self.addOutput(QgsProcessingOutputNumber("BAND_COUNT", self.tr("Bands written")))
-        self.addOutput(QgsProcessingOutputString("BAND_NAMES", self.tr("Band names, in order")))
+        self.addOutput(QgsProcessingOutputNumber(self.BAND_COUNT, self.tr("Bands written")))
+        self.addOutput(QgsProcessingOutputString(self.BAND_NAMES, self.tr("Band names, in order")))
 
     def processAlgorithm(self, parameters, context, feedback):
         layers = self.parameterAsLayerList(parameters, self.INPUTS, context)
@@ -160,5 +163,5 @@ class StackBands(FjordAlgorithm):
                                   f"{result['role_sources'][role]})")
         feedback.pushInfo(self.tr("Bands written ({}): {}").format(
             result["dtype"], ", ".join(result["bands"])))
-        return {self.OUTPUT: output, "BAND_COUNT": len(result["bands"]),
-                "BAND_NAMES": ",".join(result["bands"])}
+        return {self.OUTPUT: output, self.BAND_COUNT: len(result["bands"]),
+                self.BAND_NAMES: ",".join(result["bands"])}

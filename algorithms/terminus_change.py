@@ -24,6 +24,19 @@ from .validate_classification import OGR_FORMATS
 
 
 class TerminusChange(FjordAlgorithm):
+    INPUT = "INPUT"
+    DATE_FIELD = "DATE_FIELD"
+    CENTRELINE = "CENTRELINE"
+    DIRECTION = "DIRECTION"
+    BOX = "BOX"
+    BOX_WIDTH = "BOX_WIDTH"
+    OUTPUT = "OUTPUT"
+    FIGURE = "FIGURE"
+    OUTPUT_POINTS = "OUTPUT_POINTS"
+    FRONTS = "FRONTS"
+    METHOD = "METHOD"
+    DATE_FIELD_USED = "DATE_FIELD_USED"
+
     def name(self):
         return "terminuschange"
 
@@ -70,33 +83,33 @@ class TerminusChange(FjordAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "INPUT", self.tr("Calving fronts (one per feature, dated)"), [QgsProcessing.TypeVectorLine]))
+            self.INPUT, self.tr("Calving fronts (one per feature, dated)"), [QgsProcessing.TypeVectorLine]))
         self.addParameter(QgsProcessingParameterField(
-            "DATE_FIELD", self.tr("Date field (empty: the first field that holds dates)"),
-            parentLayerParameterName="INPUT", optional=True))
+            self.DATE_FIELD, self.tr("Date field (empty: the first field that holds dates)"),
+            parentLayerParameterName=self.INPUT, optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "CENTRELINE", self.tr("Glacier centreline"), [QgsProcessing.TypeVectorLine], optional=True))
+            self.CENTRELINE, self.tr("Glacier centreline"), [QgsProcessing.TypeVectorLine], optional=True))
         self.addParameter(QgsProcessingParameterEnum(
-            "DIRECTION", self.tr("Centreline direction"),
+            self.DIRECTION, self.tr("Centreline direction"),
             options=[self.tr("First vertex downstream, in the fjord"),
                      self.tr("First vertex on the glacier (upstream)")], defaultValue=0))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "BOX", self.tr("Rectilinear box"), [QgsProcessing.TypeVectorPolygon], optional=True))
+            self.BOX, self.tr("Rectilinear box"), [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "BOX_WIDTH", self.tr("Curvilinear box width along the centreline (m; 0 = none)"),
+            self.BOX_WIDTH, self.tr("Curvilinear box width along the centreline (m; 0 = none)"),
             QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0))
         self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT", self.tr("Terminus change table"),
+            self.OUTPUT, self.tr("Terminus change table"),
             fileFilter=self.tr("CSV files (*.csv);;GeoPackage (*.gpkg)")))
         self.addParameter(QgsProcessingParameterFileDestination(
-            "FIGURE", self.tr("Terminus position figure"), fileFilter=self.tr("PNG images (*.png)"),
+            self.FIGURE, self.tr("Terminus position figure"), fileFilter=self.tr("PNG images (*.png)"),
             optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT_POINTS", self.tr("Centreline crossings"), type=QgsProcessing.TypeVectorPoint,
+            self.OUTPUT_POINTS, self.tr("Centreline crossings"), type=QgsProcessing.TypeVectorPoint,
             optional=True, createByDefault=False))
-        self.addOutput(QgsProcessingOutputNumber("FRONTS", self.tr("Fronts in the table")))
-        self.addOutput(QgsProcessingOutputString("METHOD", self.tr("Method of change_m")))
-        self.addOutput(QgsProcessingOutputString("DATE_FIELD_USED", self.tr("Date field used")))
+        self.addOutput(QgsProcessingOutputNumber(self.FRONTS, self.tr("Fronts in the table")))
+        self.addOutput(QgsProcessingOutputString(self.METHOD, self.tr("Method of change_m")))
+        self.addOutput(QgsProcessingOutputString(self.DATE_FIELD_USED, self.tr("Date field used")))
 
     def _layer(self, parameters, name, context, feedback, what):
         if not parameters.get(name):
@@ -108,25 +121,25 @@ class TerminusChange(FjordAlgorithm):
         return path, layer or None
 
     def processAlgorithm(self, parameters, context, feedback):
-        fronts, fronts_layer = self._layer(parameters, "INPUT", context, feedback, "fronts")
-        centreline, centreline_layer = self._layer(parameters, "CENTRELINE", context, feedback,
+        fronts, fronts_layer = self._layer(parameters, self.INPUT, context, feedback, "fronts")
+        centreline, centreline_layer = self._layer(parameters, self.CENTRELINE, context, feedback,
                                                    "centreline")
-        box, box_layer = self._layer(parameters, "BOX", context, feedback, "box")
-        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
-        figure = self.parameterAsFileOutput(parameters, "FIGURE", context) or None
-        points = (self.parameterAsOutputLayer(parameters, "OUTPUT_POINTS", context)
-                  if parameters.get("OUTPUT_POINTS") else None)
+        box, box_layer = self._layer(parameters, self.BOX, context, feedback, "box")
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        figure = self.parameterAsFileOutput(parameters, self.FIGURE, context) or None
+        points = (self.parameterAsOutputLayer(parameters, self.OUTPUT_POINTS, context)
+                  if parameters.get(self.OUTPUT_POINTS) else None)
         kwargs = dict(input=fronts, output=output, input_layer=fronts_layer,
-                      date_field=self.parameterAsString(parameters, "DATE_FIELD", context) or None,
+                      date_field=self.parameterAsString(parameters, self.DATE_FIELD, context) or None,
                       centreline=centreline, centreline_layer=centreline_layer,
-                      direction=self.parameterAsEnum(parameters, "DIRECTION", context),
+                      direction=self.parameterAsEnum(parameters, self.DIRECTION, context),
                       box=box, box_layer=box_layer,
-                      box_width=self.parameterAsDouble(parameters, "BOX_WIDTH", context),
+                      box_width=self.parameterAsDouble(parameters, self.BOX_WIDTH, context),
                       figure_path=figure, output_points=points)
         result = run_in_worker(terminus_change_files, kwargs, feedback,
                          outputs=[p for p in (output, figure, points) if p])
         if points:
             style_on_load(context, points, os.path.splitext(points)[0] + ".qml")
-        return {"OUTPUT": output, "FIGURE": figure, "OUTPUT_POINTS": points,
-                "FRONTS": result["rows"], "METHOD": result["method"],
-                "DATE_FIELD_USED": result["date_field"]}
+        return {self.OUTPUT: output, self.FIGURE: figure, self.OUTPUT_POINTS: points,
+                self.FRONTS: result["rows"], self.METHOD: result["method"],
+                self.DATE_FIELD_USED: result["date_field"]}

@@ -16,48 +16,21 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.learn.phase_one import (
-    ARCHITECTURES,
-    AUGMENTS,
-    CLASS_WEIGHTS,
-    PRECISIONS,
-    TARGET_METRICS,
-    checkpoint_dir,
-    train_phase_one,
-)
-from . import training_events
+from ..core.learn.phase_one import TARGET_METRICS, train_phase_one
+from ..core.learn.session import CLASS_WEIGHTS, PRECISIONS
+from ..core.prepare.tiles import AUGMENTS
+from ..models import ARCHITECTURES
 from .base import FjordAlgorithm
-from .launcher import run_in_worker
-
-
-def run_training(alg, job, kwargs, feedback, output):
-    """Run a training job in the worker, publishing its epochs as training events (the live
-    curves of the desktop's training monitor); after a cancel, say that its checkpoint is kept."""
-    run = training_events.new_run()
-    training_events.publish({"event": "start", "run": run, "title": alg.displayName(),
-                             "model": output})
-
-    def on_record(kind, record):
-        if kind == "epoch":
-            training_events.publish({"event": "epoch", "run": run, "row": record})
-
-    status, curves = "failed", None
-    try:
-        result = run_in_worker(job, kwargs, feedback, outputs=[output], on_record=on_record)
-        status, curves = "finished", result["report"].get("curves")
-        return result
-    except QgsProcessingException:
-        if feedback.isCanceled():
-            status = "cancelled"
-            if os.path.isdir(checkpoint_dir(output)):
-                feedback.pushInfo(alg.tr("The checkpoint of the last finished epoch is kept: run "
-                                         "again with the same model file and settings to resume."))
-        raise
-    finally:
-        training_events.publish({"event": "end", "run": run, "status": status, "curves": curves})
+from .launcher import run_training
 
 
 class TrainPhaseOne(FjordAlgorithm):
+    CURVES = "CURVES"
+    CONFUSION_MATRIX = "CONFUSION_MATRIX"
+    VALIDATION_ACCURACY = "VALIDATION_ACCURACY"
+    EPOCHS_RUN = "EPOCHS_RUN"
+    STOPPED = "STOPPED"
+
     DATASET = "DATASET"
     ARCHITECTURE = "ARCHITECTURE"
     EPOCHS = "EPOCHS"
@@ -147,11 +120,11 @@ class TrainPhaseOne(FjordAlgorithm):
             self.OUTPUT, self.tr("Model file"), fileFilter=self.tr("Keras model (*.keras)")))
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.REPORT, self.tr("Training report folder"), optional=True, createByDefault=True))
-        self.addOutput(QgsProcessingOutputFile("CURVES", self.tr("Training curves")))
-        self.addOutput(QgsProcessingOutputFile("CONFUSION_MATRIX", self.tr("Validation confusion matrix")))
-        self.addOutput(QgsProcessingOutputNumber("VALIDATION_ACCURACY", self.tr("Validation accuracy")))
-        self.addOutput(QgsProcessingOutputNumber("EPOCHS_RUN", self.tr("Epochs run")))
-        self.addOutput(QgsProcessingOutputString("STOPPED", self.tr("Why training stopped")))
+        self.addOutput(QgsProcessingOutputFile(self.CURVES, self.tr("Training curves")))
+        self.addOutput(QgsProcessingOutputFile(self.CONFUSION_MATRIX, self.tr("Validation confusion matrix")))
+        self.addOutput(QgsProcessingOutputNumber(self.VALIDATION_ACCURACY, self.tr("Validation accuracy")))
+        self.addOutput(QgsProcessingOutputNumber(self.EPOCHS_RUN, self.tr("Epochs run")))
+        self.addOutput(QgsProcessingOutputString(self.STOPPED, self.tr("Why training stopped")))
 
     def processAlgorithm(self, parameters, context, feedback):
         dataset = self.parameterAsFile(parameters, self.DATASET, context)
@@ -183,6 +156,6 @@ class TrainPhaseOne(FjordAlgorithm):
                               f"{cls['recall']:.3f}, F1 {cls['f1']:.3f}, support {cls['support']}")
         files = result["report"]
         return {self.OUTPUT: result["model"], self.REPORT: report,
-                "CURVES": files.get("curves"), "CONFUSION_MATRIX": files.get("confusion_png"),
-                "VALIDATION_ACCURACY": result["accuracy"], "EPOCHS_RUN": result["epochs_run"],
-                "STOPPED": result["stopped"]}
+                self.CURVES: files.get("curves"), self.CONFUSION_MATRIX: files.get("confusion_png"),
+                self.VALIDATION_ACCURACY: result["accuracy"], self.EPOCHS_RUN: result["epochs_run"],
+                self.STOPPED: result["stopped"]}

@@ -14,17 +14,40 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..core.learn.phase_one import CLASS_WEIGHTS
+from ..core.learn.session import CLASS_WEIGHTS
 from ..core.learn.unet import AUGMENTS, LOSSES, SCHEDULES, train_unet
 from ..models import UNET_PRESETS
 from .base import FjordAlgorithm
-from .classify_csc import add_device_and_seed
-from .train_phase_one import run_training
+from .launcher import run_training
+from .parameters import add_device_and_seed
 
 PRESETS = tuple(UNET_PRESETS)
 
 
 class TrainUnet(FjordAlgorithm):
+    DATASET = "DATASET"
+    PRESET = "PRESET"
+    DEPTH = "DEPTH"
+    FILTERS = "FILTERS"
+    DROPOUT = "DROPOUT"
+    LOSS = "LOSS"
+    CLASS_WEIGHTS = "CLASS_WEIGHTS"
+    AUGMENT = "AUGMENT"
+    EPOCHS = "EPOCHS"
+    BATCH_SIZE = "BATCH_SIZE"
+    LEARNING_RATE = "LEARNING_RATE"
+    LR_SCHEDULE = "LR_SCHEDULE"
+    PATIENCE = "PATIENCE"
+    MIXED_PRECISION = "MIXED_PRECISION"
+    INITIAL_MODEL = "INITIAL_MODEL"
+    OUTPUT = "OUTPUT"
+    REPORT = "REPORT"
+    CURVES = "CURVES"
+    CONFUSION_MATRIX = "CONFUSION_MATRIX"
+    STOPPED = "STOPPED"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+
     def name(self):
         return "trainunet"
 
@@ -63,81 +86,81 @@ class TrainUnet(FjordAlgorithm):
     def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterFile(
-            "DATASET", self.tr("Segmentation dataset folder (from 'Make training tiles')"),
+            self.DATASET, self.tr("Segmentation dataset folder (from 'Make training tiles')"),
             behavior=QgsProcessingParameterFile.Folder))
         self.addParameter(QgsProcessingParameterEnum(
-            "PRESET", self.tr("Network preset"), options=list(PRESETS), defaultValue=0))
-        self.addParameter(num("DEPTH", self.tr("Depth: encoder blocks (preset none)"), num.Integer,
+            self.PRESET, self.tr("Network preset"), options=list(PRESETS), defaultValue=0))
+        self.addParameter(num(self.DEPTH, self.tr("Depth: encoder blocks (preset none)"), num.Integer,
                               defaultValue=5, minValue=1, maxValue=7))
-        self.addParameter(num("FILTERS", self.tr("Base filters (preset none)"), num.Integer,
+        self.addParameter(num(self.FILTERS, self.tr("Base filters (preset none)"), num.Integer,
                               defaultValue=16, minValue=1, maxValue=512))
-        self.addParameter(num("DROPOUT", self.tr("Dropout in every block (preset none)"), num.Double,
+        self.addParameter(num(self.DROPOUT, self.tr("Dropout in every block (preset none)"), num.Double,
                               defaultValue=0.0, minValue=0.0, maxValue=0.9))
         self.addParameter(QgsProcessingParameterEnum(
-            "LOSS", self.tr("Loss"), options=[self.tr("cross-entropy"), self.tr("weighted cross-entropy"),
+            self.LOSS, self.tr("Loss"), options=[self.tr("cross-entropy"), self.tr("weighted cross-entropy"),
                                                self.tr("soft Dice"), self.tr("cross-entropy + Dice")],
             defaultValue=3))
         self.addParameter(QgsProcessingParameterEnum(
-            "CLASS_WEIGHTS", self.tr("Class weights"), options=list(CLASS_WEIGHTS), defaultValue=0))
+            self.CLASS_WEIGHTS, self.tr("Class weights"), options=list(CLASS_WEIGHTS), defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
-            "AUGMENT", self.tr("On-the-fly augmentation"),
+            self.AUGMENT, self.tr("On-the-fly augmentation"),
             options=[self.tr("none"), self.tr("rotations and flips"),
                      self.tr("rotations, flips and random crops")], defaultValue=2))
-        self.addParameter(num("EPOCHS", self.tr("Most epochs"), num.Integer, defaultValue=30, minValue=1))
-        self.addParameter(num("BATCH_SIZE", self.tr("Batch size"), num.Integer, defaultValue=8, minValue=1))
-        self.addParameter(num("LEARNING_RATE", self.tr("Learning rate"), num.Double, defaultValue=2e-3,
+        self.addParameter(num(self.EPOCHS, self.tr("Most epochs"), num.Integer, defaultValue=30, minValue=1))
+        self.addParameter(num(self.BATCH_SIZE, self.tr("Batch size"), num.Integer, defaultValue=8, minValue=1))
+        self.addParameter(num(self.LEARNING_RATE, self.tr("Learning rate"), num.Double, defaultValue=2e-3,
                               minValue=1e-9, maxValue=1.0))
         self.addParameter(QgsProcessingParameterEnum(
-            "LR_SCHEDULE", self.tr("Learning-rate schedule"),
+            self.LR_SCHEDULE, self.tr("Learning-rate schedule"),
             options=[self.tr("cosine decay to 0 over the epochs"), self.tr("constant")],
             defaultValue=0))
-        self.addParameter(num("PATIENCE", self.tr("Stop after this many epochs without a better "
+        self.addParameter(num(self.PATIENCE, self.tr("Stop after this many epochs without a better "
                                                   "validation loss (0 = never)"),
                               num.Integer, defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterEnum(
-            "MIXED_PRECISION", self.tr("Mixed precision"), options=["auto", "on", "off"], defaultValue=0))
+            self.MIXED_PRECISION, self.tr("Mixed precision"), options=["auto", "on", "off"], defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            "INITIAL_MODEL", self.tr("U-Net to fine-tune"), extension="keras", optional=True))
+            self.INITIAL_MODEL, self.tr("U-Net to fine-tune"), extension="keras", optional=True))
         add_device_and_seed(self)
         self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT", self.tr("Model file"), fileFilter=self.tr("Keras model (*.keras)")))
+            self.OUTPUT, self.tr("Model file"), fileFilter=self.tr("Keras model (*.keras)")))
         self.addParameter(QgsProcessingParameterFolderDestination(
-            "REPORT", self.tr("Training report folder"), optional=True, createByDefault=True))
-        self.addOutput(QgsProcessingOutputFile("CURVES", self.tr("Training curves")))
-        self.addOutput(QgsProcessingOutputFile("CONFUSION_MATRIX", self.tr("Validation confusion matrix")))
+            self.REPORT, self.tr("Training report folder"), optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputFile(self.CURVES, self.tr("Training curves")))
+        self.addOutput(QgsProcessingOutputFile(self.CONFUSION_MATRIX, self.tr("Validation confusion matrix")))
         for key, label in (("VALIDATION_ACCURACY", "Validation pixel accuracy"),
                            ("VALIDATION_MACRO_F1", "Validation macro F1"),
                            ("VALIDATION_MEAN_IOU", "Validation mean IoU"), ("EPOCHS_RUN", "Epochs run")):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
-        self.addOutput(QgsProcessingOutputString("STOPPED", self.tr("Why training stopped")))
+        self.addOutput(QgsProcessingOutputString(self.STOPPED, self.tr("Why training stopped")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        dataset = self.parameterAsFile(parameters, "DATASET", context)
+        dataset = self.parameterAsFile(parameters, self.DATASET, context)
         if not dataset or not os.path.isdir(dataset):
             raise QgsProcessingException(self.tr("Choose the dataset folder made by 'Make training tiles'."))
-        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         if not output.lower().endswith(".keras"):
             output = os.path.splitext(output)[0] + ".keras"
-        report = self.parameterAsString(parameters, "REPORT", context) or None
+        report = self.parameterAsString(parameters, self.REPORT, context) or None
         kwargs = {
             "dataset": dataset, "output": output, "report": report,
-            "preset": PRESETS[self.parameterAsEnum(parameters, "PRESET", context)],
-            "depth": self.parameterAsInt(parameters, "DEPTH", context),
-            "filters": self.parameterAsInt(parameters, "FILTERS", context),
-            "dropout": self.parameterAsDouble(parameters, "DROPOUT", context),
-            "loss": tuple(LOSSES)[self.parameterAsEnum(parameters, "LOSS", context)],
-            "class_weights": CLASS_WEIGHTS[self.parameterAsEnum(parameters, "CLASS_WEIGHTS", context)],
-            "augment": AUGMENTS[self.parameterAsEnum(parameters, "AUGMENT", context)],
-            "epochs": self.parameterAsInt(parameters, "EPOCHS", context),
-            "batch_size": self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            "learning_rate": self.parameterAsDouble(parameters, "LEARNING_RATE", context),
-            "schedule": SCHEDULES[self.parameterAsEnum(parameters, "LR_SCHEDULE", context)],
-            "patience": self.parameterAsInt(parameters, "PATIENCE", context),
-            "mixed_precision": ("auto", "on", "off")[self.parameterAsEnum(parameters, "MIXED_PRECISION",
+            "preset": PRESETS[self.parameterAsEnum(parameters, self.PRESET, context)],
+            "depth": self.parameterAsInt(parameters, self.DEPTH, context),
+            "filters": self.parameterAsInt(parameters, self.FILTERS, context),
+            "dropout": self.parameterAsDouble(parameters, self.DROPOUT, context),
+            "loss": tuple(LOSSES)[self.parameterAsEnum(parameters, self.LOSS, context)],
+            "class_weights": CLASS_WEIGHTS[self.parameterAsEnum(parameters, self.CLASS_WEIGHTS, context)],
+            "augment": AUGMENTS[self.parameterAsEnum(parameters, self.AUGMENT, context)],
+            "epochs": self.parameterAsInt(parameters, self.EPOCHS, context),
+            "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            "learning_rate": self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+            "schedule": SCHEDULES[self.parameterAsEnum(parameters, self.LR_SCHEDULE, context)],
+            "patience": self.parameterAsInt(parameters, self.PATIENCE, context),
+            "mixed_precision": ("auto", "on", "off")[self.parameterAsEnum(parameters, self.MIXED_PRECISION,
                                                                           context)],
-            "initial_model": self.parameterAsFile(parameters, "INITIAL_MODEL", context) or None,
-            "device": (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip(),
-            "seed": self.parameterAsInt(parameters, "SEED", context),
+            "initial_model": self.parameterAsFile(parameters, self.INITIAL_MODEL, context) or None,
+            "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
+            "seed": self.parameterAsInt(parameters, self.SEED, context),
         }
         result = run_training(self, train_unet, kwargs, feedback, output)
         for cls in result["classes"]:
@@ -145,8 +168,8 @@ class TrainUnet(FjordAlgorithm):
                               f"{cls['recall']:.3f}, F1 {cls['f1']:.3f}, IoU {cls['iou']:.3f}, "
                               f"support {cls['support']} px")
         files = result["report"]
-        return {"OUTPUT": result["model"], "REPORT": report, "CURVES": files.get("curves"),
-                "CONFUSION_MATRIX": files.get("confusion_png"),
+        return {self.OUTPUT: result["model"], self.REPORT: report, self.CURVES: files.get("curves"),
+                self.CONFUSION_MATRIX: files.get("confusion_png"),
                 "VALIDATION_ACCURACY": result["accuracy"], "VALIDATION_MACRO_F1": result["macro_f1"],
                 "VALIDATION_MEAN_IOU": result["mean_iou"], "EPOCHS_RUN": result["epochs_run"],
-                "STOPPED": result["stopped"]}
+                self.STOPPED: result["stopped"]}

@@ -18,6 +18,14 @@ OGR_FORMATS = ["gpkg", "shp", "geojson", "json", "fgb", "sqlite", "gml", "kml", 
 
 
 class ValidateClassification(FjordAlgorithm):
+    INPUT = "INPUT"
+    REFERENCE = "REFERENCE"
+    REFERENCE_VECTOR = "REFERENCE_VECTOR"
+    FIELD = "FIELD"
+    OUTPUT = "OUTPUT"
+    OUTPUT_CONFUSION = "OUTPUT_CONFUSION"
+    FIGURE = "FIGURE"
+
     def name(self):
         return "validateclassification"
 
@@ -42,22 +50,22 @@ class ValidateClassification(FjordAlgorithm):
             "and qgis_process --json.")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Class raster")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Class raster")))
         self.addParameter(QgsProcessingParameterRasterLayer(
-            "REFERENCE", self.tr("Reference class raster"), optional=True))
+            self.REFERENCE, self.tr("Reference class raster"), optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "REFERENCE_VECTOR", self.tr("Reference polygons"),
+            self.REFERENCE_VECTOR, self.tr("Reference polygons"),
             [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterField(
-            "FIELD", self.tr("Class field of the reference polygons"),
-            parentLayerParameterName="REFERENCE_VECTOR", optional=True))
+            self.FIELD, self.tr("Class field of the reference polygons"),
+            parentLayerParameterName=self.REFERENCE_VECTOR, optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT", self.tr("Scores"), fileFilter=self.tr("CSV files (*.csv)")))
+            self.OUTPUT, self.tr("Scores"), fileFilter=self.tr("CSV files (*.csv)")))
         self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT_CONFUSION", self.tr("Confusion matrix"), fileFilter=self.tr("CSV files (*.csv)"),
+            self.OUTPUT_CONFUSION, self.tr("Confusion matrix"), fileFilter=self.tr("CSV files (*.csv)"),
             optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterFileDestination(
-            "FIGURE", self.tr("Confusion matrix figure"), fileFilter=self.tr("PNG images (*.png)"),
+            self.FIGURE, self.tr("Confusion matrix figure"), fileFilter=self.tr("PNG images (*.png)"),
             optional=True, createByDefault=False))
         for key, label in (("OVERALL_ACCURACY", "Overall accuracy"), ("KAPPA", "Cohen's kappa"),
                            ("MACRO_F1", "Macro F1"), ("WEIGHTED_F1", "Weighted F1"),
@@ -65,20 +73,20 @@ class ValidateClassification(FjordAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
 
     def processAlgorithm(self, parameters, context, feedback):
-        source = self.raster_file(parameters, "INPUT", context, "class raster")
-        reference = self.raster_file(parameters, "REFERENCE", context, "reference raster", optional=True)
+        source = self.raster_file(parameters, self.INPUT, context, "class raster")
+        reference = self.raster_file(parameters, self.REFERENCE, context, "reference raster", optional=True)
         vector = layer_name = None
-        if parameters.get("REFERENCE_VECTOR"):
+        if parameters.get(self.REFERENCE_VECTOR):
             vector, layer_name = self.parameterAsCompatibleSourceLayerPathAndLayerName(
-                parameters, "REFERENCE_VECTOR", context, OGR_FORMATS, "gpkg", feedback)
+                parameters, self.REFERENCE_VECTOR, context, OGR_FORMATS, "gpkg", feedback)
             if not vector:
                 raise QgsProcessingException(self.tr("The reference polygons could not be loaded."))
         outputs = {key: self.parameterAsFileOutput(parameters, key, context) or None
-                   for key in ("OUTPUT", "OUTPUT_CONFUSION", "FIGURE")}
-        kwargs = dict(input=source, output=outputs["OUTPUT"], reference=reference,
+                   for key in (self.OUTPUT, self.OUTPUT_CONFUSION, self.FIGURE)}
+        kwargs = dict(input=source, output=outputs[self.OUTPUT], reference=reference,
                       reference_vector=vector, layer=layer_name,
-                      field=self.parameterAsString(parameters, "FIELD", context) or None,
-                      output_confusion=outputs["OUTPUT_CONFUSION"], figure=outputs["FIGURE"])
+                      field=self.parameterAsString(parameters, self.FIELD, context) or None,
+                      output_confusion=outputs[self.OUTPUT_CONFUSION], figure=outputs[self.FIGURE])
         result = run_in_worker(validate_classification, kwargs, feedback,
                          outputs=[p for p in outputs.values() if p])
         for cls in result["classes"]:

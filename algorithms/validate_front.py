@@ -24,6 +24,14 @@ from .styling import style_on_load
 
 
 class ValidateFront(FjordAlgorithm):
+    INPUT = "INPUT"
+    REFERENCE = "REFERENCE"
+    SPACING = "SPACING"
+    OUTPUT = "OUTPUT"
+    REPORT = "REPORT"
+    FIGURE = "FIGURE"
+    CATASTROPHIC = "CATASTROPHIC"
+
     def name(self):
         return "validatefront"
 
@@ -54,21 +62,21 @@ class ValidateFront(FjordAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMapLayer(
-            "INPUT", self.tr("Predicted front (line layer or class raster)")))
+            self.INPUT, self.tr("Predicted front (line layer or class raster)")))
         self.addParameter(QgsProcessingParameterMapLayer(
-            "REFERENCE", self.tr("Reference front (line layer or class raster)")))
+            self.REFERENCE, self.tr("Reference front (line layer or class raster)")))
         spacing = QgsProcessingParameterNumber(
-            "SPACING", self.tr("Reference point spacing in metres (0: the pixel size, else 10 m)"),
+            self.SPACING, self.tr("Reference point spacing in metres (0: the pixel size, else 10 m)"),
             QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0)
         spacing.setFlags(spacing.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(spacing)
         self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT", self.tr("Front error points"), type=QgsProcessing.TypeVectorPoint))
+            self.OUTPUT, self.tr("Front error points"), type=QgsProcessing.TypeVectorPoint))
         self.addParameter(QgsProcessingParameterFileDestination(
-            "REPORT", self.tr("Front error report"), fileFilter=self.tr("CSV files (*.csv);;JSON files (*.json)"),
+            self.REPORT, self.tr("Front error report"), fileFilter=self.tr("CSV files (*.csv);;JSON files (*.json)"),
             optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterFileDestination(
-            "FIGURE", self.tr("Front error histogram"), fileFilter=self.tr("PNG images (*.png)"),
+            self.FIGURE, self.tr("Front error histogram"), fileFilter=self.tr("PNG images (*.png)"),
             optional=True, createByDefault=False))
         for key, label in (("MEAN_M", "Mean error (m)"), ("MEDIAN_M", "Median error (m)"),
                            ("MODE_M", "Mode of the error (m, 10 m bins)"), ("STD_M", "Standard deviation (m)"),
@@ -77,7 +85,7 @@ class ValidateFront(FjordAlgorithm):
                            ("MDE_M", "Mean distance error, both directions (m; CaFFe)"),
                            ("POINTS", "Reference points")):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
-        self.addOutput(QgsProcessingOutputBoolean("CATASTROPHIC", self.tr("Catastrophic failure "
+        self.addOutput(QgsProcessingOutputBoolean(self.CATASTROPHIC, self.tr("Catastrophic failure "
                                                                           "(largest error over 1000 m)")))
 
     def _source(self, parameters, name, context, what):
@@ -93,23 +101,23 @@ class ValidateFront(FjordAlgorithm):
                                              "Shapefile...) or a GeoTIFF class raster."))
 
     def processAlgorithm(self, parameters, context, feedback):
-        predicted, predicted_layer = self._source(parameters, "INPUT", context, "predicted front")
-        reference, reference_layer = self._source(parameters, "REFERENCE", context, "reference front")
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        predicted, predicted_layer = self._source(parameters, self.INPUT, context, "predicted front")
+        reference, reference_layer = self._source(parameters, self.REFERENCE, context, "reference front")
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not output.lower().endswith(".gpkg"):
             raise QgsProcessingException(self.tr("Write the error points as a GeoPackage (.gpkg)."))
-        report = self.parameterAsFileOutput(parameters, "REPORT", context) or None
-        figure = self.parameterAsFileOutput(parameters, "FIGURE", context) or None
+        report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
+        figure = self.parameterAsFileOutput(parameters, self.FIGURE, context) or None
         kwargs = dict(input=predicted, reference=reference, output=output,
                       input_layer=predicted_layer, reference_layer=reference_layer,
-                      spacing=self.parameterAsDouble(parameters, "SPACING", context) or None,
+                      spacing=self.parameterAsDouble(parameters, self.SPACING, context) or None,
                       report=report, figure=figure)
         stats = run_in_worker(validate_front, kwargs, feedback,
                         outputs=[p for p in (output, report, figure) if p])
         style_on_load(context, output, os.path.splitext(output)[0] + ".qml")
-        return {"OUTPUT": output, "REPORT": report, "FIGURE": figure, "MEAN_M": stats["mean_m"],
+        return {self.OUTPUT: output, self.REPORT: report, self.FIGURE: figure, "MEAN_M": stats["mean_m"],
                 "MEDIAN_M": stats["median_m"], "MODE_M": stats["mode_m"], "STD_M": stats["std_m"],
                 "P90_M": stats["p90_m"], "MAX_M": stats["max_m"],
                 "SHARE_UNDER_100M": stats["share_under_100m"], "MDE_M": stats["mde_m"],
                 "POINTS": stats["points"],
-                "CATASTROPHIC": stats["catastrophic"]}
+                self.CATASTROPHIC: stats["catastrophic"]}

@@ -16,6 +16,36 @@ import json
 import sys
 
 
+def _train():
+    from .learn.phase_one import train_phase_one
+    return train_phase_one, ("dataset", "model")
+
+
+def _csc():
+    from .learn.csc import classify_csc
+    return classify_csc, ("image", "model", "output")
+
+
+def _batchcsc():
+    from .run.batch import batch_csc
+    return batch_csc, ("jobs", "summary")
+
+
+def _trainunet():
+    from .learn.unet import train_unet
+    return train_unet, ("dataset", "model")
+
+
+def _unet():
+    from .learn.unet import classify_unet
+    return classify_unet, ("image", "model", "output")
+
+
+#: command -> the core function it runs and its positional arguments (imported on use: the
+#: device must be chosen before an engine loads)
+JOBS = {"train": _train, "csc": _csc, "batchcsc": _batchcsc, "trainunet": _trainunet, "unet": _unet}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fjord.core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,18 +154,10 @@ def main(argv=None):
         paths = write_synthetic_scene(args.folder, shape=(args.rows, args.cols), seed=args.seed)
         print(json.dumps(paths, indent=2))
         return 0
-    jobs = {"train": (".train", "train_phase_one", ("dataset", "model")),
-            "csc": (".csc", "classify_csc", ("image", "model", "output")),
-            "batchcsc": (".batch", "batch_csc", ("jobs", "summary")),
-            "trainunet": (".unet", "train_unet", ("dataset", "model")),
-            "unet": (".unet", "classify_unet", ("image", "model", "output"))}
-    if args.command in jobs:
-        import importlib
-
+    if args.command in JOBS:
         from .errors import FjordError
 
-        module, name, positional = jobs[args.command]
-        func = getattr(importlib.import_module(module, __package__), name)
+        func, positional = JOBS[args.command]()
 
         def say(fraction, message=None):
             if message:

@@ -17,7 +17,7 @@ import zipfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Left out of the plugin: development only.
 EXCLUDED_DIRS = ("test/", "bench/", ".ci/", "scripts/", "docs/")
-EXCLUDED_FILES = (".gitignore", "Makefile", "pytest.ini", "requirements-dev.txt")
+EXCLUDED_FILES = (".gitignore", "Makefile", "pytest.ini", "pyproject.toml", "requirements-dev.txt")
 
 
 def plugin_files(repo=REPO):

@@ -222,3 +222,29 @@ def qgis_process(tmp_path_factory):
 
     run("plugins", "enable", "fjord")
     return run
+
+
+@pytest.fixture()
+def read_only_folder(tmp_path):
+    """A folder that this process cannot write to, root included.
+
+    As root (CI runs as root), file permissions are not enforced: the folder becomes a read-only
+    bind mount of itself, which the kernel refuses to write to (EROFS) whoever asks. Otherwise
+    its permissions are r-x.
+    """
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        yield folder
+        folder.chmod(0o700)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot make a read-only bind mount as root: {mounted.stderr.decode()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+        assert not os.access(folder, os.W_OK)
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -1,7 +1,11 @@
 """Small builders shared by the tests: rasters and polygon layers made on the fly."""
 
+import json
+
 import numpy as np
-from osgeo import gdal, ogr, osr
+from osgeo import gdal, gdal_array, ogr, osr
+
+from fjord.core.data.schema import METADATA_KEY
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -9,18 +13,58 @@ ogr.UseExceptions()
 UTM = 32633
 
 
-def make_raster(path, width=60, height=40, origin=(500000.0, 5800000.0), pixel=10.0, epsg=UTM,
-                bands=1):
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, bands, gdal.GDT_UInt16)
-    ds.SetGeoTransform((origin[0], pixel, 0, origin[1], 0, -pixel))
-    if epsg:
+def write_raster(path, array, *, origin=(500000.0, 5800000.0), pixel=10.0, geotransform=None,
+                 epsg=UTM, projection=None, dtype=None, nodata=None, names=None, schema=None,
+                 metadata=None, colour_table=False, options=()):
+    """Write a GeoTIFF of ``array`` and return its path: the one raster builder of the tests.
+
+    ``array``: rows x cols, bands x rows x cols, or a list of rows x cols arrays (one per band).
+    The grid: ``geotransform``, else ``origin`` and square ``pixel`` (north up); the CRS:
+    ``projection`` (WKT), else ``epsg`` (None: no CRS). ``dtype``: a GDAL type code, else the
+    array's own. ``names``: band descriptions; ``nodata``: every band's; ``schema``: a class
+    schema stored as Fjord does; ``metadata``: more dataset metadata items; ``colour_table``:
+    a palette on every band; ``options``: GTiff creation options.
+    """
+    listed = isinstance(array, (list, tuple))
+    if dtype is None:  # the (first band's) array type
+        dtype = gdal_array.NumericTypeCodeToGDALTypeCode(np.asarray(array[0] if listed else array).dtype.type)
+    bands = np.stack(array) if listed else np.asarray(array)
+    bands = bands[None] if bands.ndim == 2 else bands
+    count, height, width = bands.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, count, dtype, list(options))
+    ds.SetGeoTransform(geotransform or (origin[0], pixel, 0, origin[1], 0, -pixel))
+    if projection is None and epsg:
         srs = osr.SpatialReference()
         srs.ImportFromEPSG(epsg)
-        ds.SetProjection(srs.ExportToWkt())
-    for b in range(bands):
-        ds.GetRasterBand(b + 1).WriteArray(np.full((height, width), 100 * (b + 1), np.uint16))
+        projection = srs.ExportToWkt()
+    if projection:
+        ds.SetProjection(projection)
+    for b in range(count):
+        band = ds.GetRasterBand(b + 1)
+        band.WriteArray(bands[b])
+        if names:
+            band.SetDescription(names[b])
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        if colour_table:
+            table = gdal.ColorTable()
+            for v in range(8):
+                table.SetColorEntry(v, (30 * v, 255 - 30 * v, 100, 255))
+            band.SetColorTable(table)
+    items = dict(metadata or {})
+    if schema:
+        items[METADATA_KEY] = json.dumps(schema)
+    for key, value in items.items():
+        ds.SetMetadataItem(key, value)
     ds = None
     return str(path)
+
+
+def make_raster(path, width=60, height=40, origin=(500000.0, 5800000.0), pixel=10.0, epsg=UTM,
+                bands=1):
+    """A UInt16 raster whose band b holds 100 * b everywhere."""
+    values = np.stack([np.full((height, width), 100 * (b + 1), np.uint16) for b in range(bands)])
+    return write_raster(path, values, origin=origin, pixel=pixel, epsg=epsg)
 
 
 def make_layer(path, features, field="cls", field_type=ogr.OFTInteger, epsg=UTM,

@@ -12,7 +12,7 @@ from osgeo import gdal
 
 keras = pytest.importorskip("keras")
 
-from helpers import make_raster
+from helpers import make_raster, write_raster
 
 from fjord.core.data.rasters import ImageStrips
 from fjord.core.errors import Cancelled, FjordError
@@ -26,17 +26,7 @@ QUICK = dict(samples_per_class=2000, max_epochs=20, patience=5, seed=0)
 
 
 def _write(path, array, nodata=None, dtype=gdal.GDT_UInt16):
-    array = array if array.ndim == 3 else array[None]
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[2], array.shape[1],
-                                              array.shape[0], dtype)
-    ds.SetGeoTransform((500000, 10, 0, 5800000, 0, -10))
-    for b in range(array.shape[0]):
-        band = ds.GetRasterBand(b + 1)
-        band.WriteArray(array[b])
-        if nodata is not None:
-            band.SetNoDataValue(nodata)
-    ds = None
-    return str(path)
+    return write_raster(path, array, nodata=nodata, dtype=dtype, epsg=None)
 
 
 def _read(path, band=1):
@@ -215,13 +205,9 @@ def test_nodata_stays_nodata_and_odd_sizes_are_covered(glacier, glacier_model, t
     data = src.ReadAsArray(0, 0, 101, 75)
     data[:, 30:40, 50:70] = 0
     path = tmp_path / "crop.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), 101, 75, 4, gdal.GDT_UInt16)
-    ds.SetGeoTransform(src.GetGeoTransform())
-    ds.SetProjection(src.GetProjection())
-    for b in range(4):
-        ds.GetRasterBand(b + 1).WriteArray(data[b])
-        ds.GetRasterBand(b + 1).SetNoDataValue(0)
-    ds = src = None
+    write_raster(path, data, geotransform=src.GetGeoTransform(), projection=src.GetProjection(),
+                 nodata=0)
+    src = None
     csc.classify_csc(str(path), glacier_model, str(tmp_path / "csc.tif"), patch_size=3,
                      output_phase_one=str(tmp_path / "p1.tif"), smoothing=2,
                      **dict(QUICK, max_epochs=3))

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from helpers import write_raster
 from osgeo import gdal, ogr, osr
 
 from fjord.core.data import schema as schemas
@@ -26,16 +27,7 @@ def scene(request, tmp_path_factory):
 
 
 def _write_classes(path, array, schema=GLACIAL, gt=(500000, 10, 0, 7000000, 0, -10), epsg=32624):
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[1], array.shape[0], 1, gdal.GDT_Byte)
-    ds.SetGeoTransform(gt)
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    ds.SetProjection(srs.ExportToWkt())
-    ds.GetRasterBand(1).WriteArray(array)
-    if schema:
-        ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema))
-    ds = None
-    return str(path)
+    return write_raster(path, array, geotransform=gt, epsg=epsg, dtype=gdal.GDT_Byte, schema=schema)
 
 
 def _lines(path):

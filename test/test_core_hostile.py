@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import box, make_layer, make_raster, read
-from osgeo import gdal, ogr, osr
+from helpers import box, make_layer, make_raster, read, write_raster
+from osgeo import gdal, ogr
 
 from fjord.core.errors import FjordError
 
@@ -24,15 +24,9 @@ def test_signed_bytes_keep_their_sign(tmp_path):
     from fjord.core.prepare.stack import stack_bands
 
     path = str(tmp_path / "int8.tif")
-    ds = gdal.GetDriverByName("GTiff").Create(path, 20, 10, 1, gdal.GDT_Byte,
-                                              ["PIXELTYPE=SIGNEDBYTE"])
-    ds.SetGeoTransform((X0, 10, 0, Y0, 0, -10))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32633)
-    ds.SetProjection(srs.ExportToWkt())
     values = np.linspace(-100, 127, 200).astype(np.int8).reshape(10, 20)
-    ds.GetRasterBand(1).WriteArray(values.view(np.uint8))
-    ds = None
+    write_raster(path, values.view(np.uint8), origin=(X0, Y0), dtype=gdal.GDT_Byte,
+                 options=["PIXELTYPE=SIGNEDBYTE"])
     stack_bands([path], str(tmp_path / "out.tif"))
     out = gdal.Open(str(tmp_path / "out.tif"))
     assert gdal.GetDataTypeName(out.GetRasterBand(1).DataType) == "Int16"

@@ -12,7 +12,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from fjord.core.errors import Cancelled, FjordError
-from fjord.core.learn.phase_one import checkpoint_dir, train_phase_one
+from fjord.core.learn.phase_one import train_phase_one
+from fjord.core.learn.session import checkpoint_dir
 from fjord.core.prepare.tiles import build_dataset
 from fjord.models.modelfile import load_model, read_metadata, save_model
 from fjord.models.phase_one import build_phase_one, multiply_adds
@@ -33,8 +34,11 @@ def log():
 def test_input_checks_load_no_engine(glacier_tiles):
     """The device is chosen before Keras loads its engine: importing the training module and
     checking a dataset must not load one (else DEVICE would silently not apply)."""
-    code = ("import sys; from fjord.core.learn import phase_one; from fjord.core.prepare.tiles import read_dataset; "
-            "train._check_dataset(read_dataset(sys.argv[1]), 'vgg16', sys.argv[1]); "
+    code = ("import sys; from fjord.core.learn.phase_one import PhaseOneTraining; "
+            "PhaseOneTraining(sys.argv[1], sys.argv[1] + '.keras', architecture='vgg16', "
+            "target_accuracy=0.9, target_metric='accuracy', class_weights='none', augment='none', "
+            "epochs=1, batch_size=8, learning_rate=1e-3, patience=0, mixed_precision='auto', "
+            "device='cpu', seed=0, initial_model=None, report=None, progress=None, should_stop=None); "
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, "-c", code, glacier_tiles], capture_output=True, text=True,
@@ -211,7 +215,7 @@ def _one_class_dataset(source, tmp_path):
     ("unwritable", "not writable"),
     ("not a dataset", "no Fjord dataset"),
 ])
-def test_bad_input(glacier, glacier_tiles, tmp_path, case, words):
+def test_bad_input(glacier, glacier_tiles, tmp_path, case, words, request):
     dataset, output, extra = glacier_tiles, str(tmp_path / "m.keras"), {}
     if case == "segmentation":
         dataset = _segmentation_dataset(glacier, str(tmp_path / "seg"))
@@ -230,12 +234,7 @@ def test_bad_input(glacier, glacier_tiles, tmp_path, case, words):
             "outputs": [1, 2, 3, 4, 5, 6, 7]})
         extra = {"initial_model": initial}
     elif case == "unwritable":
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o500)
-        output = str(locked / "m.keras")
-        if os.access(str(locked), os.W_OK):
-            pytest.skip("running as root: permissions are not enforced")
+        output = str(request.getfixturevalue("read_only_folder") / "m.keras")
     elif case == "not a dataset":
         dataset = str(tmp_path)
     with pytest.raises(FjordError, match=words):

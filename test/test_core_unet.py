@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import make_raster
+from helpers import make_raster, write_raster
 from osgeo import gdal
 
 from fjord.core.errors import Cancelled, FjordError
@@ -111,13 +111,9 @@ def test_output_bands_class_then_probabilities_nodata_kept(glacier, glacier_unet
     data = src.ReadAsArray()
     data[:, 100:140, 200:260] = 0
     image = str(tmp_path / "holed.tif")
-    ds = gdal.GetDriverByName("GTiff").Create(image, src.RasterXSize, src.RasterYSize, 4, gdal.GDT_UInt16)
-    ds.SetGeoTransform(src.GetGeoTransform())
-    ds.SetProjection(src.GetProjection())
-    for b in range(4):
-        ds.GetRasterBand(b + 1).WriteArray(data[b])
-        ds.GetRasterBand(b + 1).SetNoDataValue(0)
-    ds = src = None
+    write_raster(image, data, geotransform=src.GetGeoTransform(), projection=src.GetProjection(),
+                 nodata=0)
+    src = None
     values = [1, 2, 3, 4, 5, 6, 7]
     names = ["open water", "iceberg water", "mélange", "glacier ice", "snow on ice", "snow on rock",
              "rock"]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import write_raster
 from osgeo import gdal
 
 from fjord.core.data.rasters import ImageStrips
@@ -9,12 +10,8 @@ from fjord.core.learn.windows import BLENDS, blend_profile, predict_windows, ref
 
 
 def _image(path, array):
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[1], array.shape[0],
-                                              array.shape[2], gdal.GDT_Float32)
-    for b in range(array.shape[2]):
-        ds.GetRasterBand(b + 1).WriteArray(array[..., b])
-    ds = None
-    return ImageStrips(str(path))
+    return ImageStrips(write_raster(path, np.moveaxis(array, 2, 0), dtype=gdal.GDT_Float32,
+                                    epsg=None))
 
 
 def _collect(height, width, n_out):

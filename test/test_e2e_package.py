@@ -28,7 +28,7 @@ def test_zip_holds_the_plugin_folder_without_development_files(package):
     names = zipfile.ZipFile(package).namelist()
     assert all(n.startswith("fjord/") for n in names)
     for needed in ("fjord/__init__.py", "fjord/metadata.txt", "fjord/plugin.py", "fjord/LICENSE",
-                   "fjord/requirements.txt", "fjord/algorithms/provider.py", "fjord/core/unet.py",
+                   "fjord/requirements.txt", "fjord/algorithms/provider.py", "fjord/core/learn/unet.py",
                    "fjord/models/unet.py", "fjord/resources/icons/fjord.svg", "fjord/ui/training_monitor.py",
                    "fjord/ui/environment_dialog.py",
                    "fjord/resources/schemas/glacial.json", "fjord/resources/models/glacier_csc_chain.model3",

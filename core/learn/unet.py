@@ -7,7 +7,7 @@ random crops drawn anew every epoch), builds a network of :mod:`fjord.models.une
 a layout of its own) and trains it with the losses of :mod:`fjord.models.losses`, which leave
 unlabelled pixels out. Device, precision, checkpoint/resume and the stopping rule (patience on
 the validation loss, best weights kept) are those of phase-one training
-(:class:`fjord.core.learn.phase_one.Session`). The model file describes itself: bands, classes, window,
+(:class:`fjord.core.learn.session.TrainingJob`). The model file describes itself: bands, classes, window,
 down-sampling, the statistics of the z-scores.
 
 :func:`classify_unet` is the worker job of ``fjord:classifyunet``: the image is read in strips,
@@ -20,7 +20,6 @@ order (float32, or bytes 0-254 with 255 as nodata, or none).
 import json
 import math
 import os
-import shutil
 import time
 
 import numpy as np
@@ -30,8 +29,9 @@ from ..data.rasters import GTIFF_OPTIONS, ImageStrips, class_raster_type, create
 from ..data.schema import METADATA_KEY
 from ..errors import Cancelled, FjordError, never_stop, no_progress, span_progress
 from ..outputs import AtomicOutputs, check_writable
-from ..prepare.tiles import read_dataset, standardise
+from ..prepare.tiles import standardise
 from .predict import predict_batch
+from .session import CLASS_WEIGHTS, TrainingJob, balanced_weights, check_choices
 from .windows import BLENDS, predict_windows
 
 gdal.UseExceptions()
@@ -114,153 +114,128 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
     report : str, optional
         Folder for history, curves, the validation confusion matrix and per-class IoU/F1.
     """
-    from ...models import UNET_PRESETS, preset_layout
-    from .phase_one import (
-        CLASS_WEIGHTS,
-        PRECISIONS,
-        Session,
-        balanced_weights,
-        check_initial,
-        run_signature,
-        write_report,
-    )
+    return UnetTraining(
+        dataset, output, preset=preset, depth=depth, filters=filters, dropout=dropout, loss=loss,
+        class_weights=class_weights, augment=augment, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, schedule=schedule, patience=patience,
+        mixed_precision=mixed_precision, device=device, seed=seed, initial_model=initial_model,
+        report=report, progress=progress, should_stop=should_stop).run()
 
-    progress = progress or no_progress
-    should_stop = should_stop or never_stop
-    for name, value, allowed in (("preset", preset, tuple(UNET_PRESETS)), ("loss", loss, tuple(LOSSES)),
-                                 ("class_weights", class_weights, CLASS_WEIGHTS),
-                                 ("mixed_precision", mixed_precision, PRECISIONS),
-                                 ("augment", augment, AUGMENTS),
-                                 ("schedule", schedule, SCHEDULES)):
-        if value not in allowed:
-            raise FjordError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
-    if int(epochs) < 1 or int(batch_size) < 1 or not float(learning_rate) > 0:
-        raise FjordError("EPOCHS and BATCH_SIZE must be at least 1 and LEARNING_RATE above 0.")
-    if preset == "none" and (int(depth) < 1 or int(depth) > 7 or int(filters) < 1
-                             or not 0 <= float(dropout) < 1):
-        raise FjordError("DEPTH must be 1 to 7, FILTERS at least 1 and DROPOUT in [0, 1).")
-    meta = read_dataset(dataset)
-    values = [int(c["value"]) for c in meta["schema"]["classes"]]
-    if initial_model:
-        init = check_initial(initial_model, meta, values, task="segmentation")
-        layout = init["layout"]
-        depth, filters, dropout, optimizer = (layout["depth"], layout["filters"], layout["dropout"],
-                                              layout["optimizer"])
-        preset = init.get("preset", "none")
-    else:
-        depth, filters, dropout, optimizer = preset_layout(preset, depth, filters, dropout)
-    down = 2 ** int(depth)
-    _check_dataset(meta, dataset, down)
-    check_writable(output, "model file", inputs=[(initial_model, "INITIAL_MODEL"),
-                                                 (dataset, "dataset")])
-    if report:
-        try:
-            os.makedirs(report, exist_ok=True)
-        except OSError as exc:
-            raise FjordError(f"Cannot create the report folder {report!r}: {exc.strerror}.") from None
 
-    session = Session(output, device, mixed_precision, seed, progress, should_stop)
-    keras = session.keras
+class UnetTraining(TrainingJob):
+    """Training of a U-Net on a segmentation dataset (see :func:`train_unet`)."""
 
-    from ...models.losses import LabelledAccuracy, SegmentationLoss
-    from ...models.modelfile import library_versions, save_model
-    from ...models.unet import build_unet, multiply_adds_per_pixel
-    from .sequence import TileDataset
+    task, units = "segmentation", "windows"
 
-    kind, forced = LOSSES[loss]
-    weights = balanced_weights(meta, values) if class_weights == "balanced" or forced else None
-    layout = {"depth": int(depth), "filters": int(filters), "dropout": float(dropout),
-              "optimizer": optimizer}
-    signature = dict(run_signature(dataset, meta, "unet", int(batch_size), float(learning_rate),
-                                   class_weights, augment, initial_model, int(seed),
-                                   session.policy),
-                     layout=layout, loss=loss, schedule=schedule)
-    window, bands, n_classes = meta["tile_size"], meta["bands"], len(values)
-    crops = crop_sizes(window, down) if augment.endswith("crops") else None
-    shard, local_batch = session.shard, session.local_batch(batch_size)
-    turns = "rotations+flips" if augment != "none" else "none"
-    train = TileDataset(dataset, "train", batch_size=local_batch, shuffle=True, augment=turns,
-                        seed=int(seed), shard=shard, standardise=True, crops=crops)
-    val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False, shard=shard,
-                      standardise=True)
-    # The shards are opened (and checked) before the checkpoint folder is made: a damaged
-    # dataset leaves nothing behind.
-    resume = session.open_checkpoint(signature)
-    if resume:
-        model = session.checkpoint_model()
-    else:
-        model = build_unet(bands, n_classes, int(depth), int(filters), float(dropout))
-        if initial_model:
-            from ...models.modelfile import load_model
+    def __init__(self, dataset, output, *, preset, depth, filters, dropout, loss, class_weights,
+                 augment, schedule, **common):
+        from ...models import UNET_PRESETS, preset_layout
 
-            source, _ = load_model(initial_model, task="segmentation")
-            model.set_weights(source.get_weights())
-            progress(None, f"Fine-tuning {os.path.basename(initial_model)} at learning rate "
-                           f"{learning_rate:g}.")
-        rate = float(learning_rate)
-        if schedule == "cosine":
-            rate = keras.optimizers.schedules.CosineDecay(rate, int(epochs) * max(len(train), 1))
-        opt = (keras.optimizers.Nadam if optimizer == "nadam" else keras.optimizers.Adam)(rate)
-        model.compile(optimizer=opt, loss=SegmentationLoss(kind, weights),
+        check_choices((("preset", preset, tuple(UNET_PRESETS)), ("loss", loss, tuple(LOSSES))))
+        if preset == "none" and (int(depth) < 1 or int(depth) > 7 or int(filters) < 1
+                                 or not 0 <= float(dropout) < 1):
+            raise FjordError("DEPTH must be 1 to 7, FILTERS at least 1 and DROPOUT in [0, 1).")
+        super().__init__(dataset, output, choices=(
+            ("class_weights", class_weights, CLASS_WEIGHTS), ("augment", augment, AUGMENTS),
+            ("schedule", schedule, SCHEDULES)), **common)
+        if self.initial:
+            layout = self.initial["layout"]
+            depth, filters, dropout, optimizer = (layout["depth"], layout["filters"],
+                                                  layout["dropout"], layout["optimizer"])
+            preset = self.initial.get("preset", "none")
+        else:
+            depth, filters, dropout, optimizer = preset_layout(preset, depth, filters, dropout)
+        self.preset, self.loss, self.schedule = preset, loss, schedule
+        self.class_weights, self.augment = class_weights, augment
+        self.layout = {"depth": int(depth), "filters": int(filters), "dropout": float(dropout),
+                       "optimizer": optimizer}
+        self.down = 2 ** int(depth)
+        _check_dataset(self.meta, dataset, self.down)
+        self.check_outputs()
+        kind, self.forced = LOSSES[loss]
+        self.weights = (balanced_weights(self.meta, self.values)
+                        if class_weights == "balanced" or self.forced else None)
+        self.crops = (crop_sizes(self.meta["tile_size"], self.down) if augment.endswith("crops")
+                      else None)
+
+    def signature_settings(self):
+        return {"architecture": "unet", "class_weights": self.class_weights,
+                "augment": self.augment, "layout": self.layout, "loss": self.loss,
+                "schedule": self.schedule}
+
+    def training_settings(self):
+        return {"schedule": self.schedule, "loss": self.loss, "class_weights": self.weights,
+                "augment": self.augment, "crops": self.crops}
+
+    def datasets(self, batch, shard):
+        from .sequence import TileDataset
+
+        turns = "rotations+flips" if self.augment != "none" else "none"
+        train = TileDataset(self.dataset, "train", batch_size=batch, shuffle=True, augment=turns,
+                            seed=self.seed, shard=shard, standardise=True, crops=self.crops)
+        return train, TileDataset(self.dataset, "validation", batch_size=batch, shuffle=False,
+                                  shard=shard, standardise=True)
+
+    def validation(self, batch):
+        from .sequence import TileDataset
+
+        return TileDataset(self.dataset, "validation", batch_size=batch, shuffle=False,
+                           standardise=True)
+
+    def build(self):
+        from ...models.unet import build_unet
+
+        layout = self.layout
+        return build_unet(self.meta["bands"], len(self.values), layout["depth"],
+                          layout["filters"], layout["dropout"])
+
+    def compile(self, model, keras, steps):
+        from ...models.losses import LabelledAccuracy, SegmentationLoss
+
+        rate = self.learning_rate
+        if self.schedule == "cosine":
+            rate = keras.optimizers.schedules.CosineDecay(rate, self.epochs * max(steps, 1))
+        optimizer = (keras.optimizers.Nadam if self.layout["optimizer"] == "nadam"
+                     else keras.optimizers.Adam)(rate)
+        model.compile(optimizer=optimizer, loss=SegmentationLoss(LOSSES[self.loss][0], self.weights),
                       metrics=[LabelledAccuracy()])
-    progress(None, f"U-Net ({preset}: depth {depth}, {filters} base filters, dropout {dropout:g}, "
-                   f"{optimizer}): {model.count_params():,} parameters, "
-                   f"{multiply_adds_per_pixel(model) / 1e3:,.1f} k multiply-adds per pixel; "
-                   f"{meta['windows']['train']:,} training and {meta['windows']['validation']:,} "
-                   f"validation windows of {window} px, {bands} bands, {n_classes} classes; "
-                   f"loss: {LOSS_NAMES[loss]}" + (" with balanced class weights" if weights else "")
-                   + (f"; random crops of {', '.join(map(str, crops))} px" if crops else "") + ".")
-    stopped = session.fit(model, train, val, int(epochs), meta["windows"]["train"], 0.0,
-                          int(patience))
-    state = session.state
 
-    progress(0.97, "Scoring the validation windows")
-    weights_now = model.get_weights()
-    session.end()
-    final = build_unet(bands, n_classes, int(depth), int(filters), float(dropout))
-    final.set_weights(weights_now)
-    if shard is not None:
-        val = TileDataset(dataset, "validation", batch_size=local_batch, shuffle=False,
-                          standardise=True)
-    matrix = _validation_confusion(final, val, n_classes, should_stop)
-    scores = segmentation_scores(matrix)
-    model_meta = {
-        "task": "segmentation", "architecture": "unet", "preset": preset, "layout": layout,
-        "downsampling": down, "bands": bands, "band_names": meta["band_names"],
-        "tile_size": window, "scaling": meta["scaling"], "normalisation": "zscore",
-        "statistics": meta["statistics"], "schema": meta["schema"], "outputs": values,
-        "training": {
-            "dataset": os.path.abspath(dataset), "counts": meta["counts"],
-            "epochs": int(epochs), "epochs_run": state["epoch"], "stopped": stopped,
-            "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-            "schedule": schedule, "patience": int(patience), "loss": loss, "class_weights": weights,
-            "augment": augment, "crops": crops, "precision": session.policy,
-            "initial_model": os.path.abspath(initial_model) if initial_model else None,
-            "seed": int(seed), "history": state["history"]},
-        "validation": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
-                       "mean_iou": scores["mean_iou"],
-                       "classes": [dict(value=v, **s) for v, s in zip(values, scores["classes"])]},
-        "versions": library_versions(),
-    }
-    files = {}
-    if session.chief:
-        with AtomicOutputs() as out:
-            if report:
-                loss_name = LOSS_NAMES[loss] + (", balanced class weights"
-                                                 if weights and not forced else "")
-                files = write_report(out, report, state["history"], scores, meta["schema"], values,
-                                     what="pixels", loss_name=loss_name)
-        save_model(final, output, model_meta)
-    shutil.rmtree(session.ckpt, ignore_errors=True)
-    progress(1.0, f"Validation: pixel accuracy {scores['accuracy']:.4f}, macro F1 "
-                  f"{scores['macro_f1']:.4f}, mean IoU {scores['mean_iou']:.4f} after "
-                  f"{state['epoch']} epochs (stopped: {stopped}).")
-    return {"model": os.path.abspath(output), "epochs_run": state["epoch"], "stopped": stopped,
-            "parameters": int(final.count_params()), "layout": layout, "preset": preset,
-            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
-            "weighted_f1": scores["weighted_f1"], "mean_iou": scores["mean_iou"],
-            "classes": model_meta["validation"]["classes"], "history": state["history"],
-            "report": files, "precision": session.policy}
+    def describe(self, model):
+        from ...models.unet import multiply_adds_per_pixel
+
+        meta, layout, crops = self.meta, self.layout, self.crops
+        return (f"U-Net ({self.preset}: depth {layout['depth']}, {layout['filters']} base filters, "
+                f"dropout {layout['dropout']:g}, {layout['optimizer']}): "
+                f"{model.count_params():,} parameters, "
+                f"{multiply_adds_per_pixel(model) / 1e3:,.1f} k multiply-adds per pixel; "
+                f"{meta['windows']['train']:,} training and {meta['windows']['validation']:,} "
+                f"validation windows of {meta['tile_size']} px, {meta['bands']} bands, "
+                f"{len(self.values)} classes; loss: {LOSS_NAMES[self.loss]}"
+                + (" with balanced class weights" if self.weights else "")
+                + (f"; random crops of {', '.join(map(str, crops))} px" if crops else "") + ".")
+
+    def score(self, model, val):
+        return segmentation_scores(_validation_confusion(model, val, len(self.values),
+                                                         self.should_stop))
+
+    def model_metadata(self, scores):
+        return {"architecture": "unet", "preset": self.preset, "layout": self.layout,
+                "downsampling": self.down, "normalisation": "zscore"}
+
+    def validation_record(self, scores):
+        return {key: scores[key] for key in ("accuracy", "macro_f1", "mean_iou")}
+
+    def report_options(self):
+        weighted = ", balanced class weights" if self.weights and not self.forced else ""
+        return {"what": "pixels", "loss_name": LOSS_NAMES[self.loss] + weighted}
+
+    def summary(self, scores, stopped, epochs_run):
+        return (f"Validation: pixel accuracy {scores['accuracy']:.4f}, macro F1 "
+                f"{scores['macro_f1']:.4f}, mean IoU {scores['mean_iou']:.4f} after "
+                f"{epochs_run} epochs (stopped: {stopped}).")
+
+    def result(self, scores):
+        return {"layout": self.layout, "preset": self.preset, "mean_iou": scores["mean_iou"]}
 
 
 def _validation_confusion(model, val, n_classes, should_stop):
