@@ -9,6 +9,7 @@ import pytest
 QUICK = {"SAMPLES_PER_CLASS": 2000, "MAX_EPOCHS": 20, "PATIENCE": 5}
 
 
+@pytest.mark.slow
 def test_classifycsc_through_qgis_process_beats_phase_one(qgis_process, glacier, glacier_model,
                                                           tmp_path):
     args = [f"{k}={v}" for k, v in QUICK.items()]
@@ -52,6 +53,7 @@ def test_classifycsc_refuses_other_patch_sizes(run_alg, glacier, glacier_model, 
                                 "OUTPUT": str(tmp_path / "c.tif")})
 
 
+@pytest.mark.slow
 def test_batchcsc_on_two_local_workers_from_the_toolbox_and_qgis_process(
         run_alg, qgis_process, glacier, glacier_model, tmp_path):
     from qgis.core import QgsVectorLayer

@@ -27,6 +27,7 @@ def _feedback(cancel_after=None):
     return Recorder()
 
 
+@pytest.mark.slow
 def test_trainphaseone_logs_epochs_cancels_and_resumes(run_alg, glacier_tiles, tmp_path):
     from qgis.core import QgsProcessingException
 
@@ -77,6 +78,7 @@ def test_trainphaseone_refuses_a_segmentation_dataset(run_alg, glacier, tmp_path
     assert not os.path.exists(tmp_path / "m.keras")
 
 
+@pytest.mark.slow
 def test_trainphaseone_through_qgis_process(qgis_process, glacier_tiles, tmp_path):
     model = tmp_path / "m.keras"
     args = [f"{k}={v}" for k, v in dict(QUICK, EPOCHS=2).items()]

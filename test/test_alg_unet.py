@@ -10,6 +10,7 @@ QUICK = {"PRESET": 0, "DEPTH": 3, "FILTERS": 8, "EPOCHS": 3, "BATCH_SIZE": 8, "L
          "PATIENCE": 0}
 
 
+@pytest.mark.slow
 def test_trainunet_and_classifyunet_through_qgis_process(qgis_process, glacier, glacier_segmentation,
                                                          tmp_path):
     model = tmp_path / "unet.keras"
@@ -36,6 +37,7 @@ def test_trainunet_and_classifyunet_through_qgis_process(qgis_process, glacier, 
             assert name in help_text
 
 
+@pytest.mark.slow
 def test_trainunet_cancels_and_resumes(run_alg, glacier_segmentation, tmp_path):
     from qgis.core import QgsProcessingException
 

@@ -4,6 +4,7 @@ by id through qgis_process."""
 import json
 import os
 
+import pytest
 from conftest import REPO
 from osgeo import gdal
 
@@ -34,6 +35,7 @@ def test_workflows_are_registered_with_their_steps(qgis_app):
         assert model.fromFile(alg.path) and len(model.childAlgorithms()) == len(steps)
 
 
+@pytest.mark.slow
 def test_glacier_chain_runs_by_id(qgis_process, glacier, tmp_path):
     proc = qgis_process("--json", "run", "fjord:glaciercscchain", "--", f"IMAGE={glacier['image']}",
                         f"POLYGONS={glacier['labels']}", "FIELD=name", "EPOCHS=3", "PATCH_SIZE=3",
@@ -50,6 +52,7 @@ def test_glacier_chain_runs_by_id(qgis_process, glacier, tmp_path):
     assert gdal.Open(str(tmp_path / "classes.tif")).RasterXSize == 512
 
 
+@pytest.mark.slow
 def test_landcover_chain_runs_by_id(qgis_process, tmp_path):
     image = os.path.join(DEMO, "S2L1C_T33UUU_20170216_B4B3B2B8.tif")
     polygons = os.path.join(DEMO, "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg")

@@ -68,6 +68,7 @@ def table(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_sequential_results_and_failures_stay_alone(
         glacier, glacier_model, glacier_unet, tmp_path):
     here = make_table(tmp_path / "here", glacier, glacier_model, glacier_unet["path"])
@@ -118,6 +119,7 @@ def test_two_workers_give_the_sequential_results_and_failures_stay_alone(
     assert again["fronts"] == 3
 
 
+@pytest.mark.slow
 def test_a_job_whose_worker_is_killed_is_rerun(glacier, glacier_model, tmp_path):
     from distributed import Client, LocalCluster
 
@@ -184,6 +186,7 @@ def test_job_table_errors(tmp_path, text, words):
         read_jobs(str(jobs))
 
 
+@pytest.mark.slow
 def test_a_dask_scheduler_that_is_not_there_is_a_clear_error(glacier_model, glacier, tmp_path):
     jobs = make_table(tmp_path, glacier, glacier_model, bad=False)
     with pytest.raises(FjordError, match="Cannot reach the Dask scheduler tcp://127.0.0.1:9"):

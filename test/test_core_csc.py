@@ -165,6 +165,7 @@ def _csv(path):
         return list(csv.reader(f))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 7])
 def test_csc_beats_phase_one_on_the_synthetic_fjord(glacier, glacier_model, tmp_path, k):
     out = tmp_path / "out"
@@ -227,6 +228,7 @@ def _image_copy(glacier, folder, reference=True):
     return folder
 
 
+@pytest.mark.slow
 def test_batch_table_resumes_after_an_interruption(glacier, glacier_model, tmp_path):
     _image_copy(glacier, tmp_path / "images")
     shutil.copy(glacier_model, tmp_path / "model.keras")

@@ -82,6 +82,7 @@ def test_a_model_refuses_an_image_on_another_scale(glacier, glacier_model, tmp_p
     assert os.listdir(tmp_path) == ["reflectance.tif"]  # no output, no partial, no work folder
 
 
+@pytest.mark.slow
 def test_a_unet_refuses_an_image_on_another_scale_unless_told(glacier, glacier_unet, tmp_path):
     from fjord.core.learn.unet import classify_unet
 

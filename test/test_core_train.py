@@ -151,6 +151,7 @@ def test_other_settings_do_not_resume(glacier_tiles, tmp_path):
     assert any("other settings" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_initial_model(glacier_tiles, tmp_path):
     first = str(tmp_path / "first.keras")
     r1 = train_phase_one(glacier_tiles, first, **dict(QUICK, epochs=6))
@@ -242,6 +243,7 @@ def test_bad_input(glacier, glacier_tiles, tmp_path, case, words, request):
     assert not os.path.exists(output)
 
 
+@pytest.mark.slow
 def test_trains_under_the_jax_backend(glacier_tiles, tmp_path):
     pytest.importorskip("jax")
     code = ("import sys; from fjord.core.learn.phase_one import train_phase_one; import keras; "
@@ -270,6 +272,7 @@ def test_multi_process_run_needs_the_jax_backend(glacier_tiles, tmp_path, monkey
     assert not os.path.exists(tmp_path / "m.keras")
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_model_on_localhost(glacier_tiles, tmp_path):
     """Data-parallel training over two worker processes on this machine's CPU, joined through
     Keras's distribution environment variables, as two hosts would be."""

@@ -104,6 +104,7 @@ def test_tiny_unet_learns_the_synthetic_scene(glacier, glacier_unet, tmp_path):
     assert (predicted == truth).mean() > 0.85
 
 
+@pytest.mark.slow
 def test_output_bands_class_then_probabilities_nodata_kept(glacier, glacier_unet, tmp_path):
     from fjord.core.learn.unet import classify_unet
 
@@ -145,6 +146,7 @@ def test_output_bands_class_then_probabilities_nodata_kept(glacier, glacier_unet
     assert np.array_equal(c.ReadAsArray()[~hole], arr[0, ~hole])
 
 
+@pytest.mark.slow
 def test_blending_removes_seams_and_tta_runs(glacier, glacier_unet, tmp_path):
     """Inside the image (away from the reflected border), the largest difference to the
     whole-image prediction sits on the seams of hard stitching; the cosine blend lowers it."""
@@ -290,6 +292,7 @@ def test_mixed_precision_trains_and_saves_float32(glacier_segmentation, tmp_path
                for layer in config["config"]["layers"])
 
 
+@pytest.mark.slow
 def test_trains_and_classifies_under_the_jax_backend(glacier, glacier_segmentation, tmp_path):
     """The backend the GPU machines run: training with random crops (several input shapes)
     and windowed classification."""

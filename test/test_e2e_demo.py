@@ -14,6 +14,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/qgis_process.bin"),
                                 reason="qgis_process not installed")
 
 
+@pytest.mark.slow
 def test_demo_writes_styled_outputs_and_a_project(tmp_path, qgis_app):
     env = dict(os.environ, FJORD_PYTHON=sys.executable)
     # --quick: the same chain and outputs with fewer U-Net epochs (the full demo is `make demo`).

@@ -57,6 +57,7 @@ def test_checkenvironment_through_the_worker(qgis_process, tmp_path):
     assert json.loads((tmp_path / "env.json").read_text())["libraries"]["keras"]
 
 
+@pytest.mark.slow
 def test_real_glacier_chain_on_the_everest_scene(qgis_process, everest, tmp_path):
     """The real-glacier chain, small and quick: stack the Landsat 7 files with NDVI and NDWI
     (B4 is NIR there), rasterise the RGI outlines (EPSG:4326) on the UTM grid with CLASS and
