@@ -46,7 +46,8 @@ def _unet():
 JOBS = {"train": _train, "csc": _csc, "batchcsc": _batchcsc, "trainunet": _trainunet, "unet": _unet}
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's parser: one sub-command per job, options as the algorithms name them."""
     parser = argparse.ArgumentParser(prog="python -m fjord.core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,7 +140,11 @@ def main(argv=None):
                         help="classify even when the image is not on the model's training scale")
     for p in (p_tu, p_unet):
         p.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     if args.command == "run":
         from .run.worker import run_job
