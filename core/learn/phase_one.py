@@ -129,18 +129,13 @@ class PhaseOneTraining(TrainingJob):
         return {"target_accuracy": self.target_accuracy, "target_metric": self.target_metric,
                 "class_weights": self.class_weights, "augment": self.augment}
 
-    def datasets(self, batch, shard):
+    def reader(self, split, batch, shard):
         from .sequence import TileDataset
 
-        train = TileDataset(self.dataset, "train", batch_size=batch, shuffle=True,
-                            augment=self.augment, seed=self.seed, shard=shard)
-        return train, TileDataset(self.dataset, "validation", batch_size=batch, shuffle=False,
-                                  shard=shard)
-
-    def validation(self, batch):
-        from .sequence import TileDataset
-
-        return TileDataset(self.dataset, "validation", batch_size=batch, shuffle=False)
+        training = split == "train"
+        return TileDataset(self.dataset, split, batch_size=batch, shuffle=training,
+                           augment=self.augment if training else "none", seed=self.seed,
+                           shard=shard)
 
     def build(self):
         from ...models.phase_one import build_phase_one

@@ -92,7 +92,7 @@ class TrainingJob:
 
     Subclasses set :attr:`task` and :attr:`units`, check their dataset and options in their
     own ``__init__`` (then call :meth:`check_outputs`), and give :meth:`build`, :meth:`compile`,
-    :meth:`describe`, :meth:`datasets`, :meth:`validation` and :meth:`score`; the other hooks
+    :meth:`describe`, :meth:`reader` and :meth:`score`; the other hooks
     (settings, model file entries, report options, summary, result) have defaults.
     """
 
@@ -141,12 +141,9 @@ class TrainingJob:
         """The log line that says what is trained on what."""
         raise NotImplementedError
 
-    def datasets(self, batch, shard):
-        """``(train, validation)`` batch readers of this process's share of the dataset."""
-        raise NotImplementedError
-
-    def validation(self, batch):
-        """A reader of every validation item (for scoring after a multi-process run)."""
+    def reader(self, split, batch, shard):
+        """The batch reader of ``split`` ('train': shuffled and augmented) for this process's
+        ``shard`` of the dataset (None: all of it)."""
         raise NotImplementedError
 
     def score(self, model, val):
@@ -189,7 +186,8 @@ class TrainingJob:
         session = Session(self.output, self.device, self.mixed_precision, self.seed,
                           self.progress, self.should_stop)
         local_batch = session.local_batch(self.batch_size)
-        train, val = self.datasets(local_batch, session.shard)
+        train = self.reader("train", local_batch, session.shard)
+        val = self.reader("validation", local_batch, session.shard)
         # The shards are opened (and checked) before the checkpoint folder is made: a damaged
         # dataset leaves nothing behind.
         if session.open_checkpoint(self.signature(session.policy)):
@@ -201,7 +199,7 @@ class TrainingJob:
                               patience=self.patience, **self.fit_rules())
         final = self.final_model(model, session)
         if session.shard is not None:  # score every validation item, not this process's share
-            val = self.validation(local_batch)
+            val = self.reader("validation", local_batch, None)
         scores = self.score(final, val)
         files = self.write(final, session, stopped, scores)
         epochs_run = session.state["epoch"]

@@ -167,20 +167,14 @@ class UnetTraining(TrainingJob):
         return {"schedule": self.schedule, "loss": self.loss, "class_weights": self.weights,
                 "augment": self.augment, "crops": self.crops}
 
-    def datasets(self, batch, shard):
+    def reader(self, split, batch, shard):
         from .sequence import TileDataset
 
-        turns = "rotations+flips" if self.augment != "none" else "none"
-        train = TileDataset(self.dataset, "train", batch_size=batch, shuffle=True, augment=turns,
-                            seed=self.seed, shard=shard, standardise=True, crops=self.crops)
-        return train, TileDataset(self.dataset, "validation", batch_size=batch, shuffle=False,
-                                  shard=shard, standardise=True)
-
-    def validation(self, batch):
-        from .sequence import TileDataset
-
-        return TileDataset(self.dataset, "validation", batch_size=batch, shuffle=False,
-                           standardise=True)
+        training = split == "train"
+        turns = "rotations+flips" if training and self.augment != "none" else "none"
+        return TileDataset(self.dataset, split, batch_size=batch, shuffle=training, augment=turns,
+                           seed=self.seed, shard=shard, standardise=True,
+                           crops=self.crops if training else None)
 
     def build(self):
         from ...models.unet import build_unet
