@@ -17,6 +17,7 @@ reference image is nodata stay unlabelled.
 
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from osgeo import gdal, ogr, osr
@@ -97,42 +98,9 @@ def read_polygons(vector, field, target_wkt, layer=None, progress=no_progress,
         'invalid_skipped' feature counts
     """
     ds, lyr = _open_layer(vector, layer)
-    idx, kind = None, None
-    if field not in (None, ""):
-        idx = _field_index(lyr, field)
-        fdefn = lyr.GetLayerDefn().GetFieldDefn(idx)
-        ftype = fdefn.GetType()
-        if ftype in (ogr.OFTInteger, ogr.OFTInteger64):
-            kind = "integer"
-        elif ftype == ogr.OFTReal:
-            kind = "real"
-        elif ftype == ogr.OFTString:
-            kind = "string"
-        else:
-            raise FjordError(f"The class field {fdefn.GetName()!r} is of type "
-                             f"{fdefn.GetFieldTypeName(ftype)}; use an integer or a text field.")
-    layer_type = ogr.GT_Flatten(lyr.GetGeomType())
-    if layer_type not in _POLYGON_TYPES | _MIXED_TYPES:
-        raise FjordError(
-            f"The layer holds {ogr.GeometryTypeToName(layer_type).lower()} geometries; training "
-            "labels must be polygons. Buffer points or lines into polygons first "
-            "(Vector geometry > Buffer).")
-
-    source_srs = lyr.GetSpatialRef()
-    target_srs = osr.SpatialReference()
-    if target_wkt:
-        target_srs.ImportFromWkt(target_wkt)
-    if source_srs is not None and not target_wkt:
-        raise FjordError("The reference raster has no coordinate reference system but the polygon "
-                         "layer has one, so they cannot be matched. Assign the raster its CRS "
-                         "(Raster > Projections > Assign Projection) and run again.")
-    transform = None
-    if source_srs is not None and target_wkt and not source_srs.IsSame(target_srs):
-        source_srs = source_srs.Clone()
-        source_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        target_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        transform = osr.CoordinateTransformation(source_srs, target_srs)
-
+    idx, kind = _class_field(lyr, field)
+    _check_polygon_layer(lyr)
+    transform = _transform_to(lyr.GetSpatialRef(), target_wkt)
     counts = dict(read=0, null=0, empty=0, non_polygon=0, invalid_repaired=0, invalid_skipped=0)
     features = []
     total = max(lyr.GetFeatureCount(), 1)
@@ -143,34 +111,11 @@ def read_polygons(vector, field, target_wkt, layer=None, progress=no_progress,
                 raise Cancelled()
             progress(n / total, None)
         counts["read"] += 1
-        if idx is not None and not feat.IsFieldSetAndNotNull(idx):
-            counts["null"] += 1
-            continue
-        label = feat.GetField(idx) if idx is not None else None
-        if kind == "string":
-            label = str(label).strip()
-            if not label:
-                counts["null"] += 1
-                continue
-        geom = feat.GetGeometryRef()
-        if geom is None or geom.IsEmpty():
-            counts["empty"] += 1
-            continue
-        geom = _polygonal_part(geom.Clone())
+        label, geom = _label(feat, idx, kind, counts), None
+        if label is not _SKIP:
+            geom = _usable_polygon(feat.GetGeometryRef(), counts)
         if geom is None:
-            counts["non_polygon"] += 1
             continue
-        if not geom.IsValid():
-            try:
-                repaired = geom.MakeValid()
-            except RuntimeError:
-                repaired = None
-            repaired = _polygonal_part(repaired) if repaired is not None else None
-            if repaired is None or repaired.IsEmpty():
-                counts["invalid_skipped"] += 1
-                continue
-            geom = repaired
-            counts["invalid_repaired"] += 1
         if transform is not None:
             geom.Transform(transform)
         features.append((geom, label, geom.GetArea(), feat.GetFID()))
@@ -181,6 +126,91 @@ def read_polygons(vector, field, target_wkt, layer=None, progress=no_progress,
         raise FjordError(
             f"None of the {counts['read']} features can be used: {_describe_skipped(counts)}.")
     return features, kind, counts
+
+
+_SKIP = object()  # the label of a feature without one
+
+
+def _class_field(lyr, field):
+    """The index and kind ('integer', 'real', 'string') of the class field; (None, None)
+    without one."""
+    if field in (None, ""):
+        return None, None
+    idx = _field_index(lyr, field)
+    fdefn = lyr.GetLayerDefn().GetFieldDefn(idx)
+    ftype = fdefn.GetType()
+    kinds = {ogr.OFTInteger: "integer", ogr.OFTInteger64: "integer", ogr.OFTReal: "real",
+             ogr.OFTString: "string"}
+    if ftype not in kinds:
+        raise FjordError(f"The class field {fdefn.GetName()!r} is of type "
+                         f"{fdefn.GetFieldTypeName(ftype)}; use an integer or a text field.")
+    return idx, kinds[ftype]
+
+
+def _check_polygon_layer(lyr):
+    layer_type = ogr.GT_Flatten(lyr.GetGeomType())
+    if layer_type not in _POLYGON_TYPES | _MIXED_TYPES:
+        raise FjordError(
+            f"The layer holds {ogr.GeometryTypeToName(layer_type).lower()} geometries; training "
+            "labels must be polygons. Buffer points or lines into polygons first "
+            "(Vector geometry > Buffer).")
+
+
+def _transform_to(source_srs, target_wkt):
+    """The transformation from the layer's CRS to ``target_wkt``; None when they are the same
+    or the layer has none."""
+    target_srs = osr.SpatialReference()
+    if target_wkt:
+        target_srs.ImportFromWkt(target_wkt)
+    if source_srs is not None and not target_wkt:
+        raise FjordError("The reference raster has no coordinate reference system but the polygon "
+                         "layer has one, so they cannot be matched. Assign the raster its CRS "
+                         "(Raster > Projections > Assign Projection) and run again.")
+    if source_srs is None or not target_wkt or source_srs.IsSame(target_srs):
+        return None
+    source_srs = source_srs.Clone()
+    source_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    target_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return osr.CoordinateTransformation(source_srs, target_srs)
+
+
+def _label(feat, idx, kind, counts):
+    """The feature's class label (None without a class field), or _SKIP when it has none."""
+    if idx is None:
+        return None
+    if not feat.IsFieldSetAndNotNull(idx):
+        counts["null"] += 1
+        return _SKIP
+    label = feat.GetField(idx)
+    if kind == "string":
+        label = str(label).strip()
+        if not label:
+            counts["null"] += 1
+            return _SKIP
+    return label
+
+
+def _usable_polygon(geom, counts):
+    """A valid polygonal copy of ``geom`` (invalid ones repaired), or None, counted."""
+    if geom is None or geom.IsEmpty():
+        counts["empty"] += 1
+        return None
+    geom = _polygonal_part(geom.Clone())
+    if geom is None:
+        counts["non_polygon"] += 1
+        return None
+    if geom.IsValid():
+        return geom
+    try:
+        repaired = geom.MakeValid()
+    except RuntimeError:
+        repaired = None
+    repaired = _polygonal_part(repaired) if repaired is not None else None
+    if repaired is None or repaired.IsEmpty():
+        counts["invalid_skipped"] += 1
+        return None
+    counts["invalid_repaired"] += 1
+    return repaired
 
 
 def _describe_skipped(counts):
@@ -359,117 +389,26 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
     if schema is not None:
         schema = schemas.validate_schema(schema)
     constant, background = class_spec(class_value), class_spec(background)
-    if background == ("integer", 0):
-        raise FjordError("BACKGROUND 0 is 'unlabelled', which pixels outside the polygons are "
-                         "anyway; leave BACKGROUND empty.")
-    if field in (None, "") and constant is None:
-        raise FjordError("Give the field that holds the classes (FIELD), or one class for every "
-                         "polygon (CLASS), e.g. 'glacier' for glacier outlines.")
-    if field not in (None, "") and constant is not None:
-        raise FjordError(f"Give either a class field (FIELD {field!r}) or one class for every "
-                         f"polygon (CLASS {_describe_spec(constant)}), not both.")
-    try:
-        ref = gdal.Open(reference)
-    except RuntimeError as exc:
-        raise FjordError(f"Cannot open the reference raster {reference!r}: {exc}.") from None
-    width, height = ref.RasterXSize, ref.RasterYSize
-    transform = ref.GetGeoTransform()
-    wkt = ref.GetProjection()
-    ref_masked = any(ref.GetRasterBand(b + 1).GetMaskFlags() != gdal.GMF_ALL_VALID
-                     for b in range(ref.RasterCount))
-    ref = None
+    _check_class_source(field, constant, background)
+    grid = _ReferenceGrid.read(reference)
     check_writable(output, "class raster")
     if os.path.abspath(output) == os.path.abspath(reference):
         raise FjordError("The output would overwrite the reference raster; choose another path.")
 
     progress(0.0, "Reading polygons")
     features, kind, counts = read_polygons(
-        vector, field, wkt, layer=layer,
+        vector, field, grid.wkt, layer=layer,
         progress=lambda f, m=None: progress(0.4 * f, m), should_stop=should_stop)
     if constant is not None:
         kind = constant[0]
         features = [(geom, constant[1], area, fid) for geom, _, area, fid in features]
     mapping, schema, fill = class_mapping([f[1] for f in features], kind, schema, background)
-
-    # Keep the polygons that reach the raster.
-    x0, y0 = transform[0], transform[3]
-    x1 = x0 + transform[1] * width + transform[2] * height
-    y1 = y0 + transform[4] * height + transform[5] * width
-    xmin, xmax, ymin, ymax = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
-    inside = []
-    for geom, label, area, fid in features:
-        gx0, gx1, gy0, gy1 = geom.GetEnvelope()
-        if gx1 >= xmin and gx0 <= xmax and gy1 >= ymin and gy0 <= ymax:
-            inside.append((geom, mapping[label], area, fid))
-    if not inside:
-        raise FjordError(
-            f"None of the {len(features)} polygons overlaps the reference raster. Check that the "
-            "polygons and the raster cover the same area and that both have the right CRS.")
-
-    top = max(c["value"] for c in schema["classes"])
-    dtype = gdal.GDT_Byte if top <= 255 else gdal.GDT_UInt16
-    srs = osr.SpatialReference()
-    if wkt:
-        srs.ImportFromWkt(wkt)
-    mem = ogr.GetDriverByName("Memory").CreateDataSource("labels")
-    mem_layer = mem.CreateLayer("labels", srs=srs if wkt else None, geom_type=ogr.wkbMultiPolygon)
-    mem_layer.CreateField(ogr.FieldDefn("burn", ogr.OFTInteger))
-    defn = mem_layer.GetLayerDefn()
-    # Largest first, so that smaller polygons are burned last and win where they overlap.
-    for geom, value, _, _ in sorted(inside, key=lambda f: (-f[2], f[3])):
-        feat = ogr.Feature(defn)
-        feat.SetGeometry(geom)
-        feat.SetField(0, int(value))
-        mem_layer.CreateFeature(feat)
-
-    warnings = []
-    skipped = counts["null"] + counts["empty"] + counts["non_polygon"] + counts["invalid_skipped"]
-    if skipped or counts["invalid_repaired"]:
-        warnings.append(f"Of {counts['read']} features: {_describe_skipped(counts)}.")
-    if len(inside) < len(features):
-        warnings.append(f"{len(features) - len(inside)} polygons lie outside the raster and were ignored.")
-
-    with AtomicOutputs() as out:
-        tmp = out.add(output)
-        side = schemas.sidecar_paths(output)
-        tmp_schema, tmp_qml = out.add(side["schema"]), out.add(side["qml"])
-        ds = gdal.GetDriverByName("GTiff").Create(
-            tmp, width, height, 1, dtype,
-            options=["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
-        try:  # the dataset is closed before the partial files are removed or renamed
-            ds.SetGeoTransform(transform)
-            if wkt:
-                ds.SetProjection(wkt)
-            band = ds.GetRasterBand(1)
-            band.Fill(fill or 0)
-            band.SetDescription("class")
-            band.SetColorTable(schemas.gdal_color_table(schema))
-            ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema, ensure_ascii=False))
-
-            def callback(complete, message, data):
-                progress(0.4 + 0.5 * complete, None)
-                return 0 if should_stop() else 1
-
-            progress(0.4, f"Burning {len(inside)} polygons into a {width} x {height} grid")
-            options = ["ATTRIBUTE=burn"] + (["ALL_TOUCHED=TRUE"] if all_touched else [])
-            try:
-                gdal.RasterizeLayer(ds, [1], mem_layer, options=options, callback=callback)
-            except RuntimeError:
-                if should_stop():
-                    raise Cancelled() from None
-                raise
-            if fill and ref_masked:
-                progress(0.85, "Leaving the reference's nodata pixels unlabelled")
-                _clear_invalid(band, reference, should_stop)
-            progress(0.9, "Counting pixels per class")
-            pixel_counts = _count_values(band, top, should_stop)
-        finally:
-            band = ds = None
-        with open(tmp_schema, "w", encoding="utf-8") as f:
-            f.write(schemas.dumps(schema))
-        with open(tmp_qml, "w", encoding="utf-8") as f:
-            f.write(schemas.paletted_qml(schema))
-    mem = None
+    inside = grid.polygons_inside(features, mapping)
+    warnings = _feature_warnings(counts, len(features), len(inside))
+    mem, mem_layer = _burn_layer(inside, grid.wkt)
+    pixel_counts = _write_class_raster(output, grid, schema, fill, mem_layer, all_touched,
+                                       progress, should_stop)
+    del mem_layer, mem  # the layer first: it belongs to the data source
     labelled = int(sum(v for k, v in pixel_counts.items() if k != 0))
     if not any(v for k, v in pixel_counts.items() if k not in (0, fill)):
         warnings.append("The polygons overlap the raster but cover no pixel centre; try ALL_TOUCHED.")
@@ -479,6 +418,151 @@ def rasterize_labels(vector, field, reference, output, *, layer=None, schema=Non
             "pixel_counts": {int(k): int(v) for k, v in pixel_counts.items() if v},
             "labelled_pixels": labelled, "background": fill, "features": counts,
             "warnings": warnings}
+
+
+def _check_class_source(field, constant, background):
+    """Exactly one of a class field and a class for every polygon; no background 0."""
+    if background == ("integer", 0):
+        raise FjordError("BACKGROUND 0 is 'unlabelled', which pixels outside the polygons are "
+                         "anyway; leave BACKGROUND empty.")
+    if field in (None, "") and constant is None:
+        raise FjordError("Give the field that holds the classes (FIELD), or one class for every "
+                         "polygon (CLASS), e.g. 'glacier' for glacier outlines.")
+    if field not in (None, "") and constant is not None:
+        raise FjordError(f"Give either a class field (FIELD {field!r}) or one class for every "
+                         f"polygon (CLASS {_describe_spec(constant)}), not both.")
+
+
+@dataclass
+class _ReferenceGrid:
+    """The grid of the reference raster, and whether it has nodata pixels."""
+
+    path: str
+    width: int
+    height: int
+    transform: tuple
+    wkt: str
+    masked: bool
+
+    @classmethod
+    def read(cls, reference):
+        try:
+            ref = gdal.Open(reference)
+        except RuntimeError as exc:
+            raise FjordError(f"Cannot open the reference raster {reference!r}: {exc}.") from None
+        masked = any(ref.GetRasterBand(b + 1).GetMaskFlags() != gdal.GMF_ALL_VALID
+                     for b in range(ref.RasterCount))
+        return cls(reference, ref.RasterXSize, ref.RasterYSize, ref.GetGeoTransform(), ref.GetProjection(),
+                   masked)
+
+    def extent(self):
+        t = self.transform
+        x0, y0 = t[0], t[3]
+        x1 = x0 + t[1] * self.width + t[2] * self.height
+        y1 = y0 + t[4] * self.height + t[5] * self.width
+        return min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+
+    def polygons_inside(self, features, mapping):
+        """The polygons that reach the raster, with their class values."""
+        xmin, xmax, ymin, ymax = self.extent()
+        inside = []
+        for geom, label, area, fid in features:
+            gx0, gx1, gy0, gy1 = geom.GetEnvelope()
+            if gx1 >= xmin and gx0 <= xmax and gy1 >= ymin and gy0 <= ymax:
+                inside.append((geom, mapping[label], area, fid))
+        if not inside:
+            raise FjordError(
+                f"None of the {len(features)} polygons overlaps the reference raster. Check that "
+                "the polygons and the raster cover the same area and that both have the right CRS.")
+        return inside
+
+
+def _feature_warnings(counts, n_features, n_inside):
+    warnings = []
+    skipped = counts["null"] + counts["empty"] + counts["non_polygon"] + counts["invalid_skipped"]
+    if skipped or counts["invalid_repaired"]:
+        warnings.append(f"Of {counts['read']} features: {_describe_skipped(counts)}.")
+    if n_inside < n_features:
+        warnings.append(f"{n_features - n_inside} polygons lie outside the raster and were ignored.")
+    return warnings
+
+
+def _burn_layer(inside, wkt):
+    """An in-memory layer of the polygons with their class values in 'burn', largest first,
+    so that smaller polygons are burned last and win where they overlap."""
+    srs = osr.SpatialReference()
+    if wkt:
+        srs.ImportFromWkt(wkt)
+    mem = ogr.GetDriverByName("Memory").CreateDataSource("labels")
+    mem_layer = mem.CreateLayer("labels", srs=srs if wkt else None, geom_type=ogr.wkbMultiPolygon)
+    mem_layer.CreateField(ogr.FieldDefn("burn", ogr.OFTInteger))
+    defn = mem_layer.GetLayerDefn()
+    for geom, value, _, _ in sorted(inside, key=lambda f: (-f[2], f[3])):
+        feat = ogr.Feature(defn)
+        feat.SetGeometry(geom)
+        feat.SetField(0, int(value))
+        mem_layer.CreateFeature(feat)
+    return mem, mem_layer
+
+
+def _write_class_raster(output, grid, schema, fill, mem_layer, all_touched, progress,
+                        should_stop):
+    """Burn ``mem_layer`` into the class raster and write it with its sidecars atomically;
+    returns the pixel count per value. With a background class (``fill``), the reference's
+    nodata pixels are left unlabelled."""
+    top = max(c["value"] for c in schema["classes"])
+    dtype = gdal.GDT_Byte if top <= 255 else gdal.GDT_UInt16
+    with AtomicOutputs() as out:
+        tmp = out.add(output)
+        side = schemas.sidecar_paths(output)
+        tmp_schema, tmp_qml = out.add(side["schema"]), out.add(side["qml"])
+        ds = gdal.GetDriverByName("GTiff").Create(
+            tmp, grid.width, grid.height, 1, dtype,
+            options=["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
+        try:  # the dataset is closed before the partial files are removed or renamed
+            band = _start_class_band(ds, grid, schema, fill)
+            progress(0.4, f"Burning {mem_layer.GetFeatureCount()} polygons into a "
+                          f"{grid.width} x {grid.height} grid")
+            _rasterize(ds, mem_layer, all_touched, progress, should_stop)
+            if fill and grid.masked:
+                progress(0.85, "Leaving the reference's nodata pixels unlabelled")
+                _clear_invalid(band, grid.path, should_stop)
+            progress(0.9, "Counting pixels per class")
+            pixel_counts = _count_values(band, top, should_stop)
+        finally:
+            band = ds = None
+        with open(tmp_schema, "w", encoding="utf-8") as f:
+            f.write(schemas.dumps(schema))
+        with open(tmp_qml, "w", encoding="utf-8") as f:
+            f.write(schemas.paletted_qml(schema))
+    return pixel_counts
+
+
+def _start_class_band(ds, grid, schema, fill):
+    """Grid, fill value, colour table and schema of a new class raster; returns its band."""
+    ds.SetGeoTransform(grid.transform)
+    if grid.wkt:
+        ds.SetProjection(grid.wkt)
+    band = ds.GetRasterBand(1)
+    band.Fill(fill or 0)
+    band.SetDescription("class")
+    band.SetColorTable(schemas.gdal_color_table(schema))
+    ds.SetMetadataItem(schemas.METADATA_KEY, json.dumps(schema, ensure_ascii=False))
+    return band
+
+
+def _rasterize(ds, mem_layer, all_touched, progress, should_stop):
+    def callback(complete, message, data):
+        progress(0.4 + 0.5 * complete, None)
+        return 0 if should_stop() else 1
+
+    options = ["ATTRIBUTE=burn"] + (["ALL_TOUCHED=TRUE"] if all_touched else [])
+    try:
+        gdal.RasterizeLayer(ds, [1], mem_layer, options=options, callback=callback)
+    except RuntimeError:
+        if should_stop():
+            raise Cancelled() from None
+        raise
 
 
 def _clear_invalid(band, reference, should_stop, rows=512):

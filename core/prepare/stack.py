@@ -556,170 +556,278 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
     """
     progress = progress or no_progress
     should_stop = should_stop or never_stop
+    plan = _plan_stack(inputs, bands, indices, band_roles, sensor)
+    out_abs = os.path.abspath(output)
+    if out_abs in {os.path.abspath(p) for p in plan.paths}:
+        raise FjordError("The output would overwrite an input raster; choose another path.")
+    check_writable(output, "stacked raster")
+    _find_sources(plan)
+    _choose_output_type(plan)
+    progress(0.0, plan.summary())
+    with AtomicOutputs() as out:
+        tmp = out.add(output)
+        ds = _create_output(plan, tmp)
+        try:  # the dataset is closed before the partial file is removed or renamed
+            _describe_output(plan, ds)
+            step = max(1, int(strip_rows))
+            for y in range(0, plan.height, step):
+                if should_stop():
+                    raise Cancelled()
+                rows = min(step, plan.height - y)
+                _write_strip(plan, ds, y, rows)
+                progress((y + rows) / plan.height, None)
+            _set_output_nodata(plan, ds)
+        finally:
+            ds = None
+    result = plan.result(out_abs)
+    plan.release()
+    progress(1.0, None)
+    return result
+
+
+@dataclass
+class _StackPlan:
+    """What :func:`stack_bands` reads, from where, and how it writes it."""
+
+    paths: list
+    datasets: list
+    stacked: list  # the Band of each stacked band, in stack order
+    index_names: list
+    roles: dict
+    role_how: dict
+    sensor: str
+    sources: dict = field(default_factory=dict)  # band number -> (GDAL band, resampled?)
+    keep: list = field(default_factory=list)  # virtual datasets the sources belong to
+    resampled: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    dtype: np.dtype = None
+    nodata: float = None
+    declared: bool = False
+    wrote_nodata: bool = False
+    collisions: dict = field(default_factory=dict)  # band name -> valid pixels equal to nodata
+
+    @property
+    def ref(self):
+        return self.datasets[0]
+
+    @property
+    def width(self):
+        return self.ref.RasterXSize
+
+    @property
+    def height(self):
+        return self.ref.RasterYSize
+
+    @property
+    def names(self):
+        return [b.name for b in self.stacked] + self.index_names
+
+    @property
+    def gdal_type(self):
+        return gdal_array.NumericTypeCodeToGDALTypeCode(self.dtype.type)
+
+    @property
+    def index_inputs(self):
+        """Stack positions of the bands the indices read."""
+        return sorted({self.roles[r] for n in self.index_names for r in INDEX_ROLES[n]})
+
+    @property
+    def has_nodata(self):
+        return self.declared or self.wrote_nodata or bool(self.index_names)
+
+    def summary(self):
+        indices = (f" and {len(self.index_names)} indices ({', '.join(self.index_names)})"
+                   if self.index_names else "")
+        plural = "s" if len(self.paths) != 1 else ""
+        return (f"Stacking {len(self.stacked)} bands{indices} from {len(self.paths)} "
+                f"input{plural} on a {self.width} x {self.height} grid")
+
+    def result(self, out_abs):
+        for name, count in self.collisions.items():
+            self.warnings.append(
+                f"{count} valid pixels of band {name!r} equal the output nodata value "
+                f"{_fmt(self.nodata)} and now read as nodata.")
+        return {"output": out_abs, "bands": self.names,
+                "sources": [{"input": self.paths[b.input], "band": b.band, "name": b.name}
+                            for b in self.stacked],
+                "indices": self.index_names, "roles": self.roles, "role_sources": self.role_how,
+                "sensor": self.sensor, "dtype": gdal.GetDataTypeName(self.gdal_type),
+                "nodata": self.nodata if self.has_nodata else None,
+                "resampled": self.resampled, "warnings": self.warnings}
+
+    def release(self):
+        """Close the inputs and the virtual datasets."""
+        self.sources.clear()
+        self.keep.clear()
+        self.datasets.clear()
+
+
+def _plan_stack(inputs, bands, indices, band_roles, sensor):
+    """Open the inputs, choose the bands and find the roles the indices need."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [str(p) for p in (inputs or []) if str(p).strip()]
     if not paths:
         raise FjordError("Give at least one input raster.")
-    strip_rows = max(1, int(strip_rows))
     datasets = [_open(p) for p in paths]
     all_bands = _describe(datasets, paths)
-    chosen = select_bands(bands, all_bands)
-    stacked = [all_bands[n - 1] for n in chosen]
+    stacked = [all_bands[n - 1] for n in select_bands(bands, all_bands)]
     index_names = _normalise_indices(indices)
-    sensor = _normalise_sensor(sensor)
-    resolved = sensor
-    if sensor == "auto":
-        metadata = []
-        for ds in datasets:
-            for domain in ("", "IMAGERY"):
-                metadata.extend((ds.GetMetadata(domain) or {}).values())
-        resolved = detect_sensor(all_bands, paths, metadata)
+    resolved = _normalise_sensor(sensor)
+    if resolved == "auto":
+        resolved = detect_sensor(all_bands, paths, _metadata_values(datasets))
     roles, role_how = find_roles(stacked, resolved, band_roles)
+    _check_index_roles(index_names, roles, stacked, resolved)
+    return _StackPlan(paths, datasets, stacked, index_names, roles, role_how, resolved)
+
+
+def _metadata_values(datasets):
+    return [value for ds in datasets for domain in ("", "IMAGERY")
+            for value in (ds.GetMetadata(domain) or {}).values()]
+
+
+def _check_index_roles(index_names, roles, stacked, sensor):
     for name in index_names:
         for role in INDEX_ROLES[name]:
             if role not in roles:
                 raise FjordError(
                     f"{name} needs the {ROLE_LABELS[role]} band, which was not found among the "
-                    f"stacked bands ({_band_list(stacked)}) with {SENSOR_LABELS[resolved]} band "
+                    f"stacked bands ({_band_list(stacked)}) with {SENSOR_LABELS[sensor]} band "
                     f"naming. Set {role.upper()} to its number in the stack (1-{len(stacked)}), "
                     "or choose the sensor, or add the band to the band selection.")
 
-    ref = datasets[0]
-    width, height = ref.RasterXSize, ref.RasterYSize
-    out_abs = os.path.abspath(output)
-    if out_abs in {os.path.abspath(p) for p in paths}:
-        raise FjordError("The output would overwrite an input raster; choose another path.")
-    check_writable(output, "stacked raster")
 
-    # Sources: the input band itself on the first grid, else a resampled virtual band.
-    warnings = []
-    resampled, sources, keep = [], {}, []
-    for b in stacked:
-        ds = datasets[b.input]
-        if b.input == 0 or same_grid(ds, ref):
-            sources[b.number] = (ds.GetRasterBand(b.band), False)
+def _find_sources(plan):
+    """Each stacked band's source: the input band itself on the first grid, else a band
+    resampled onto it (virtual)."""
+    for b in plan.stacked:
+        ds = plan.datasets[b.input]
+        if b.input == 0 or same_grid(ds, plan.ref):
+            plan.sources[b.number] = (ds.GetRasterBand(b.band), False)
             continue
-        if bool(ds.GetProjection()) != bool(ref.GetProjection()):
-            raise FjordError(
-                f"{_stem(paths[b.input])!r} and the first input must both have a CRS (or both "
-                "lack one) to be matched; assign the missing CRS (Raster > Projections > Assign "
-                "Projection).")
-        gt = ref.GetGeoTransform()
-        if gt[2] or gt[4] or gt[5] > 0:
-            raise FjordError("The first input has a rotated or south-up grid; the other inputs "
-                             "cannot be resampled onto it. Make the first input north-up first.")
-        if not _overlaps(ds, ref, paths[b.input]):
-            raise FjordError(f"{paths[b.input]!r} does not overlap the first input "
-                             f"({paths[0]!r}), whose grid the output takes.")
-        if b.signed_byte:
-            raise FjordError(f"{b.name} holds signed 8-bit values and is not on the first "
-                             "input's grid; resampling would read them as 0..255. Convert it to "
-                             "Int16 first (Raster > Conversion > Translate, output type Int16) or "
-                             "put it on the same grid.")
-        if paths[b.input] not in resampled:
-            resampled.append(paths[b.input])
-        warped, single = _warped(ds, b.band, ref, nearest=b.colour_table)
-        keep.append((warped, single))
-        sources[b.number] = (warped.GetRasterBand(1), True)
+        _check_resamplable(b, ds, plan.ref, plan.paths)
+        if plan.paths[b.input] not in plan.resampled:
+            plan.resampled.append(plan.paths[b.input])
+        warped, single = _warped(ds, b.band, plan.ref, nearest=b.colour_table)
+        plan.keep.append((warped, single))
+        plan.sources[b.number] = (warped.GetRasterBand(1), True)
 
-    dtype = _output_type(stacked, index_names)
-    nodata, declared = _output_nodata(stacked, dtype, index_names)
-    if index_names:
-        wide = [b.name for b in stacked if b.dtype.itemsize > 2 and b.dtype != np.float32]
+
+def _check_resamplable(b, ds, ref, paths):
+    if bool(ds.GetProjection()) != bool(ref.GetProjection()):
+        raise FjordError(
+            f"{_stem(paths[b.input])!r} and the first input must both have a CRS (or both "
+            "lack one) to be matched; assign the missing CRS (Raster > Projections > Assign "
+            "Projection).")
+    gt = ref.GetGeoTransform()
+    if gt[2] or gt[4] or gt[5] > 0:
+        raise FjordError("The first input has a rotated or south-up grid; the other inputs "
+                         "cannot be resampled onto it. Make the first input north-up first.")
+    if not _overlaps(ds, ref, paths[b.input]):
+        raise FjordError(f"{paths[b.input]!r} does not overlap the first input "
+                         f"({paths[0]!r}), whose grid the output takes.")
+    if b.signed_byte:
+        raise FjordError(f"{b.name} holds signed 8-bit values and is not on the first "
+                         "input's grid; resampling would read them as 0..255. Convert it to "
+                         "Int16 first (Raster > Conversion > Translate, output type Int16) or "
+                         "put it on the same grid.")
+
+
+def _choose_output_type(plan):
+    plan.dtype = _output_type(plan.stacked, plan.index_names)
+    plan.nodata, plan.declared = _output_nodata(plan.stacked, plan.dtype, plan.index_names)
+    if plan.index_names:
+        wide = [b.name for b in plan.stacked if b.dtype.itemsize > 2 and b.dtype != np.float32]
         if wide:
-            warnings.append("The output is Float32 because of the indices; values of "
-                            f"{', '.join(map(repr, wide[:5]))} may lose precision.")
-    gdal_type = gdal_array.NumericTypeCodeToGDALTypeCode(dtype.type)
-    names = [b.name for b in stacked] + index_names
-    need = sorted({roles[r] for n in index_names for r in INDEX_ROLES[n]})
+            plan.warnings.append("The output is Float32 because of the indices; values of "
+                                 f"{', '.join(map(repr, wide[:5]))} may lose precision.")
 
-    progress(0.0, f"Stacking {len(stacked)} bands"
-             + (f" and {len(index_names)} indices ({', '.join(index_names)})" if index_names else "")
-             + f" from {len(paths)} input{'s' if len(paths) != 1 else ''} on a {width} x {height} grid")
-    wrote_nodata = False
-    collisions = {}
-    with AtomicOutputs() as out:
-        tmp = out.add(output)
-        predictor = "PREDICTOR=3" if dtype.kind == "f" else "PREDICTOR=2"
-        ds = gdal.GetDriverByName("GTiff").Create(
-            tmp, width, height, len(names), gdal_type, options=_OPTIONS + [predictor])
-        try:  # the dataset is closed before the partial file is removed or renamed
-            ds.SetGeoTransform(ref.GetGeoTransform())
-            if ref.GetProjection():
-                ds.SetProjection(ref.GetProjection())
-            for pos, name in enumerate(names, 1):
-                ds.GetRasterBand(pos).SetDescription(name)
-            for pos, b in enumerate(stacked, 1):
-                if b.scale != 1.0 or b.offset != 0.0:
-                    ds.GetRasterBand(pos).SetScale(b.scale)
-                    ds.GetRasterBand(pos).SetOffset(b.offset)
-            for k, name in enumerate(index_names):
-                ra, rb = INDEX_ROLES[name]
-                ds.GetRasterBand(len(stacked) + k + 1).SetMetadataItem(
-                    "FORMULA", f"({ra.upper()} - {rb.upper()}) / ({ra.upper()} + {rb.upper()}) = "
-                    f"({stacked[roles[ra] - 1].name} - {stacked[roles[rb] - 1].name}) / "
-                    f"({stacked[roles[ra] - 1].name} + {stacked[roles[rb] - 1].name})")
-            ds.SetMetadataItem("FJORD_STACK", json.dumps({
-                "inputs": [os.path.abspath(p) if os.path.exists(p) else p for p in paths],
-                "bands": [[b.input + 1, b.band] for b in stacked], "indices": index_names,
-                "roles": roles, "sensor": resolved}))
 
-            for y in range(0, height, strip_rows):
-                if should_stop():
-                    raise Cancelled()
-                rows = min(strip_rows, height - y)
-                physical = {}  # stack position -> float64 values (NaN = nodata) for indices
-                for pos, b in enumerate(stacked, 1):
-                    band, warped = sources[b.number]
-                    values = band.ReadAsArray(0, y, width, rows)
-                    if b.signed_byte and values.dtype == np.uint8:
-                        values = values.view(np.int8)
-                    invalid = _invalid(values, None if warped else b.nodata)
-                    if pos in need:
-                        phys = values.astype(np.float64) * b.scale + b.offset
-                        phys[invalid] = np.nan
-                        physical[pos] = phys
-                    values = _cast(values, dtype)
-                    clash = _same_as_nodata(values, nodata)
-                    if invalid.any():
-                        clash &= ~invalid
-                        values[invalid] = nodata
-                        wrote_nodata = True
-                    if clash.any():
-                        collisions[b.name] = collisions.get(b.name, 0) + int(clash.sum())
-                    ds.GetRasterBand(pos).WriteArray(values, 0, y)
-                for k, name in enumerate(index_names):
-                    ra, rb = INDEX_ROLES[name]
-                    values = normalized_difference(physical[roles[ra]], physical[roles[rb]])
-                    ds.GetRasterBand(len(stacked) + k + 1).WriteArray(values, 0, y)
-                # Complete tiles go to disk now, and blocks read are let go: the block cache
-                # stays the size of a strip instead of filling up to GDAL_CACHEMAX.
-                ds.FlushCache()
-                for held in datasets + [w for pair in keep for w in pair]:
-                    held.FlushCache()
-                progress((y + rows) / height, None)
-            if declared or wrote_nodata or index_names:
-                for pos in range(1, len(names) + 1):
-                    ds.GetRasterBand(pos).SetNoDataValue(nodata)
-            else:
-                collisions = {}
-        finally:
-            ds = None
-    sources.clear()
-    keep.clear()
-    datasets = ref = None
-    for name, count in collisions.items():
-        warnings.append(f"{count} valid pixels of band {name!r} equal the output nodata value "
-                        f"{_fmt(nodata)} and now read as nodata.")
-    progress(1.0, None)
-    has_nodata = declared or wrote_nodata or bool(index_names)
-    return {"output": out_abs, "bands": names,
-            "sources": [{"input": paths[b.input], "band": b.band, "name": b.name} for b in stacked],
-            "indices": index_names, "roles": roles, "role_sources": role_how,
-            "sensor": resolved, "dtype": gdal.GetDataTypeName(gdal_type),
-            "nodata": nodata if has_nodata else None, "resampled": resampled,
-            "warnings": warnings}
+def _create_output(plan, path):
+    predictor = "PREDICTOR=3" if plan.dtype.kind == "f" else "PREDICTOR=2"
+    return gdal.GetDriverByName("GTiff").Create(
+        path, plan.width, plan.height, len(plan.names), plan.gdal_type,
+        options=_OPTIONS + [predictor])
+
+
+def _describe_output(plan, ds):
+    """Grid, band names, scale and offset, index formulas and the FJORD_STACK record."""
+    ds.SetGeoTransform(plan.ref.GetGeoTransform())
+    if plan.ref.GetProjection():
+        ds.SetProjection(plan.ref.GetProjection())
+    for pos, name in enumerate(plan.names, 1):
+        ds.GetRasterBand(pos).SetDescription(name)
+    for pos, b in enumerate(plan.stacked, 1):
+        if b.scale != 1.0 or b.offset != 0.0:
+            ds.GetRasterBand(pos).SetScale(b.scale)
+            ds.GetRasterBand(pos).SetOffset(b.offset)
+    for k, name in enumerate(plan.index_names):
+        ds.GetRasterBand(len(plan.stacked) + k + 1).SetMetadataItem(
+            "FORMULA", _formula(name, plan.roles, plan.stacked))
+    ds.SetMetadataItem("FJORD_STACK", json.dumps({
+        "inputs": [os.path.abspath(p) if os.path.exists(p) else p for p in plan.paths],
+        "bands": [[b.input + 1, b.band] for b in plan.stacked], "indices": plan.index_names,
+        "roles": plan.roles, "sensor": plan.sensor}))
+
+
+def _formula(name, roles, stacked):
+    ra, rb = INDEX_ROLES[name]
+    a, b = stacked[roles[ra] - 1].name, stacked[roles[rb] - 1].name
+    return (f"({ra.upper()} - {rb.upper()}) / ({ra.upper()} + {rb.upper()}) = "
+            f"({a} - {b}) / ({a} + {b})")
+
+
+def _write_strip(plan, ds, y, rows):
+    """Copy ``rows`` rows from ``y`` of every stacked band, then compute the indices."""
+    physical = {}  # stack position -> float64 values (NaN = nodata) for indices
+    need = plan.index_inputs
+    for pos, b in enumerate(plan.stacked, 1):
+        values, invalid = _read_band_rows(plan, b, y, rows)
+        if pos in need:
+            phys = values.astype(np.float64) * b.scale + b.offset
+            phys[invalid] = np.nan
+            physical[pos] = phys
+        ds.GetRasterBand(pos).WriteArray(_output_values(plan, b, values, invalid), 0, y)
+    for k, name in enumerate(plan.index_names):
+        ra, rb = INDEX_ROLES[name]
+        values = normalized_difference(physical[plan.roles[ra]], physical[plan.roles[rb]])
+        ds.GetRasterBand(len(plan.stacked) + k + 1).WriteArray(values, 0, y)
+    # Complete tiles go to disk now, and blocks read are let go: the block cache stays the
+    # size of a strip instead of filling up to GDAL_CACHEMAX.
+    ds.FlushCache()
+    for held in plan.datasets + [w for pair in plan.keep for w in pair]:
+        held.FlushCache()
+
+
+def _read_band_rows(plan, b, y, rows):
+    """The values of band ``b`` in the strip and their nodata mask."""
+    band, warped = plan.sources[b.number]
+    values = band.ReadAsArray(0, y, plan.width, rows)
+    if b.signed_byte and values.dtype == np.uint8:
+        values = values.view(np.int8)
+    return values, _invalid(values, None if warped else b.nodata)
+
+
+def _output_values(plan, b, values, invalid):
+    """``values`` in the output type with its nodata; counts valid pixels that equal it."""
+    values = _cast(values, plan.dtype)
+    clash = _same_as_nodata(values, plan.nodata)
+    if invalid.any():
+        clash &= ~invalid
+        values[invalid] = plan.nodata
+        plan.wrote_nodata = True
+    if clash.any():
+        plan.collisions[b.name] = plan.collisions.get(b.name, 0) + int(clash.sum())
+    return values
+
+
+def _set_output_nodata(plan, ds):
+    """Declare nodata when the inputs did, a pixel was nodata, or indices were written."""
+    if plan.has_nodata:
+        for pos in range(1, len(plan.names) + 1):
+            ds.GetRasterBand(pos).SetNoDataValue(plan.nodata)
+    else:
+        plan.collisions = {}
 
 
 def _same_as_nodata(values, nodata):

@@ -33,6 +33,7 @@ import json
 import math
 import os
 import shutil
+from dataclasses import dataclass
 
 import numpy as np
 from osgeo import gdal
@@ -343,6 +344,33 @@ def _schema_for(img, values, existing=None):
     return schema
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The choices of one :func:`build_dataset` call."""
+
+    mode: str
+    tile: int
+    stride: int
+    rules: dict  # purity, max_unlabelled, min_labelled
+    augment: str
+    noise: int
+    max_per_class: int
+    fraction: float
+    split: str
+    block_size: int
+    seed: int
+
+    @property
+    def tiles(self):
+        return self.mode == "tiles"
+
+    def rule_text(self):
+        if self.tiles:
+            return (f"at most {self.rules['max_unlabelled']:.0%} unlabelled and a majority class "
+                    f"of at least {self.rules['purity']:.0%}")
+        return f"at least {self.rules['min_labelled']:.0%} labelled"
+
+
 def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride=None, purity=0.95,
                   max_unlabelled=0.10, min_labelled=0.25, augment="none", noise=0,
                   max_per_class=5000, validation_fraction=0.2, split="random", block_size=None,
@@ -382,8 +410,25 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
     dict: the dataset description (also written as ``dataset.json``), plus ``added`` (the counts
     of this call) and ``rejected`` (candidate windows per class and the rule that rejected them).
     """
-    progress = progress or no_progress
-    should_stop = should_stop or never_stop
+    settings = _settings(mode, tile_size, stride, augment, split, validation_fraction, dict(
+        purity=float(purity), max_unlabelled=float(max_unlabelled),
+        min_labelled=float(min_labelled)), int(noise), int(max_per_class or 0), block_size, seed)
+    existing = _existing_dataset(output, image, labels, append, settings)
+    img = _Image(image, labels)
+    # Every block is read once per strip and dropped after it: a small block cache is enough,
+    # and keeps memory flat whatever the image size.
+    cache = gdal.GetCacheMax()
+    gdal.SetCacheMax(min(cache, 16 * 2**20))
+    try:
+        return _DatasetBuild(img, output, existing, settings, progress or no_progress,
+                             should_stop or never_stop).run()
+    finally:
+        img.close()
+        gdal.SetCacheMax(cache)
+
+
+def _settings(mode, tile_size, stride, augment, split, fraction, rules, noise, max_per_class,
+              block_size, seed):
     if mode not in MODES:
         raise FjordError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
     if augment not in AUGMENTS:
@@ -394,204 +439,342 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
     stride = int(stride or max(1, tile // 2))
     if tile < 2 or stride < 1:
         raise FjordError("The tile size must be at least 2 and the stride at least 1 pixel.")
-    if not 0 <= validation_fraction < 1:
+    if not 0 <= fraction < 1:
         raise FjordError("The validation fraction must be at least 0 and below 1.")
-    rng = np.random.default_rng(seed)
+    return _Settings(mode, tile, stride, rules, augment, noise, max_per_class, float(fraction),
+                     split, block_size, seed)
+
+
+def _existing_dataset(output, image, labels, append, settings):
+    """The description of the dataset to append to; None when building from scratch."""
     meta_path = os.path.join(output, "dataset.json")
-    existing = None
-    if os.path.isfile(meta_path):
-        with open(meta_path, encoding="utf-8") as f:
-            existing = json.load(f)
-        same_source = (existing.get("sources") or [{}])[0].get("image") == os.path.abspath(image) \
-            and existing["sources"][0].get("labels") == os.path.abspath(labels)
-        if not append and not (same_source and len(existing["sources"]) == 1):
-            raise FjordError(
-                f"{output!r} already holds a dataset built from other data. Choose an empty "
-                "folder, or turn on APPEND to add this image to it.")
-        if not append:
-            existing = None  # rebuilt from scratch below
-    elif append and os.path.isdir(output) and os.listdir(output):
-        raise FjordError(f"APPEND is on but {output!r} holds no Fjord dataset.")
-    if existing is not None:
-        if not existing.get("complete"):
-            raise FjordError(f"The dataset in {output!r} is incomplete; build it again without APPEND.")
-        if existing["mode"] != mode or existing["tile_size"] != tile:
-            raise FjordError(f"The dataset in {output!r} holds {existing['mode']} of "
-                             f"{existing['tile_size']} px; append with the same mode and tile size.")
-
-    img = _Image(image, labels)
-    # Every block is read once per strip and dropped after it: a small block cache is enough,
-    # and keeps memory flat whatever the image size.
-    cache = gdal.GetCacheMax()
-    gdal.SetCacheMax(min(cache, 16 * 2**20))
-    try:
-        return _build(img, output, existing, mode, tile, stride, dict(
-            purity=float(purity), max_unlabelled=float(max_unlabelled),
-            min_labelled=float(min_labelled)), augment, int(noise), int(max_per_class or 0),
-            float(validation_fraction), split, block_size, seed, rng, progress, should_stop)
-    finally:
-        img.close()
-        gdal.SetCacheMax(cache)
+    if not os.path.isfile(meta_path):
+        if append and os.path.isdir(output) and os.listdir(output):
+            raise FjordError(f"APPEND is on but {output!r} holds no Fjord dataset.")
+        return None
+    with open(meta_path, encoding="utf-8") as f:
+        existing = json.load(f)
+    first = (existing.get("sources") or [{}])[0]
+    same_source = (first.get("image") == os.path.abspath(image)
+                   and first.get("labels") == os.path.abspath(labels))
+    if not append and not (same_source and len(existing["sources"]) == 1):
+        raise FjordError(
+            f"{output!r} already holds a dataset built from other data. Choose an empty "
+            "folder, or turn on APPEND to add this image to it.")
+    if not append:
+        return None  # rebuilt from scratch
+    if not existing.get("complete"):
+        raise FjordError(f"The dataset in {output!r} is incomplete; build it again without APPEND.")
+    if existing["mode"] != settings.mode or existing["tile_size"] != settings.tile:
+        raise FjordError(f"The dataset in {output!r} holds {existing['mode']} of "
+                         f"{existing['tile_size']} px; append with the same mode and tile size.")
+    return existing
 
 
-def _build(img, output, existing, mode, tile, stride, rules, augment, noise, max_per_class,
-           fraction, split, block_size, seed, rng, progress, should_stop):
-    if tile > img.width or tile > img.height:
-        raise FjordError(f"The tile size ({tile} px) is larger than the image "
-                         f"({img.width} x {img.height} px); choose a smaller TILE_SIZE.")
-    if existing is not None:
+class _DatasetBuild:
+    """One run of :func:`build_dataset` on an opened image, as named steps."""
+
+    def __init__(self, img, output, existing, settings, progress, should_stop):
+        self.img, self.output, self.existing, self.s = img, output, existing, settings
+        self.progress, self.should_stop = progress, should_stop
+        self.rng = np.random.default_rng(settings.seed)
+
+    def run(self):
+        self.check_image()
+        self.scan()
+        self.choose_windows()
+        self.choose_types()
+        self.check_disk()
+        with AtomicOutputs() as out:
+            self.write_windows(out)
+            self.warn_clipped_noise()
+            self.progress(0.95, "Writing dataset.json")
+            meta = self.describe()
+            np.save(out.add(os.path.join(self.output, "train", "stats_sample.npy")),
+                    meta.pop("_sample"))
+            # dataset.json comes last: it marks the dataset complete.
+            with open(out.add(os.path.join(self.output, "dataset.json")), "w",
+                      encoding="utf-8") as f:
+                json.dump(meta, f, indent=2, ensure_ascii=False)
+        self.progress(1.0, None)
+        meta["added"] = self.added
+        meta["rejected"] = {str(k): v for k, v in self.rejected.items()}
+        return meta
+
+    # ---------------------------------------------------------------- steps before writing
+
+    def check_image(self):
+        img, existing, tile = self.img, self.existing, self.s.tile
+        if tile > img.width or tile > img.height:
+            raise FjordError(f"The tile size ({tile} px) is larger than the image "
+                             f"({img.width} x {img.height} px); choose a smaller TILE_SIZE.")
+        if existing is None:
+            return
         if existing["bands"] != img.bands:
             raise FjordError(f"The dataset has {existing['bands']} bands but this image has "
                              f"{img.bands}; every image of a dataset needs the same bands.")
         if np.dtype(existing["dtype"]) != img.dtype:
             raise FjordError(f"The dataset stores {existing['dtype']} but this image is "
                              f"{img.dtype}; convert it first.")
-    progress(0.0, f"Scanning {img.width} x {img.height} px for {mode} of {tile} px, stride {stride}")
-    top = int(np.ceil(img.lds.GetRasterBand(1).ComputeRasterMinMax(False)[1]))
-    img.lds.FlushCache()
-    n_values = max(top, 1) + 1
-    rows, cols, classes, counts, rejected = _scan(img, mode, tile, stride, n_values, rules,
-                                                  progress, should_stop)
-    present = np.flatnonzero(counts.sum(axis=0)[1:]) + 1 if len(counts) else []
-    schema = _schema_for(img, present if mode == "segmentation" else np.unique(classes),
-                         existing["schema"] if existing else None)
-    if len(rows) == 0:
-        detail = "; ".join(
-            f"{_class_name(schema, c)}: " + ", ".join(f"{n} rejected by {r}" for r, n in why.items() if n)
-            for c, why in sorted(rejected.items()))
-        rule = (f"at most {rules['max_unlabelled']:.0%} unlabelled and a majority class of at least "
-                f"{rules['purity']:.0%}" if mode == "tiles"
-                else f"at least {rules['min_labelled']:.0%} labelled")
-        raise FjordError(f"No {tile} px window passes the rules ({rule}). Candidates per majority "
-                         f"class: {detail or 'none'}. Use smaller tiles, relax the rules, or add labels.")
-    all_classes = set(int(c) for c in (np.unique(classes) if mode == "tiles" else present))
-    if existing is not None:
-        all_classes |= {int(k) for k in existing["counts"]["train"]}
-    if len(all_classes) < 2:
-        raise FjordError(f"Only one class ({_class_name(schema, next(iter(all_classes)))}) has "
-                         "training windows; a classifier needs at least two. Add labels of other classes.")
 
-    if mode == "tiles":
-        kept = thin(classes, max_per_class, rng)
-        rows, cols, classes, counts = rows[kept], cols[kept], classes[kept], counts[kept]
-    which = split_windows(rows, cols, classes, tile, fraction, split, rng, block=block_size,
-                          shape=(img.height, img.width))
-    dropped_at_borders = int((which == -1).sum())
-    if not (which == 0).any():
-        raise FjordError(
-            f"No training window is left after the {split} split ({len(which)} windows, "
-            f"{dropped_at_borders} dropped at block borders). Use a random split, smaller windows "
-            "or blocks, a lower validation fraction, or a larger image.")
-    shard = len(existing["sources"]) if existing else 0
-    dtype = img.dtype if existing is None else np.dtype(existing["dtype"])
-    if existing is not None:
-        scaling = existing["scaling"]
-    else:
-        maximum = max(img.ds.GetRasterBand(b + 1).ComputeRasterMinMax(False)[1] for b in range(img.bands))
-        img.ds.FlushCache()
-        scaling = scaling_rule(dtype, maximum)
-    k_variants = variants(augment)
-    label_shape = () if mode == "tiles" else (tile, tile)
-    label_dtype = np.uint8 if max(all_classes) < 256 else np.uint16
+    def scan(self):
+        """Pass 1: the candidate windows, the schema and the classes they hold."""
+        img, s = self.img, self.s
+        self.progress(0.0, f"Scanning {img.width} x {img.height} px for {s.mode} of {s.tile} px, "
+                           f"stride {s.stride}")
+        top = int(np.ceil(img.lds.GetRasterBand(1).ComputeRasterMinMax(False)[1]))
+        img.lds.FlushCache()
+        self.n_values = max(top, 1) + 1
+        self.rows, self.cols, self.classes, counts, self.rejected = _scan(
+            img, s.mode, s.tile, s.stride, self.n_values, s.rules, self.progress, self.should_stop)
+        present = np.flatnonzero(counts.sum(axis=0)[1:]) + 1 if len(counts) else []
+        found = np.unique(self.classes) if s.tiles else present
+        self.schema = _schema_for(img, found, self.existing["schema"] if self.existing else None)
+        if len(self.rows) == 0:
+            raise FjordError(f"No {s.tile} px window passes the rules ({s.rule_text()}). "
+                             f"Candidates per majority class: {self.rejections() or 'none'}. "
+                             "Use smaller tiles, relax the rules, or add labels.")
+        self.all_classes = {int(c) for c in found}
+        if self.existing is not None:
+            self.all_classes |= {int(k) for k in self.existing["counts"]["train"]}
+        if len(self.all_classes) < 2:
+            only = _class_name(self.schema, next(iter(self.all_classes)))
+            raise FjordError(f"Only one class ({only}) has training windows; a classifier needs "
+                             "at least two. Add labels of other classes.")
 
-    sizes = {0: int((which == 0).sum()) * len(k_variants), 1: int((which == 1).sum())}
-    need = sum(sizes.values()) * tile * tile * (img.bands * dtype.itemsize + (0 if mode == "tiles" else 1))
-    os.makedirs(output, exist_ok=True)
-    free = shutil.disk_usage(output).free
-    if need > free:
-        raise FjordError(f"The dataset needs {need / 2**20:.0f} MiB but {output!r} has only "
-                         f"{free / 2**20:.0f} MiB free. Free some space, use a larger stride, or "
-                         "thin harder (MAX_PER_CLASS).")
-    stats = _Stats(img.bands, 200_000, max(sizes[0] // len(k_variants), 1), tile * tile, rng)
-    paths = {}
-    added = {name: {} for name in SPLIT_NAMES}
-    lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else (None, None)
-    noisy = [0, 0]  # augmented values clipped to the data type, augmented values
-    with AtomicOutputs() as out:
-        writers = {}
+    def rejections(self):
+        return "; ".join(
+            f"{_class_name(self.schema, c)}: "
+            + ", ".join(f"{n} rejected by {r}" for r, n in why.items() if n)
+            for c, why in sorted(self.rejected.items()))
+
+    def choose_windows(self):
+        """Thin the tiles per class, then split the windows into training and validation."""
+        s = self.s
+        if s.tiles:
+            kept = thin(self.classes, s.max_per_class, self.rng)
+            self.rows, self.cols, self.classes = self.rows[kept], self.cols[kept], self.classes[kept]
+        self.which = split_windows(self.rows, self.cols, self.classes, s.tile, s.fraction, s.split,
+                                   self.rng, block=s.block_size,
+                                   shape=(self.img.height, self.img.width))
+        self.dropped = int((self.which == -1).sum())
+        if not (self.which == 0).any():
+            raise FjordError(
+                f"No training window is left after the {s.split} split ({len(self.which)} "
+                f"windows, {self.dropped} dropped at block borders). Use a random split, smaller "
+                "windows or blocks, a lower validation fraction, or a larger image.")
+        self.k_variants = variants(s.augment)
+        self.sizes = {0: int((self.which == 0).sum()) * len(self.k_variants),
+                      1: int((self.which == 1).sum())}
+
+    def choose_types(self):
+        """The stored image type and its scaling rule (the dataset's when appending)."""
+        img, existing = self.img, self.existing
+        self.dtype = img.dtype if existing is None else np.dtype(existing["dtype"])
+        if existing is not None:
+            self.scaling = existing["scaling"]
+        else:
+            maximum = max(img.ds.GetRasterBand(b + 1).ComputeRasterMinMax(False)[1]
+                          for b in range(img.bands))
+            img.ds.FlushCache()
+            self.scaling = scaling_rule(self.dtype, maximum)
+        self.label_dtype = np.uint8 if max(self.all_classes) < 256 else np.uint16
+
+    def check_disk(self):
+        tile, per_pixel = self.s.tile, self.img.bands * self.dtype.itemsize
+        need = sum(self.sizes.values()) * tile * tile * (per_pixel + (0 if self.s.tiles else 1))
+        os.makedirs(self.output, exist_ok=True)
+        free = shutil.disk_usage(self.output).free
+        if need > free:
+            raise FjordError(f"The dataset needs {need / 2**20:.0f} MiB but {self.output!r} has "
+                             f"only {free / 2**20:.0f} MiB free. Free some space, use a larger "
+                             "stride, or thin harder (MAX_PER_CLASS).")
+
+    # --------------------------------------------------------------------- pass 2: writing
+
+    def write_windows(self, out):
+        """Pass 2: read the image again in strips and write each kept window and its copies."""
+        s, img = self.s, self.img
+        self.stats = _Stats(img.bands, 200_000, max(self.sizes[0] // len(self.k_variants), 1),
+                            s.tile * s.tile, self.rng)
+        self.added = {name: {} for name in SPLIT_NAMES}
+        self.noisy = [0, 0]  # augmented values clipped to the data type, augmented values
+        writers = self.open_writers(out)
         try:
-            for s, name in enumerate(SPLIT_NAMES):
-                os.makedirs(os.path.join(output, name), exist_ok=True)
-                base = os.path.join(output, name, f"{shard:03d}")
-                paths[name] = {"images": base + "_images.npy", "labels": base + "_labels.npy",
-                               "positions": base + "_positions.npy"}
-                writers[s] = (
-                    NpyWriter(out.add(paths[name]["images"]), sizes[s], (tile, tile, img.bands), dtype),
-                    NpyWriter(out.add(paths[name]["labels"]), sizes[s], label_shape, label_dtype),
-                    NpyWriter(out.add(paths[name]["positions"]), sizes[s], (3,), np.int32))
-            order = np.argsort(rows * img.width + cols, kind="stable")
-            strip_row, strip, strip_valid, strip_labels = None, None, None, None
+            order = np.argsort(self.rows * img.width + self.cols, kind="stable")
+            strip_row = strip = None
             for n, i in enumerate(order):
-                s = int(which[i])
-                if s < 0:
+                split = int(self.which[i])
+                if split < 0:
                     continue
-                r, c = int(rows[i]), int(cols[i])
-                if r != strip_row:
-                    if should_stop():
+                if self.rows[i] != strip_row:
+                    if self.should_stop():
                         raise Cancelled()
-                    strip, strip_valid = img.read_image(r, tile)
-                    strip_labels = img.read_labels(r, tile) if mode == "segmentation" else None
-                    strip_row = r
-                    progress(0.3 + 0.65 * n / len(order), None)
-                data = strip[:, c:c + tile].astype(dtype, copy=True)
-                valid = strip_valid[:, c:c + tile]
-                data[~valid] = 0
-                if mode == "tiles":
-                    target = np.array(classes[i], label_dtype)
-                else:
-                    target = np.where(valid, strip_labels[:, c:c + tile], 0).astype(label_dtype)
-                if s == 0:
-                    stats.add(data, valid)
-                for k in (k_variants if s == 0 else [0]):
-                    tile_k = dihedral(data, k)
-                    if k and noise:
-                        jitter = rng.integers(-noise, noise + 1, size=tile_k.shape)
-                        tile_k = tile_k + jitter
-                        noisy[1] += tile_k.size
-                        if lo is not None:
-                            noisy[0] += int(((tile_k < lo) | (tile_k > hi)).sum())
-                            tile_k = np.clip(tile_k, lo, hi)
-                    images_w, labels_w, pos_w = writers[s]
-                    images_w.write(tile_k[None])
-                    labels_w.write((target if mode == "tiles" else dihedral(target, k))[None])
-                    pos_w.write(np.array([[r, c, k]], np.int32))
-                    if mode == "tiles":
-                        key = str(int(classes[i]))
-                        added[SPLIT_NAMES[s]][key] = added[SPLIT_NAMES[s]].get(key, 0) + 1
-                if mode == "segmentation":
-                    per = np.bincount(target.ravel(), minlength=n_values)
-                    for v in np.flatnonzero(per[1:]) + 1:
-                        key = str(int(v))
-                        added[SPLIT_NAMES[s]][key] = (added[SPLIT_NAMES[s]].get(key, 0)
-                                                      + int(per[v]) * (len(k_variants) if s == 0 else 1))
-            for ws in writers.values():
-                for w in ws:
-                    w.close()
-                    if w.written != w.n:
-                        raise FjordError(f"{w.path}: {w.written} of {w.n} windows written.")
+                    strip_row = int(self.rows[i])
+                    strip = self.read_strip(strip_row)
+                    self.progress(0.3 + 0.65 * n / len(order), None)
+                self.write_window(writers[split], split, strip, i)
+            _close_all(writers, check=True)
         finally:
-            for ws in writers.values():
-                for w in ws:
-                    w.close()
+            _close_all(writers)
 
-        if noisy[0] and noisy[0] >= 0.01 * noisy[1]:
-            progress(None, f"Warning: NOISE {noise} pushed {noisy[0] / noisy[1]:.1%} of the "
-                           f"augmented values beyond the data type's range ({lo:g} .. {hi:g}), "
-                           "where they were clipped. NOISE is in the image's units; choose a few "
-                           "percent of the bands' range (see the statistics in dataset.json).")
-        progress(0.95, "Writing dataset.json")
-        meta = _describe(img, output, existing, mode, tile, stride, rules, augment, noise,
-                         max_per_class, fraction, split, block_size, seed, schema, scaling, dtype,
-                         label_dtype, stats, added, sizes, paths, dropped_at_borders, k_variants)
-        np.save(out.add(os.path.join(output, "train", "stats_sample.npy")), meta.pop("_sample"))
-        # dataset.json comes last: it marks the dataset complete.
-        tmp_meta = out.add(os.path.join(output, "dataset.json"))
-        with open(tmp_meta, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2, ensure_ascii=False)
-    progress(1.0, None)
-    meta["added"] = added
-    meta["rejected"] = {str(k): v for k, v in rejected.items()}
-    return meta
+    def open_writers(self, out):
+        """Image, label and position writers of each split, under partial names."""
+        s, shard = self.s, len(self.existing["sources"]) if self.existing else 0
+        label_shape = () if s.tiles else (s.tile, s.tile)
+        self.paths, writers = {}, {}
+        for split, name in enumerate(SPLIT_NAMES):
+            os.makedirs(os.path.join(self.output, name), exist_ok=True)
+            base = os.path.join(self.output, name, f"{shard:03d}")
+            paths = self.paths[name] = {"images": base + "_images.npy",
+                                        "labels": base + "_labels.npy",
+                                        "positions": base + "_positions.npy"}
+            n = self.sizes[split]
+            writers[split] = (
+                NpyWriter(out.add(paths["images"]), n, (s.tile, s.tile, self.img.bands),
+                          self.dtype),
+                NpyWriter(out.add(paths["labels"]), n, label_shape, self.label_dtype),
+                NpyWriter(out.add(paths["positions"]), n, (3,), np.int32))
+        return writers
+
+    def read_strip(self, row):
+        """Image, validity and (segmentation) labels of the ``tile`` rows from ``row``."""
+        image, valid = self.img.read_image(row, self.s.tile)
+        labels = None if self.s.tiles else self.img.read_labels(row, self.s.tile)
+        return image, valid, labels
+
+    def write_window(self, writers, split, strip, i):
+        """Window ``i`` and, in the training split, its augmented copies."""
+        s = self.s
+        r, c = int(self.rows[i]), int(self.cols[i])
+        image, valid, labels = (None if a is None else a[:, c:c + s.tile] for a in strip)
+        data = image.astype(self.dtype, copy=True)
+        data[~valid] = 0
+        if s.tiles:
+            target = np.array(self.classes[i], self.label_dtype)
+        else:
+            target = np.where(valid, labels, 0).astype(self.label_dtype)
+        if split == 0:
+            self.stats.add(data, valid)
+        copies = self.k_variants if split == 0 else [0]
+        for k in copies:
+            images_w, labels_w, pos_w = writers
+            images_w.write(self.with_noise(dihedral(data, k), k)[None])
+            labels_w.write((target if s.tiles else dihedral(target, k))[None])
+            pos_w.write(np.array([[r, c, k]], np.int32))
+        self.count(split, target, len(copies))
+
+    def with_noise(self, tile, k):
+        """``tile`` with the augmentation noise, for copies other than the original."""
+        noise = self.s.noise
+        if not (k and noise):
+            return tile
+        tile = tile + self.rng.integers(-noise, noise + 1, size=tile.shape)
+        self.noisy[1] += tile.size
+        if np.issubdtype(self.dtype, np.integer):
+            lo, hi = np.iinfo(self.dtype).min, np.iinfo(self.dtype).max
+            self.noisy[0] += int(((tile < lo) | (tile > hi)).sum())
+            tile = np.clip(tile, lo, hi)
+        return tile
+
+    def count(self, split, target, copies):
+        """Add a window's tiles (tiles) or labelled pixels (segmentation) to ``added``."""
+        added = self.added[SPLIT_NAMES[split]]
+        if self.s.tiles:
+            per = {int(target): copies}
+        else:
+            hist = np.bincount(target.ravel(), minlength=self.n_values)
+            per = {int(v): int(hist[v]) * copies for v in np.flatnonzero(hist[1:]) + 1}
+        for v, n in per.items():
+            added[str(v)] = added.get(str(v), 0) + n
+
+    def warn_clipped_noise(self):
+        clipped, total = self.noisy
+        if clipped and clipped >= 0.01 * total:
+            info = np.iinfo(self.dtype)
+            self.progress(None, f"Warning: NOISE {self.s.noise} pushed {clipped / total:.1%} of "
+                                f"the augmented values beyond the data type's range ({info.min:g} "
+                                f".. {info.max:g}), where they were clipped. NOISE is in the "
+                                "image's units; choose a few percent of the bands' range (see the "
+                                "statistics in dataset.json).")
+
+    # ------------------------------------------------------------------------ description
+
+    def describe(self):
+        """``dataset.json`` (with ``_sample``, the statistics sample, to store beside it)."""
+        s, img, existing = self.s, self.img, self.existing
+        sources = (existing["sources"] if existing else []) + [self.source()]
+        n, total, sumsq, sample = self.statistics()
+        block_size = s.block_size or (auto_block_size(img.height, img.width, s.tile)
+                                      if s.split == "spatial" else None)
+        return {
+            "format": FORMAT, "version": VERSION, "complete": True, "mode": s.mode,
+            "tile_size": s.tile, "stride": s.stride, "bands": img.bands,
+            "band_names": existing["band_names"] if existing else img.band_names,
+            "dtype": self.dtype.name, "label_dtype": np.dtype(self.label_dtype).name,
+            "labels": ("one class value per tile" if s.tiles
+                       else "class mask per window, 0 = unlabelled"),
+            "fill_value": 0, "scaling": self.scaling,
+            "statistics": summarise_stats(n, total, sumsq, sample, self.scaling["divisor"]),
+            "schema": self.schema, "counts": self.total_counts(),
+            "counts_unit": "tiles" if s.tiles else "labelled pixels",
+            "windows": {name: sum(src["windows"][name] for src in sources)
+                        for name in SPLIT_NAMES},
+            "augmentation": {"on_disk": s.augment, "variants": self.k_variants,
+                             "noise": s.noise, "applied_to": "train"},
+            "rules": dict(s.rules, max_per_class=s.max_per_class, validation_fraction=s.fraction,
+                          split=s.split, block_size=block_size, seed=s.seed),
+            "crs": existing["crs"] if existing else img.crs,
+            "sources": sources,
+            "shards": {name: [src["shards"][name] for src in sources] for name in SPLIT_NAMES},
+            "_sample": sample,
+        }
+
+    def source(self):
+        """The entry of this image in ``sources``."""
+        img = self.img
+        rel = {name: {k: os.path.relpath(v, self.output) for k, v in p.items()}
+               for name, p in self.paths.items()}
+        return {"image": os.path.abspath(img.path), "labels": os.path.abspath(img.labels_path),
+                "size": [img.width, img.height], "geotransform": list(img.transform),
+                "crs": img.crs, "band_names": img.band_names, "shards": rel,
+                "counts": self.added,
+                "windows": {SPLIT_NAMES[s]: n for s, n in self.sizes.items()},
+                "dropped_at_block_borders": self.dropped}
+
+    def statistics(self):
+        """Sums and sample of the training split, the dataset's own added when appending."""
+        st = self.stats
+        n, total, sumsq, sample = st.n, st.sum, st.sumsq, st.sample()
+        if self.existing is None:
+            return n, total, sumsq, sample
+        old = self.existing["statistics"]["sums"]
+        n, total, sumsq = (n + np.array(old["n"]), total + np.array(old["sum"]),
+                           sumsq + np.array(old["sumsq"]))
+        old_sample = np.load(os.path.join(self.output, "train", "stats_sample.npy"))
+        sample = np.concatenate([old_sample, sample])
+        if len(sample) > 400_000:
+            pick = np.random.default_rng(self.s.seed).choice(len(sample), 400_000, replace=False)
+            sample = sample[pick]
+        return n, total, sumsq, sample
+
+    def total_counts(self):
+        counts = {name: dict(self.existing["counts"][name]) if self.existing else {}
+                  for name in SPLIT_NAMES}
+        for name in SPLIT_NAMES:
+            for k, v in self.added[name].items():
+                counts[name][k] = counts[name].get(k, 0) + v
+            counts[name] = {k: counts[name][k] for k in sorted(counts[name], key=int)}
+        return counts
+
+
+def _close_all(writers, check=False):
+    """Close every writer; with ``check``, fail when one got fewer windows than planned."""
+    for ws in writers.values():
+        for w in ws:
+            w.close()
+            if check and w.written != w.n:
+                raise FjordError(f"{w.path}: {w.written} of {w.n} windows written.")
 
 
 def _class_name(schema, value):
@@ -600,52 +783,6 @@ def _class_name(schema, value):
             if cls["value"] == value:
                 return cls["name"]
     return "unlabelled" if value == 0 else f"class {value}"
-
-
-def _describe(img, output, existing, mode, tile, stride, rules, augment, noise, max_per_class,
-              fraction, split, block_size, seed, schema, scaling, dtype, label_dtype, stats, added,
-              sizes, paths, dropped, k_variants):
-    rel = {name: {k: os.path.relpath(v, output) for k, v in p.items()} for name, p in paths.items()}
-    source = {"image": os.path.abspath(img.path), "labels": os.path.abspath(img.labels_path),
-              "size": [img.width, img.height], "geotransform": list(img.transform), "crs": img.crs,
-              "band_names": img.band_names, "shards": rel, "counts": added,
-              "windows": {SPLIT_NAMES[s]: n for s, n in sizes.items()},
-              "dropped_at_block_borders": dropped}
-    n, total, sumsq = stats.n, stats.sum, stats.sumsq
-    sample = stats.sample()
-    if existing is not None:
-        old = existing["statistics"]["sums"]
-        n, total, sumsq = n + np.array(old["n"]), total + np.array(old["sum"]), sumsq + np.array(old["sumsq"])
-        old_sample = np.load(os.path.join(output, "train", "stats_sample.npy"))
-        sample = np.concatenate([old_sample, sample])
-        if len(sample) > 400_000:
-            sample = sample[np.random.default_rng(seed).choice(len(sample), 400_000, replace=False)]
-    counts = {name: dict(existing["counts"][name]) if existing else {} for name in SPLIT_NAMES}
-    for name in SPLIT_NAMES:
-        for k, v in added[name].items():
-            counts[name][k] = counts[name].get(k, 0) + v
-        counts[name] = {k: counts[name][k] for k in sorted(counts[name], key=int)}
-    sources = (existing["sources"] if existing else []) + [source]
-    shards = {name: [s["shards"][name] for s in sources] for name in SPLIT_NAMES}
-    return {
-        "format": FORMAT, "version": VERSION, "complete": True, "mode": mode,
-        "tile_size": tile, "stride": stride, "bands": img.bands,
-        "band_names": existing["band_names"] if existing else img.band_names,
-        "dtype": dtype.name, "label_dtype": np.dtype(label_dtype).name,
-        "labels": "one class value per tile" if mode == "tiles" else "class mask per window, 0 = unlabelled",
-        "fill_value": 0, "scaling": scaling,
-        "statistics": summarise_stats(n, total, sumsq, sample, scaling["divisor"]),
-        "schema": schema, "counts": counts,
-        "counts_unit": "tiles" if mode == "tiles" else "labelled pixels",
-        "windows": {name: sum(s["windows"][name] for s in sources) for name in SPLIT_NAMES},
-        "augmentation": {"on_disk": augment, "variants": k_variants, "noise": noise,
-                         "applied_to": "train"},
-        "rules": dict(rules, max_per_class=max_per_class, validation_fraction=fraction, split=split,
-                      block_size=block_size or (auto_block_size(img.height, img.width, tile)
-                                                if split == "spatial" else None), seed=seed),
-        "crs": existing["crs"] if existing else img.crs,
-        "sources": sources, "shards": shards, "_sample": sample,
-    }
 
 
 def make_tiles(image, labels, output, *, progress=None, should_stop=None, **options):
