@@ -378,15 +378,12 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
 
     Returns a dict: output path, window, overlap, blend, pixels per second, class pixel counts.
     """
-    from ...models.modelfile import read_metadata
+    from .scale import check_scale
 
     progress = progress or no_progress
     should_stop = should_stop or never_stop
     t0 = time.perf_counter()
-    meta = read_metadata(model)
-    if meta["task"] != "segmentation":
-        raise FjordError(f"{os.path.basename(model)} is a {meta['task']} model; classifyunet needs "
-                         "a U-Net made by 'Train U-Net'.")
+    meta = read_unet_metadata(model)
     if probabilities not in PROBABILITIES:
         raise FjordError(f"PROBABILITIES must be one of {', '.join(PROBABILITIES)}.")
     img = ImageStrips(image)
@@ -394,25 +391,60 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
     window = int(window) or int(meta["tile_size"])
     overlap = window // 4 if int(overlap) < 0 else int(overlap)
     _check_window(meta, window, overlap, blend, img)
-    from .scale import check_scale
-
     check_scale(img, meta, ignore_scale_mismatch, progress)
     if os.path.abspath(output) in {os.path.abspath(image), os.path.abspath(model)}:
         raise FjordError("The output would overwrite an input; choose another path.")
     check_writable(output, "class raster")
-    schema = meta["schema"]
-    names = [c["name"] for c in schema["classes"]]
-    values = np.array(meta["outputs"], np.int64)
-    if [int(c["value"]) for c in schema["classes"]] != list(values):
-        raise FjordError(f"{os.path.basename(model)}: its outputs do not follow its class schema.")
+    predict, batch = unet_predictor(model, window, img.bands, tta, device, progress)
+    progress(0.0, f"{img.width} x {img.height} px in windows of {window} px overlapping by "
+                  f"{overlap} px, {blend} blend" + (", averaged over flips" if tta else "") + ".")
+    try:
+        with AtomicOutputs() as out:
+            writer = _ClassWriter(out.add(output), img, meta["schema"], probabilities)
+            try:
+                predict_windows(StandardisedStrips(img, meta), predict, window, overlap,
+                                len(writer.values), writer.write, blend=blend,
+                                margin=blend_margin(overlap, blend), batch=batch,
+                                should_stop=should_stop, progress=span_progress(progress, 0, 0.98))
+                writer.flush()
+            finally:
+                writer.close()
+            write_class_sidecars(out, output, meta["schema"])
+    finally:
+        img.close()
+    seconds = time.perf_counter() - t0
+    rate = img.width * img.height / seconds
+    progress(1.0, f"Classified {img.width * img.height:,} px in {seconds:.1f} s "
+                  f"({rate:,.0f} px/s): {writer.shares()}.")
+    return {"output": os.path.abspath(output), "window": window, "overlap": overlap,
+            "blend": blend, "tta": bool(tta), "probabilities": probabilities,
+            "seconds": seconds, "pixels_per_second": rate,
+            "counts": {int(v): int(n) for v, n in enumerate(writer.counts) if n}}
 
+
+def read_unet_metadata(model):
+    """The metadata of a U-Net model file, checked to be one whose outputs follow its schema."""
+    from ...models.modelfile import read_metadata
+
+    meta = read_metadata(model)
+    if meta["task"] != "segmentation":
+        raise FjordError(f"{os.path.basename(model)} is a {meta['task']} model; classifyunet needs "
+                         "a U-Net made by 'Train U-Net'.")
+    if [int(c["value"]) for c in meta["schema"]["classes"]] != list(meta["outputs"]):
+        raise FjordError(f"{os.path.basename(model)}: its outputs do not follow its class schema.")
+    return meta
+
+
+def unet_predictor(model, window, bands, tta, device, progress):
+    """``(predict, batch)``: a function from a batch of standardised windows to per-pixel
+    probabilities (averaged over flips with ``tta``), and the windows per batch."""
     from ...models import distribute
     from ...models.modelfile import cached_model
 
     distribute.start(device, progress)
     net, _ = cached_model(model, task="segmentation")
     batch = window_batch(window)
-    shape = (batch * (4 if tta else 1), window, window, img.bands)
+    shape = (batch * (4 if tta else 1), window, window, bands)
 
     def run(x):
         return predict_batch(net, x, shape)  # padded to one shape: compiled once
@@ -420,48 +452,44 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
     def predict(x):
         return flip_average(run, x) if tta else run(x)
 
-    nodata = class_raster_type(schema)[1]
-    counts = np.zeros(int(values.max()) + 1, np.int64)
-    progress(0.0, f"{img.width} x {img.height} px in windows of {window} px overlapping by "
-                  f"{overlap} px, {blend} blend" + (", averaged over flips" if tta else "") + ".")
-    try:
-        with AtomicOutputs() as out:
-            ds = _create_output(out.add(output), img, schema, names, probabilities)
-            try:
-                bands = [ds.GetRasterBand(b + 1) for b in range(ds.RasterCount)]
+    return predict, batch
 
-                def write(row, probs, valid):
-                    classes = values[np.argmax(probs, axis=-1)]
-                    counts[:] += np.bincount(classes[valid], minlength=len(counts))
-                    if probabilities == "float32":
-                        band1 = np.where(valid, classes, np.nan).astype(np.float32)
-                        layers = np.where(valid[..., None], probs, np.nan).astype(np.float32)
-                    else:
-                        band1 = np.where(valid, classes, nodata)
-                        layers = np.where(valid[..., None], np.rint(probs * BYTE_SCALE), nodata)
-                    bands[0].WriteArray(band1, 0, row)
-                    if probabilities != "none":
-                        for b, band in enumerate(bands[1:]):
-                            band.WriteArray(layers[..., b], 0, row)
 
-                predict_windows(StandardisedStrips(img, meta), predict, window, overlap,
-                                len(values), write, blend=blend, margin=blend_margin(overlap, blend),
-                                batch=batch,
-                                should_stop=should_stop, progress=span_progress(progress, 0, 0.98))
-                ds.FlushCache()
-            finally:
-                ds = bands = None
-            write_class_sidecars(out, output, schema)
-    finally:
-        img.close()
-    seconds = time.perf_counter() - t0
-    rate = img.width * img.height / seconds
-    total = max(int(counts.sum()), 1)
-    shares = ", ".join(f"{c['name']} {100 * counts[c['value']] / total:.1f} %"
-                       for c in schema["classes"] if counts[c["value"]])
-    progress(1.0, f"Classified {img.width * img.height:,} px in {seconds:.1f} s "
-                  f"({rate:,.0f} px/s): {shares}.")
-    return {"output": os.path.abspath(output), "window": window, "overlap": overlap,
-            "blend": blend, "tta": bool(tta), "probabilities": probabilities,
-            "seconds": seconds, "pixels_per_second": rate,
-            "counts": {int(v): int(n) for v, n in enumerate(counts) if n}}
+class _ClassWriter:
+    """Writes blended probabilities as the class band and the probability bands, counting the
+    pixels per class."""
+
+    def __init__(self, path, img, schema, probabilities):
+        self.schema, self.probabilities = schema, probabilities
+        self.values = np.array([int(c["value"]) for c in schema["classes"]], np.int64)
+        self.nodata = class_raster_type(schema)[1]
+        self.counts = np.zeros(int(self.values.max()) + 1, np.int64)
+        names = [c["name"] for c in schema["classes"]]
+        self.ds = _create_output(path, img, schema, names, probabilities)
+        self.bands = [self.ds.GetRasterBand(b + 1) for b in range(self.ds.RasterCount)]
+
+    def write(self, row, probs, valid):
+        classes = self.values[np.argmax(probs, axis=-1)]
+        self.counts += np.bincount(classes[valid], minlength=len(self.counts))
+        if self.probabilities == "float32":
+            band1 = np.where(valid, classes, np.nan).astype(np.float32)
+            layers = np.where(valid[..., None], probs, np.nan).astype(np.float32)
+        else:
+            band1 = np.where(valid, classes, self.nodata)
+            layers = np.where(valid[..., None], np.rint(probs * BYTE_SCALE), self.nodata)
+        self.bands[0].WriteArray(band1, 0, row)
+        if self.probabilities != "none":
+            for b, band in enumerate(self.bands[1:]):
+                band.WriteArray(layers[..., b], 0, row)
+
+    def flush(self):
+        self.ds.FlushCache()
+
+    def close(self):
+        """Close the dataset (before the partial file is removed or renamed)."""
+        self.ds = self.bands = None
+
+    def shares(self):
+        total = max(int(self.counts.sum()), 1)
+        return ", ".join(f"{c['name']} {100 * self.counts[c['value']] / total:.1f} %"
+                         for c in self.schema["classes"] if self.counts[c["value"]])

@@ -518,17 +518,18 @@ def _hillshade(rng, elevation):
 
 def _render(rng, fjord, classes, fields, rows, cols):
     """Digital numbers (4, H, W) uint16 of every surface, with texture and sensor noise."""
-    height, width = len(rows), len(cols)
-    size = fjord.size
-    spec = {k: np.array(v, np.float32)[:, None, None] for k, v in _SPECTRA.items()}
-    image = np.zeros((4, height, width), np.float32)
-    land = classes >= _SNOW_ON_ROCK
-    glacier = (classes == _GLACIER_ICE) | (classes == _SNOW_ON_ICE)
-    ocean = classes <= _MELANGE
-    dist_glacier = fields["dist_glacier"]
-    fjord_length = fields["fjord_length"]
+    image = np.zeros((4, len(rows), len(cols)), np.float32)
+    _paint_land(image, rng, fjord, classes, fields, rows, cols)
+    _paint_ocean(image, rng, fjord, classes, fields, rows, cols)
+    _paint_glacier(image, rng, fjord, classes, fields, rows, cols)
+    image += np.float32(_SENSOR_NOISE_DN) * rng.standard_normal(image.shape, dtype=np.float32)
+    return np.clip(np.rint(image), 1, 20000).astype(np.uint16)
 
-    # --- land: rock and snow, lit by the hillshade ------------------------------------------
+
+def _paint_land(image, rng, fjord, classes, fields, rows, cols):
+    """Rock and snow on rock, lit by the hillshade."""
+    size = fjord.size
+    land = classes >= _SNOW_ON_ROCK
     shade = np.minimum(fields["shade"], np.float32(1.8))
     grain = 1.0 + _fractal(rng, rows, cols, [0.04 * size, 0.01 * size, 3.0, 1.5, 0.0],
                            [0.16, 0.10, 0.08, 0.08, 0.07])
@@ -545,30 +546,16 @@ def _render(rng, fjord, classes, fields, rows, cols):
         snow = np.float32(_SPECTRA["snow on rock"][b]) * snow_tex * (
             _AMBIENT[b] + (1.0 - _AMBIENT[b]) * snow_shade)
         image[b] = np.where(land, rock + (snow - rock) * snow_frac, np.float32(0.0))
-    del rock, snow, illum, grain, tint, snow_tex, snow_frac, shade, snow_shade
 
-    # --- the ocean (within the columns it spans) ---------------------------------------------
+
+def _paint_ocean(image, rng, fjord, classes, fields, rows, cols):
+    """Water, mélange and icebergs, within the columns the ocean spans."""
+    ocean = classes <= _MELANGE
     c1 = int(np.flatnonzero(ocean.any(axis=0))[-1]) + 1
-    oc = ocean[:, :c1]
-    cls = classes[:, :c1]
-    ocols = cols[:c1]
-    dist = dist_glacier[:, :c1]
-    # Water: turbid near the glacier, clearer out at sea, with a sediment plume.
-    near = np.exp(-dist / np.float32(0.6 * fjord_length))
-    plume = np.clip(0.55 + 0.45 * _fractal(rng, rows, ocols, [0.06 * size, 0.015 * size],
-                                           [0.85, 0.3]), 0.0, 1.0)
-    plume *= np.exp(-dist / np.float32(0.35 * fjord_length))
-    ripple = 1.0 + _fractal(rng, rows, ocols, [0.03 * size, 3.0, 1.0], [0.03, 0.015, 0.01])
-    # Mélange: ice fragments in water, denser near the front.
-    t = np.clip(dist / np.maximum(fields["melange_width"][:, :c1], np.float32(1.0)), 0.0, 1.5)
-    frag = _fractal(rng, rows, ocols, [1.0, 2.5, 6.0, 0.02 * size], [0.55, 0.6, 0.45, 0.3])
-    frag /= np.float32(np.sqrt(0.55 ** 2 + 0.6 ** 2 + 0.45 ** 2 + 0.3 ** 2))
-    share = np.clip(0.95 - 0.55 * t, 0.05, 0.97)
-    ice_frac = np.clip(0.5 + (frag - ndtri(1.0 - share)) / np.float32(0.3), 0.0, 1.0)
-    ice_frac = np.where(cls == _MELANGE, ice_frac, np.float32(0.0))
-    del t, frag, share
-    ice_bright = 1.0 + _fractal(rng, rows, ocols, [3.0, 0.0], [0.1, 0.05])
-    # Icebergs.
+    oc, ocols = ocean[:, :c1], cols[:c1]
+    dist = fields["dist_glacier"][:, :c1]
+    water = _water(rng, fjord, fields, rows, ocols, dist)
+    ice_frac, ice_bright = _melange_ice(rng, fjord, classes[:, :c1], fields, rows, ocols, dist)
     berg_frac, berg_bright = _icebergs(rng, fjord, classes, fields)
     berg_frac, berg_bright = berg_frac[:, :c1], berg_bright[:, :c1]
     is_berg = berg_frac > ice_frac
@@ -579,51 +566,99 @@ def _render(rng, fjord, classes, fields, rows, cols):
         0.45 + 0.15 * np.clip(_noise(rng, rows, ocols, 4.0), -1.0, 1.0))
     cliff = np.where(oc, 1.0 - cliff, np.float32(1.0)).astype(np.float32)
     for b in range(4):
-        sea, fjord_w = _SPECTRA["sea water"][b], _SPECTRA["fjord water"][b]
-        water = (np.float32(sea) + np.float32(fjord_w - sea) * near
-                 + np.float32(_SPECTRA["sediment plume"][b]) * plume) * ripple
         ice = np.where(is_berg, np.float32(_SPECTRA["iceberg"][b]) * berg_bright,
                        np.float32(_SPECTRA["melange ice"][b]) * ice_bright)
-        image[b, :, :c1] = np.where(oc, (water + (ice - water) * ice_frac) * cliff,
+        image[b, :, :c1] = np.where(oc, (water[b] + (ice - water[b]) * ice_frac) * cliff,
                                     image[b, :, :c1])
-    del near, plume, ripple, ice_frac, ice_bright, berg_frac, berg_bright, is_berg, water, ice
-    del cliff
 
-    # --- glacier: ice with flow bands, moraines and crevasses; snow up-glacier --------------
+
+def _water(rng, fjord, fields, rows, ocols, dist):
+    """Water of each band: turbid near the glacier, clearer out at sea, a sediment plume."""
+    size, fjord_length = fjord.size, fields["fjord_length"]
+    near = np.exp(-dist / np.float32(0.6 * fjord_length))
+    plume = np.clip(0.55 + 0.45 * _fractal(rng, rows, ocols, [0.06 * size, 0.015 * size],
+                                           [0.85, 0.3]), 0.0, 1.0)
+    plume *= np.exp(-dist / np.float32(0.35 * fjord_length))
+    ripple = 1.0 + _fractal(rng, rows, ocols, [0.03 * size, 3.0, 1.0], [0.03, 0.015, 0.01])
+    water = []
+    for b in range(4):
+        sea, fjord_w = _SPECTRA["sea water"][b], _SPECTRA["fjord water"][b]
+        water.append((np.float32(sea) + np.float32(fjord_w - sea) * near
+                      + np.float32(_SPECTRA["sediment plume"][b]) * plume) * ripple)
+    return water
+
+
+def _melange_ice(rng, fjord, cls, fields, rows, ocols, dist):
+    """Cover fraction and brightness of the mélange's ice fragments, denser near the front."""
+    size = fjord.size
+    t = np.clip(dist / np.maximum(fields["melange_width"][:, :len(ocols)], np.float32(1.0)),
+                0.0, 1.5)
+    frag = _fractal(rng, rows, ocols, [1.0, 2.5, 6.0, 0.02 * size], [0.55, 0.6, 0.45, 0.3])
+    frag /= np.float32(np.sqrt(0.55 ** 2 + 0.6 ** 2 + 0.45 ** 2 + 0.3 ** 2))
+    share = np.clip(0.95 - 0.55 * t, 0.05, 0.97)
+    ice_frac = np.clip(0.5 + (frag - ndtri(1.0 - share)) / np.float32(0.3), 0.0, 1.0)
+    ice_frac = np.where(cls == _MELANGE, ice_frac, np.float32(0.0))
+    ice_bright = 1.0 + _fractal(rng, rows, ocols, [3.0, 0.0], [0.1, 0.05])
+    return ice_frac, ice_bright
+
+
+def _paint_glacier(image, rng, fjord, classes, fields, rows, cols):
+    """Ice with flow bands, moraines, debris and crevasses; snow up-glacier."""
+    glacier = (classes == _GLACIER_ICE) | (classes == _SNOW_ON_ICE)
     r0, r1 = np.flatnonzero(glacier.any(axis=1))[[0, -1]]
     c0 = int(np.flatnonzero(glacier.any(axis=0))[0])
     rr, cc = rows[r0:r1 + 1], cols[c0:]
-    sub = glacier[r0:r1 + 1, c0:]
-    centre = fjord.centre(cc)
-    # Flow bands: streaks along the fjord centre line.
+    moraine = np.array(_SPECTRA["moraine"], np.float32)[:, None, None]
+    ice = _flow_banded_ice(rng, fjord, rr, cc)
+    ice = _with_moraines(ice, rng, fjord, rr, cc, moraine)
+    ice = _with_margin_debris(ice, rng, fjord, classes[r0:r1 + 1, c0:] >= _SNOW_ON_ROCK, rr, cc,
+                              moraine)
+    ice = _with_crevasses(ice, rng, fjord, rr, cc)
+    glacier_dn = _with_snow(ice, rng, fjord, fields["snow_ice"][r0:r1 + 1, c0:], rr, cc)
+    view = image[:, r0:r1 + 1, c0:]
+    view[:] = np.where(glacier[r0:r1 + 1, c0:][None], glacier_dn, view)
+
+
+def _flow_banded_ice(rng, fjord, rr, cc):
+    """Glacier ice with streaks along the fjord centre line."""
+    size, centre = fjord.size, fjord.centre(cc)
     bands = _sheared_noise(rng, cc, rr, 0.12 * size, max(2.5 * fjord.scale, 1.5),
                            -(centre - fjord.y0)).T
     tex = 1.0 + 0.03 * bands + _fractal(rng, rr, cc, [0.03 * size, 4.0, 1.0],
                                         [0.03, 0.02, 0.012])
-    ice = spec["glacier ice"] * tex[None]
-    # Medial moraines: dark lines along flow.
-    hw = fjord.half_width(cc)
+    return np.array(_SPECTRA["glacier ice"], np.float32)[:, None, None] * tex[None]
+
+
+def _with_moraines(ice, rng, fjord, rr, cc, moraine):
+    """One to three medial moraines: dark lines along flow."""
+    centre, hw = fjord.centre(cc), fjord.half_width(cc)
     for _ in range(int(rng.integers(1, 4))):
         offset = rng.uniform(-0.6, 0.6)
-        wobble = _Noise1D(rng, cc[0], cc[-1], 0.1 * size)
+        wobble = _Noise1D(rng, cc[0], cc[-1], 0.1 * fjord.size)
         line = centre + hw * offset + 0.05 * hw * wobble(cc)
         line_width = rng.uniform(1.0, 2.5) * max(fjord.scale, 0.7)
         strength = rng.uniform(0.25, 0.55)
         m = strength * np.exp(-0.5 * ((rr[:, None] - line[None, :]) / line_width) ** 2)
         m = m.astype(np.float32)
-        ice = ice * (1.0 - m[None]) + spec["moraine"] * m[None]
-    # Debris along the glacier margins.
-    to_rock = ndimage.distance_transform_edt(~land[r0:r1 + 1, c0:]).astype(np.float32)
+        ice = ice * (1.0 - m[None]) + moraine * m[None]
+    return ice
+
+
+def _with_margin_debris(ice, rng, fjord, land, rr, cc, moraine):
+    """Debris along the glacier margins, where the ice meets rock."""
+    to_rock = ndimage.distance_transform_edt(~land).astype(np.float32)
     debris = (0.6 * np.exp(-(to_rock - 1.0) / np.float32(2.5 * max(fjord.scale, 0.6)))
               * np.clip(0.7 + 0.4 * _noise(rng, rr, cc, 5.0), 0.0, 1.0)).astype(np.float32)
-    ice = ice * (1.0 - debris[None]) + spec["moraine"] * debris[None]
-    del to_rock, debris
-    # Crevasses near the front: dark streaks across flow, arcs parallel to the front.
-    smooth = fjord.smooth_front(rr)
-    u = cc[None, :] - smooth[:, None]
+    return ice * (1.0 - debris[None]) + moraine * debris[None]
+
+
+def _with_crevasses(ice, rng, fjord, rr, cc):
+    """Transverse crevasses near the front: dark lines parallel to the front a few pixels
+    apart, the phase wandering and the lines broken into segments by smooth noise; the broken
+    ice near the front is greyer."""
+    size = fjord.size
+    u = cc[None, :] - fjord.smooth_front(rr)[:, None]
     crev_length = (fjord.width - fjord.front) * rng.uniform(0.2, 0.35)
-    # Transverse crevasses: dark lines parallel to the front a few pixels apart, the phase
-    # wandering and the lines broken into segments by smooth noise.
     spacing = rng.uniform(3.5, 6.0)
     phase = _fractal(rng, rr, cc, [0.05 * size, 12.0, 5.0], [2.5, 1.2, 0.5])
     waves = np.sin(2.0 * np.pi * u / spacing + phase)
@@ -635,24 +670,20 @@ def _render(rng, fjord, classes, fields, rows, cols):
     dark = (lines * np.clip(strength, 0.0, 1.0)).astype(np.float32)
     crev_tint = np.array([0.62, 0.56, 0.46, 0.72], np.float32)[:, None, None]
     ice = ice * (1.0 - crev_tint * dark[None])
-    # Rough, broken ice near the front is greyer.
-    ice = ice * (1.0 - 0.12 * np.clip(strength, 0.0, 1.0)[None]
-                 * (0.5 + 0.5 * _noise(rng, rr, cc, 1.5))[None])
-    # Snow on the upper glacier, with a bluish slush band below the snowline.
-    snow_ice = fields["snow_ice"][r0:r1 + 1, c0:]
+    return ice * (1.0 - 0.12 * np.clip(strength, 0.0, 1.0)[None]
+                  * (0.5 + 0.5 * _noise(rng, rr, cc, 1.5))[None])
+
+
+def _with_snow(ice, rng, fjord, snow_ice, rr, cc):
+    """Snow on the upper glacier, with a bluish slush band below the snowline."""
     snow_frac = np.clip(snow_ice / 2.0 + 0.5, 0.0, 1.0)[None]
     slush = (np.exp(-np.clip(-snow_ice, 0.0, None) / (0.015 * fjord.width + 1.0))
-             * (snow_ice <= 0) * np.clip(0.6 + 0.5 * _noise(rng, rr, cc, 0.01 * size), 0, 1))
+             * (snow_ice <= 0) * np.clip(0.6 + 0.5 * _noise(rng, rr, cc, 0.01 * fjord.size), 0, 1))
     slush_tint = np.array([0.25, 0.17, 0.08, 0.45], np.float32)[:, None, None]
     ice = ice * (1.0 - slush_tint * slush[None])
-    snow_tex = 1.0 + _fractal(rng, rr, cc, [0.05 * size, 2.0], [0.02, 0.01])
-    glacier_dn = ice * (1.0 - snow_frac) + spec["snow on ice"] * snow_tex[None] * snow_frac
-    view = image[:, r0:r1 + 1, c0:]
-    view[:] = np.where(sub[None], glacier_dn, view)
-
-    # --- sensor noise, quantisation ---------------------------------------------------------
-    image += np.float32(_SENSOR_NOISE_DN) * rng.standard_normal(image.shape, dtype=np.float32)
-    return np.clip(np.rint(image), 1, 20000).astype(np.uint16)
+    snow_tex = 1.0 + _fractal(rng, rr, cc, [0.05 * fjord.size, 2.0], [0.02, 0.01])
+    snow = np.array(_SPECTRA["snow on ice"], np.float32)[:, None, None]
+    return ice * (1.0 - snow_frac) + snow * snow_tex[None] * snow_frac
 
 
 def _icebergs(rng, fjord, classes, fields):
