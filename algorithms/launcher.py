@@ -127,77 +127,93 @@ def run_in_worker(function, kwargs, feedback=None, outputs=(), python=None, extr
     feedback = feedback or QgsProcessingFeedback()
     if python is None:
         python, _ = worker_python()
-    parent = os.path.dirname(PLUGIN_DIR)
     package = os.path.basename(PLUGIN_DIR)
     if not package.isidentifier():
         raise QgsProcessingException(
             f"The plugin folder {PLUGIN_DIR!r} must be named 'fjord' for the worker to import it.")
+    job = {"function": job_name(function), "kwargs": kwargs, "outputs": list(outputs)}
+    listener = _WorkerListener(feedback, on_record)
+    cmd = [python, "-m", f"{package}.core", "run"]
+    feedback.pushDebugInfo(f"Worker: {' '.join(cmd)}")
+    try:
+        code = run_streaming(cmd, listener.on_stdout, listener.on_stderr,
+                             should_stop=feedback.isCanceled, env=_worker_env(extra_env),
+                             stdin_data=json.dumps(job) + "\n", grace=grace)
+    except Cancelled:
+        _remove_partials(outputs)
+        raise QgsProcessingException("Cancelled: the worker was stopped and no output was written.") from None
+    except OSError as exc:
+        raise QgsProcessingException(f"Cannot start the worker Python {python!r}: {exc}.") from None
+    if code == 0 and listener.done:
+        return listener.result
+    _remove_partials(outputs)
+    raise QgsProcessingException(listener.failure(code, python))
+
+
+def _worker_env(extra_env):
+    """The worker's environment: ours, with the plugin's parent folder on PYTHONPATH."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(PLUGIN_DIR)] + paths)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("GDAL_CACHEMAX", "256")  # MB: GDAL's block cache, so memory stays bounded
     env.update(extra_env or {})
-    job = {"function": job_name(function), "kwargs": kwargs, "outputs": list(outputs)}
-    state = {"result": None, "done": False, "error": None, "kind": None}
-    tail = collections.deque(maxlen=25)
+    return env
 
-    def on_stdout(line):
+
+def _remove_partials(outputs):
+    for path in outputs:
+        remove_partials(path)
+
+
+class _WorkerListener:
+    """Reads the worker's lines: JSON messages on stdout (progress, records, the result or the
+    error), anything else and stderr as debug text, whose tail goes into failure messages."""
+
+    def __init__(self, feedback, on_record):
+        self.feedback, self.on_record = feedback, on_record
+        self.result, self.done, self.error, self.kind = None, False, None, None
+        self.tail = collections.deque(maxlen=25)
+
+    def on_stdout(self, line):
         try:
             msg = json.loads(line)
         except ValueError:
-            feedback.pushDebugInfo(line)
+            self.feedback.pushDebugInfo(line)
             return
         if "progress" in msg:
             if msg["progress"] is not None:
-                feedback.setProgress(100.0 * msg["progress"])
+                self.feedback.setProgress(100.0 * msg["progress"])
             if msg.get("message"):
-                feedback.pushInfo(msg["message"])
+                self.feedback.pushInfo(msg["message"])
         elif "record" in msg:
-            if on_record is not None:
-                on_record(msg["record"], msg.get("data"))
+            if self.on_record is not None:
+                self.on_record(msg["record"], msg.get("data"))
         elif "result" in msg:
-            state["result"], state["done"] = msg["result"], True
+            self.result, self.done = msg["result"], True
         elif "error" in msg:
-            state["error"], state["kind"] = msg["error"], msg.get("kind")
+            self.error, self.kind = msg["error"], msg.get("kind")
 
-    def on_stderr(line):
-        tail.append(line)
-        feedback.pushDebugInfo(line)
+    def on_stderr(self, line):
+        self.tail.append(line)
+        self.feedback.pushDebugInfo(line)
 
-    def cleanup():
-        for path in outputs:
-            remove_partials(path)
-
-    cmd = [python, "-m", f"{package}.core", "run"]
-    feedback.pushDebugInfo(f"Worker: {' '.join(cmd)}")
-    try:
-        code = run_streaming(cmd, on_stdout, on_stderr, should_stop=feedback.isCanceled, env=env,
-                             stdin_data=json.dumps(job) + "\n", grace=grace)
-    except Cancelled:
-        cleanup()
-        raise QgsProcessingException("Cancelled: the worker was stopped and no output was written.") from None
-    except OSError as exc:
-        raise QgsProcessingException(f"Cannot start the worker Python {python!r}: {exc}.") from None
-    if code == 0 and state["done"]:
-        return state["result"]
-    cleanup()
-    last = "\n".join(line for line in tail if line.strip())
-    if state["kind"] == "input":
-        raise QgsProcessingException(state["error"])
-    if state["error"]:
-        raise QgsProcessingException(
-            f"The worker failed: {state['error']}" + (f"\nLast worker messages:\n{last}" if last else ""))
-    if code < 0:
-        why = _signal_name(code)
-        if -code == getattr(signal, "SIGKILL", 9):
-            why += " (often: the system ran out of memory)"
-        raise QgsProcessingException(
-            f"The worker process was killed by {why}." + (f"\nLast worker messages:\n{last}" if last else ""))
-    raise QgsProcessingException(
-        f"The worker process {python} exited with code {code} without a result."
-        + (f"\nLast worker messages:\n{last}" if last else ""))
+    def failure(self, code, python):
+        """The message for a worker that gave no result: its error, else how it ended."""
+        if self.kind == "input":
+            return self.error
+        last = "\n".join(line for line in self.tail if line.strip())
+        last = f"\nLast worker messages:\n{last}" if last else ""
+        if self.error:
+            return f"The worker failed: {self.error}{last}"
+        if code < 0:
+            why = _signal_name(code)
+            if -code == getattr(signal, "SIGKILL", 9):
+                why += " (often: the system ran out of memory)"
+            return f"The worker process was killed by {why}.{last}"
+        return f"The worker process {python} exited with code {code} without a result.{last}"
 
 
 def run_training(alg, job, kwargs, feedback, output):

@@ -114,41 +114,10 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
             progress(0.0, "Rasterising the reference polygons onto the class raster's grid")
             reference = _reference_from_vector(reference_vector, field, layer, input, schema, work,
                                                progress, should_stop)
-        ref = open_raster(reference, "reference raster")
-        check_class_bands(ref, "reference raster")
-        if not same_grid(ref, ds, lenient_crs=True):
-            raise FjordError(
-                f"The reference raster ({ref.RasterXSize} x {ref.RasterYSize} px) is not on the grid "
-                f"of the class raster ({ds.RasterXSize} x {ds.RasterYSize} px). Rasterise the "
-                "reference polygons onto it (or give them as REFERENCE_VECTOR).")
-        nodata = ds.GetRasterBand(1).GetNoDataValue()
-        conf = Confusion(max((c["value"] for c in schema["classes"]), default=1) if schema else 1)
-        missing = 0
-        height, width = ds.RasterYSize, ds.RasterXSize
-        for y in range(0, height, 512):
-            if should_stop():
-                raise Cancelled("Validation was cancelled.")
-            n = min(512, height - y)
-            truth = read_classes(ref, y, n, "reference raster")
-            raw = ds.GetRasterBand(1).ReadAsArray(0, y, width, n)
-            ds.FlushCache()
-            invalid = np.zeros(raw.shape, bool) if nodata is None else raw == nodata
-            if np.issubdtype(raw.dtype, np.floating):
-                invalid |= ~np.isfinite(raw)
-            predicted = read_classes(ds, y, n, "class raster (INPUT)")
-            missing += int((invalid & (truth > 0)).sum())
-            predicted[invalid] = 0
-            conf.cover(max(int(truth.max(initial=0)), int(predicted.max(initial=0))))
-            conf.add(truth, predicted)
-            progress(0.1 + 0.6 * (y + n) / height)
-        ref = None
+        matrix, missing = _confusion_matrix(ds, reference, schema, progress, should_stop)
     finally:
         ds = None
         shutil.rmtree(work, ignore_errors=True)
-    matrix = conf.matrix
-    if matrix.sum() == 0:
-        raise FjordError("The reference labels none of the class raster's pixels (all 0 or "
-                         "outside); check that both cover the same area.")
     names = {int(c["value"]): c["name"] for c in schema["classes"]} if schema else {}
     scores = class_scores(matrix, names)
     values = [r["value"] for r in scores["classes"]]
@@ -165,20 +134,60 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
         if output_confusion:
             _write_confusion(out.add(output_confusion), matrix, values, names)
         if figure:
-            from .figures import confusion_figure
-
-            cols = values + [0] if matrix[:, 0].any() else values
-            confusion_figure(matrix[np.ix_(values, cols)], [names.get(v, str(v)) for v in values],
-                             out.add(figure),
-                             title=f"Accuracy {scores['accuracy']:.3f}, kappa {scores['kappa']:.3f}, "
-                                   f"macro F1 {scores['macro']['f1']:.3f}",
-                             col_names=[names.get(v, str(v)) if v else "unlabelled / nodata"
-                                        for v in cols])
+            _write_figure(out.add(figure), matrix, values, names, scores)
     progress(1.0, None)
     return {"accuracy": scores["accuracy"], "kappa": scores["kappa"],
             "macro_f1": scores["macro"]["f1"], "weighted_f1": scores["weighted"]["f1"],
             "total": scores["total"], "nodata_pixels": missing, "classes": scores["classes"],
             "intervals": json.loads(json.dumps(intervals))}
+
+
+def _confusion_matrix(ds, reference, schema, progress, should_stop):
+    """The confusion matrix of the class raster ``ds`` against the reference raster (rows:
+    reference, columns: predicted, nodata as column 0), and the number of labelled reference
+    pixels that are nodata in ``ds``."""
+    ref = open_raster(reference, "reference raster")
+    check_class_bands(ref, "reference raster")
+    if not same_grid(ref, ds, lenient_crs=True):
+        raise FjordError(
+            f"The reference raster ({ref.RasterXSize} x {ref.RasterYSize} px) is not on the grid "
+            f"of the class raster ({ds.RasterXSize} x {ds.RasterYSize} px). Rasterise the "
+            "reference polygons onto it (or give them as REFERENCE_VECTOR).")
+    nodata = ds.GetRasterBand(1).GetNoDataValue()
+    conf = Confusion(max((c["value"] for c in schema["classes"]), default=1) if schema else 1)
+    missing = 0
+    height, width = ds.RasterYSize, ds.RasterXSize
+    for y in range(0, height, 512):
+        if should_stop():
+            raise Cancelled("Validation was cancelled.")
+        n = min(512, height - y)
+        truth = read_classes(ref, y, n, "reference raster")
+        raw = ds.GetRasterBand(1).ReadAsArray(0, y, width, n)
+        ds.FlushCache()
+        invalid = np.zeros(raw.shape, bool) if nodata is None else raw == nodata
+        if np.issubdtype(raw.dtype, np.floating):
+            invalid |= ~np.isfinite(raw)
+        predicted = read_classes(ds, y, n, "class raster (INPUT)")
+        missing += int((invalid & (truth > 0)).sum())
+        predicted[invalid] = 0
+        conf.cover(max(int(truth.max(initial=0)), int(predicted.max(initial=0))))
+        conf.add(truth, predicted)
+        progress(0.1 + 0.6 * (y + n) / height)
+    if conf.matrix.sum() == 0:
+        raise FjordError("The reference labels none of the class raster's pixels (all 0 or "
+                         "outside); check that both cover the same area.")
+    return conf.matrix, missing
+
+
+def _write_figure(path, matrix, values, names, scores):
+    from .figures import confusion_figure
+
+    cols = values + [0] if matrix[:, 0].any() else values
+    confusion_figure(matrix[np.ix_(values, cols)], [names.get(v, str(v)) for v in values], path,
+                     title=f"Accuracy {scores['accuracy']:.3f}, kappa {scores['kappa']:.3f}, "
+                           f"macro F1 {scores['macro']['f1']:.3f}",
+                     col_names=[names.get(v, str(v)) if v else "unlabelled / nodata"
+                                for v in cols])
 
 
 def _fmt(value):

@@ -136,29 +136,69 @@ def find_front(classes, glacier, ocean, *, rock=(), pixel_area=1.0, min_ocean_ar
     pixel index space (pixel centres at whole numbers), or None; the main glacier mask; and a
     sentence saying what was found or why there is no front.
     """
+    glacier_mask = np.isin(classes, glacier)
+    main = _main_glacier(glacier_mask)
+    if main is None:
+        return None, glacier_mask, "no glacier: the raster holds none of the glacier classes"
+    ocean_mask = _ocean(classes, ocean, pixel_area, min_ocean_area)
+    if ocean_mask is None:
+        return None, main, "no ocean: the raster holds none of the ocean classes"
+    if should_stop():
+        raise Cancelled("The front extraction was cancelled.")
+    outline = _glacier_outline(main, iterations, balloon, smoothing, threshold, should_stop)
+    if outline is None:
+        return None, main, "no front: the glacier outline vanished (glacier too small?)"
+    near = _near_ocean(outline, ocean_mask, classes, rock)
+    closed = np.allclose(outline[0], outline[-1])
+    pieces = [_take(outline, a, b) for a, b in _runs(near, closed)]
+    pieces = [p for p in pieces if len(p) > 1]
+    if not pieces:
+        return None, main, (f"no front: the glacier does not come within {OCEAN_REACH} px of the "
+                            "ocean")
+    front = max(pieces, key=_length)
+    diagonal = math.hypot(*classes.shape)
+    if _length(front) > diagonal:
+        return None, main, (f"failed detection: the front would be {_length(front):.0f} px long, "
+                            f"more than the image diagonal ({diagonal:.0f} px)")
+    return front, main, f"front of {_length(front):.0f} px found"
+
+
+def _main_glacier(glacier_mask):
+    """The largest 4-connected glacier region, holes filled; None without glacier."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(glacier_mask)
+    if n == 0:
+        return None
+    main_id, _ = _largest(labels, n)
+    return ndimage.binary_fill_holes(labels == main_id)
+
+
+def _ocean(classes, ocean, pixel_area, min_ocean_area):
+    """The ocean: the ocean regions of at least ``min_ocean_area`` (else the largest), holes
+    filled; None without ocean. Thin strips of ocean classes (misclassified pixels along a
+    glacier's side, say) are not ocean: an opening removes what is under OCEAN_MIN_WIDTH px
+    wide."""
+    from scipy import ndimage
+
+    ocean_mask = ndimage.binary_opening(np.isin(classes, ocean), _disk(OCEAN_MIN_WIDTH // 2))
+    olabels, m = ndimage.label(ocean_mask, structure=np.ones((3, 3)))
+    if m == 0:
+        return None
+    biggest, sizes = _largest(olabels, m)
+    big = np.flatnonzero(sizes * pixel_area >= min_ocean_area)
+    keep = big if len(big) else [biggest]
+    return ndimage.binary_fill_holes(np.isin(olabels, keep))
+
+
+def _glacier_outline(main, iterations, balloon, smoothing, threshold, should_stop):
+    """The main glacier's outline, (n, 2) (row, col), smoothed by a geodesic active contour
+    started from its closing; None when nothing is left of it."""
     from scipy import ndimage
     from skimage.measure import find_contours
     from skimage.segmentation import morphological_geodesic_active_contour
 
-    height, width = classes.shape
-    glacier_mask = np.isin(classes, glacier)
-    labels, n = ndimage.label(glacier_mask)  # 4-connected
-    if n == 0:
-        return None, glacier_mask, "no glacier: the raster holds none of the glacier classes"
-    main_id, _ = _largest(labels, n)
-    main = ndimage.binary_fill_holes(labels == main_id)
-    # Thin strips of ocean classes (misclassified pixels along a glacier's side, say) are not
-    # ocean: an opening removes what is under OCEAN_MIN_WIDTH px wide.
-    ocean_mask = ndimage.binary_opening(np.isin(classes, ocean), _disk(OCEAN_MIN_WIDTH // 2))
-    olabels, m = ndimage.label(ocean_mask, structure=np.ones((3, 3)))
-    if m == 0:
-        return None, main, "no ocean: the raster holds none of the ocean classes"
-    biggest, sizes = _largest(olabels, m)
-    big = np.flatnonzero(sizes * pixel_area >= min_ocean_area)
-    keep = big if len(big) else [biggest]
-    ocean_mask = ndimage.binary_fill_holes(np.isin(olabels, keep))
-    if should_stop():
-        raise Cancelled("The front extraction was cancelled.")
+    height, width = main.shape
     # Work on the main glacier's bounding box with a margin (the closing reaches 15 px out).
     rows, cols = np.nonzero(main)
     pad = 40
@@ -182,32 +222,30 @@ def find_front(classes, glacier, ocean, *, rock=(), pixel_area=1.0, min_ocean_ar
         raise Cancelled("The front extraction was cancelled.")
     contours = find_contours(np.pad(level, 1).astype(np.float64), 0.5)
     if not contours:
-        return None, main, "no front: the glacier outline vanished (glacier too small?)"
-    outline = max(contours, key=_length) - 1 + np.array([r0, c0])
-    # Within OCEAN_REACH px of the ocean: a distance transform over the outline's box.
-    q0, q1 = max(0, r0 - OCEAN_REACH - 1), min(height, r1 + OCEAN_REACH + 1)
-    p0, p1 = max(0, c0 - OCEAN_REACH - 1), min(width, c1 + OCEAN_REACH + 1)
+        return None
+    return max(contours, key=_length) - 1 + np.array([r0, c0])
+
+
+def _near_ocean(outline, ocean_mask, classes, rock):
+    """For each outline point: whether it lies within OCEAN_REACH px of the ocean, and (with
+    rock classes) nearer the ocean than rock, where it would be a valley margin instead. The
+    distances are computed over the outline's box."""
+    from scipy import ndimage
+
+    height, width = classes.shape
+    lo = np.floor(outline.min(axis=0)).astype(int)
+    hi = np.ceil(outline.max(axis=0)).astype(int) + 1
+    q0, q1 = max(0, lo[0] - OCEAN_REACH - 1), min(height, hi[0] + OCEAN_REACH + 1)
+    p0, p1 = max(0, lo[1] - OCEAN_REACH - 1), min(width, hi[1] + OCEAN_REACH + 1)
     to_ocean = ndimage.distance_transform_edt(~ocean_mask[q0:q1, p0:p1])
     near = to_ocean <= OCEAN_REACH
     if len(rock):
-        # Where rock is nearer than the ocean, the outline is a valley margin, not the front.
         rock_box = np.isin(classes[q0:q1, p0:p1], rock)
         if rock_box.any():
             near &= to_ocean <= ndimage.distance_transform_edt(~rock_box)
     rr = np.clip(np.round(outline[:, 0]).astype(int), q0, q1 - 1) - q0
     cc = np.clip(np.round(outline[:, 1]).astype(int), p0, p1 - 1) - p0
-    closed = np.allclose(outline[0], outline[-1])
-    pieces = [_take(outline, a, b) for a, b in _runs(near[rr, cc], closed)]
-    pieces = [p for p in pieces if len(p) > 1]
-    if not pieces:
-        return None, main, (f"no front: the glacier does not come within {OCEAN_REACH} px of the "
-                            "ocean")
-    front = max(pieces, key=_length)
-    diagonal = math.hypot(height, width)
-    if _length(front) > diagonal:
-        return None, main, (f"failed detection: the front would be {_length(front):.0f} px long, "
-                            f"more than the image diagonal ({diagonal:.0f} px)")
-    return front, main, f"front of {_length(front):.0f} px found"
+    return near[rr, cc]
 
 
 def find_margins(classes, rock, main):

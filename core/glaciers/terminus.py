@@ -346,6 +346,31 @@ def terminus_change(fronts, *, centreline=None, direction=DOWNSTREAM_FIRST, box=
         (the column ``change_m`` follows).
     """
     say = progress or (lambda fraction, message=None: None)
+    _check_references(fronts, centreline, box, box_width)
+    anchor = centreline if centreline is not None else box
+    centre = anchor.to(_wgs84()).Centroid()
+    local = local_projection(centre.GetX(), centre.GetY())
+    line = Centreline(centreline.to(local), direction) if centreline is not None else None
+    rect = rectilinear_box(box.to(local), line, direction) if box is not None else None
+    curvy = curvilinear_box(line, float(box_width)) if box_width and box_width > 0 else None
+
+    rows, crossings = [], []
+    for date_value, shape in fronts:
+        rows.append(_measure_front(date_value, shape, local, line, rect, curvy, crossings))
+        say(len(rows) / len(fronts), None)
+    rows.sort(key=lambda r: (r["date"] is None, r["date"] or datetime.date.min))
+    method = next((m for m in METHODS if any(r[m] is not None for r in rows)), None)
+    _add_changes(rows, method)
+    for row in rows:
+        for key in COLUMNS[1:-1]:
+            row[key] = _round(row[key])
+    return {"rows": rows, "crossings": crossings, "crs": local, "method": method,
+            "geometry": {"centreline": line.xy if line is not None else None,
+                         "box": rect[0] if rect else None,
+                         "curvilinear_box": curvy[0] if curvy else None}}
+
+
+def _check_references(fronts, centreline, box, box_width):
     if centreline is None and box is None:
         raise FjordError("Give a CENTRELINE, a BOX, or both: the positions are measured along a "
                          "centreline or inside a box.")
@@ -357,52 +382,53 @@ def terminus_change(fronts, *, centreline=None, direction=DOWNSTREAM_FIRST, box=
     anchor = centreline if centreline is not None else box
     if anchor.empty():
         raise FjordError(f"The {anchor.what} is empty.")
-    centre = anchor.to(_wgs84()).Centroid()
-    local = local_projection(centre.GetX(), centre.GetY())
 
-    line = Centreline(centreline.to(local), direction) if centreline is not None else None
-    rect = rectilinear_box(box.to(local), line, direction) if box is not None else None
-    curvy = curvilinear_box(line, float(box_width)) if box_width and box_width > 0 else None
 
-    rows, crossings = [], []
-    for date_value, shape in fronts:
-        day = parse_date(date_value)
-        notes = []
-        row = dict.fromkeys(COLUMNS)
-        row["date"] = day
-        if day is None:
-            notes.append(f"no date ({date_value!r} is not one)")
-        if shape.empty():
-            notes.append("empty geometry")
-            row["note"] = "; ".join(notes)
-            rows.append(row)
-            continue
-        geom = shape.to(local)
-        if line is not None:
-            along = line.crossings(geom)
-            if not along:
-                notes.append("the front does not cross the centreline")
-            else:
-                row["centreline_m"] = along[-1]
-                if len(along) > 1:
-                    notes.append(f"the front crosses the centreline {len(along)} times; the most "
-                                 "downstream crossing is used")
-                x, y = _point_at(line, along[-1])
-                crossings.append((day, along[-1], x, y))
-        for key, spec in (("rectilinear_box_m", rect), ("curvilinear_box_m", curvy)):
-            if spec is None:
-                continue
-            position, inside, note = box_position(*spec, geom)
-            row[key] = position
-            row["front_width_m"] = inside  # the curvilinear box's when there is one (last)
-            if note:
-                notes.append(f"{key.replace('_m', '').replace('_', ' ')}: {note}")
+def _measure_front(date_value, shape, local, line, rect, curvy, crossings):
+    """The row of one front: its positions by each method and its notes. The centreline
+    crossing used is appended to ``crossings``."""
+    day = parse_date(date_value)
+    notes = []
+    row = dict.fromkeys(COLUMNS)
+    row["date"] = day
+    if day is None:
+        notes.append(f"no date ({date_value!r} is not one)")
+    if shape.empty():
+        notes.append("empty geometry")
         row["note"] = "; ".join(notes)
-        rows.append(row)
-        say(len(rows) / len(fronts), None)
+        return row
+    geom = shape.to(local)
+    if line is not None:
+        _centreline_position(row, notes, line, geom, day, crossings)
+    for key, spec in (("rectilinear_box_m", rect), ("curvilinear_box_m", curvy)):
+        if spec is None:
+            continue
+        position, inside, note = box_position(*spec, geom)
+        row[key] = position
+        row["front_width_m"] = inside  # the curvilinear box's when there is one (last)
+        if note:
+            notes.append(f"{key.replace('_m', '').replace('_', ' ')}: {note}")
+    row["note"] = "; ".join(notes)
+    return row
 
-    rows.sort(key=lambda r: (r["date"] is None, r["date"] or datetime.date.min))
-    method = next((m for m in METHODS if any(r[m] is not None for r in rows)), None)
+
+def _centreline_position(row, notes, line, geom, day, crossings):
+    """The most downstream crossing of the front with the centreline."""
+    along = line.crossings(geom)
+    if not along:
+        notes.append("the front does not cross the centreline")
+        return
+    row["centreline_m"] = along[-1]
+    if len(along) > 1:
+        notes.append(f"the front crosses the centreline {len(along)} times; the most "
+                     "downstream crossing is used")
+    x, y = _point_at(line, along[-1])
+    crossings.append((day, along[-1], x, y))
+
+
+def _add_changes(rows, method):
+    """``change_m`` from the first dated value and ``rate_m_per_year`` from the previous one,
+    along the column of ``method``; rows sorted by date."""
     first = previous = None
     for row in rows:
         value = row[method] if method else None
@@ -416,13 +442,6 @@ def terminus_change(fronts, *, centreline=None, direction=DOWNSTREAM_FIRST, box=
             if years > 0:
                 row["rate_m_per_year"] = (value - previous[1]) / years
         previous = (row["date"], value)
-    for row in rows:
-        for key in COLUMNS[1:-1]:
-            row[key] = _round(row[key])
-    return {"rows": rows, "crossings": crossings, "crs": local, "method": method,
-            "geometry": {"centreline": line.xy if line is not None else None,
-                         "box": rect[0] if rect else None,
-                         "curvilinear_box": curvy[0] if curvy else None}}
 
 
 def _point_at(line, distance):

@@ -282,72 +282,17 @@ def run_row(item, progress=None, should_stop=None):
     Never raises for a failing job (but for a cancel): returns ``index``, ``status`` ('ok' or
     'failed'), ``error``, ``entries`` (summary rows), ``seconds``, ``front`` (path and count)
     and ``loads`` (model loads, cache hits, seconds spent loading, engine import seconds)."""
-    import tempfile
-
     from ...models import modelfile
-    from ..outputs import remove_partials
 
     progress = progress or no_progress
     should_stop = should_stop or never_stop
-    row, base, settings = item["row"], item["base"], item["settings"]
     t0 = time.perf_counter()
     engine = _engine_import_seconds()
     before = dict(modelfile.load_stats)
     entries, front, error = [], None, ""
     try:
-        model, meta = _check_row(row, base)
-        images = list_images(_resolve(row["DataSource"], base))
-        folder = job_folder(row, base)
-        os.makedirs(folder, exist_ok=True)
-        validation = _resolve(row["Validation"], base) if row.get("Validation") else None
-        front_path = _resolve(row["Front"], base) if row.get("Front") else None
-        steps = len(images) + (1 if front_path else 0)
-        maps = []
-        with tempfile.TemporaryDirectory(prefix=".fjord-batch-", dir=folder) as work:
-            for j, image in enumerate(images):
-                names = output_names(row, image)
-                output = os.path.join(folder, names["classes"])
-                remove_partials(output)  # left by a worker killed in an earlier try
-                reference = find_reference(image, validation)
-                t1 = time.perf_counter()
-                span = span_progress(progress, j / steps, (j + 1) / steps)
-                subset = _band_subset(image, int(row["Dims"]), work)
-                if row["Method"] == "unet":
-                    from ..learn.unet import classify_unet
-
-                    result = classify_unet(
-                        subset, model, output, probabilities="none", device=settings["device"],
-                        ignore_scale_mismatch=settings["ignore_scale_mismatch"], progress=span,
-                        should_stop=should_stop)
-                    if reference:
-                        result["scores"] = {"unet": _score_map(output, reference, meta,
-                                                               should_stop)}
-                else:
-                    from ..learn.csc import classify_csc
-
-                    result = classify_csc(
-                        subset, model, output, patch_size=int(row["PatchSize"]),
-                        patience=int(row["Patience"]),
-                        samples_per_class=settings["samples_per_class"],
-                        max_epochs=settings["max_epochs"], smoothing=settings["smoothing"],
-                        recognition_threshold=settings["recognition_threshold"],
-                        validation=reference,
-                        output_phase_one=os.path.join(folder, names["phase_one"]),
-                        report=folder, report_name=names["report_name"],
-                        device=settings["device"], seed=settings["seed"],
-                        ignore_scale_mismatch=settings["ignore_scale_mismatch"],
-                        should_stop=should_stop, progress=span)
-                entries.append(_scores_row(row, image, "ok", result, time.perf_counter() - t1,
-                                           "" if reference else "no reference classes found"))
-                maps.append(output)
-        if front_path:
-            from ..glaciers.front import calving_fronts
-
-            remove_partials(front_path)
-            found = calving_fronts(maps, front_path, should_stop=should_stop,
-                                   progress=span_progress(progress, len(images) / steps, 1.0))
-            front = {"path": front_path, "fronts": found["fronts"],
-                     "missing": [s["image"] for s in found["scenes"] if not s["found"]]}
+        front = _run_job(item["row"], item["base"], item["settings"], entries, progress,
+                         should_stop)
         status = "ok"
     except Cancelled:
         raise
@@ -363,6 +308,71 @@ def run_row(item, progress=None, should_stop=None):
                       "hits": after["hits"] - before["hits"],
                       "load_seconds": after["seconds"] - before["seconds"],
                       "engine_seconds": engine}}
+
+
+def _run_job(row, base, settings, entries, progress, should_stop):
+    """Classify and score every image of the job (appending to ``entries``), then extract its
+    fronts; returns the front summary (None without a front layer)."""
+    import tempfile
+
+    from ..outputs import remove_partials
+
+    model, meta = _check_row(row, base)
+    images = list_images(_resolve(row["DataSource"], base))
+    folder = job_folder(row, base)
+    os.makedirs(folder, exist_ok=True)
+    validation = _resolve(row["Validation"], base) if row.get("Validation") else None
+    front_path = _resolve(row["Front"], base) if row.get("Front") else None
+    steps = len(images) + (1 if front_path else 0)
+    maps = []
+    with tempfile.TemporaryDirectory(prefix=".fjord-batch-", dir=folder) as work:
+        for j, image in enumerate(images):
+            names = output_names(row, image)
+            output = os.path.join(folder, names["classes"])
+            remove_partials(output)  # left by a worker killed in an earlier try
+            reference = find_reference(image, validation)
+            t1 = time.perf_counter()
+            span = span_progress(progress, j / steps, (j + 1) / steps)
+            subset = _band_subset(image, int(row["Dims"]), work)
+            result = _classify_image(row, subset, model, meta, output, reference, names, folder,
+                                     settings, span, should_stop)
+            entries.append(_scores_row(row, image, "ok", result, time.perf_counter() - t1,
+                                       "" if reference else "no reference classes found"))
+            maps.append(output)
+    if not front_path:
+        return None
+    from ..glaciers.front import calving_fronts
+
+    remove_partials(front_path)
+    found = calving_fronts(maps, front_path, should_stop=should_stop,
+                           progress=span_progress(progress, len(images) / steps, 1.0))
+    return {"path": front_path, "fronts": found["fronts"],
+            "missing": [s["image"] for s in found["scenes"] if not s["found"]]}
+
+
+def _classify_image(row, image, model, meta, output, reference, names, folder, settings,
+                    progress, should_stop):
+    """One image of a job, by the job's method (CSC or U-Net), scored against ``reference``."""
+    if row["Method"] == "unet":
+        from ..learn.unet import classify_unet
+
+        result = classify_unet(
+            image, model, output, probabilities="none", device=settings["device"],
+            ignore_scale_mismatch=settings["ignore_scale_mismatch"], progress=progress,
+            should_stop=should_stop)
+        if reference:
+            result["scores"] = {"unet": _score_map(output, reference, meta, should_stop)}
+        return result
+    from ..learn.csc import classify_csc
+
+    return classify_csc(
+        image, model, output, patch_size=int(row["PatchSize"]), patience=int(row["Patience"]),
+        samples_per_class=settings["samples_per_class"], max_epochs=settings["max_epochs"],
+        smoothing=settings["smoothing"], recognition_threshold=settings["recognition_threshold"],
+        validation=reference, output_phase_one=os.path.join(folder, names["phase_one"]),
+        report=folder, report_name=names["report_name"], device=settings["device"],
+        seed=settings["seed"], ignore_scale_mismatch=settings["ignore_scale_mismatch"],
+        should_stop=should_stop, progress=progress)
 
 
 def peak_memory_mb():
