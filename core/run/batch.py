@@ -442,29 +442,14 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
                 outcome = {"index": i, "status": "failed", "entries": [], "front": None,
                            "seconds": 0.0, "worker": "",
                            "error": f"Dask could not run the job: {type(exc).__name__}: {exc}"}
-            entries[i] = list(outcome["entries"])
-            if outcome["status"] == "ok":
-                ran += 1
-                row.update(Done="1", Status="ok", Error="")
-            else:
-                failed += 1
-                entries[i].append(_scores_row(row, row["DataSource"], "failed",
-                                              message=outcome["error"]))
-                row.update(Done="0", Status="failed", Error=outcome["error"])
+            entries[i] = _record_outcome(row, outcome)
+            ran, failed = ran + (outcome["status"] == "ok"), failed + (outcome["status"] != "ok")
             for key in loads:
                 loads[key] += (outcome.get("loads") or {}).get(key, 0)
             outcomes_seen.append({k: outcome.get(k) for k in ("index", "status", "seconds",
                                                                "worker", "peak_mb", "loads")})
             write_jobs(jobs, fields, rows)
-            where = f" on {outcome['worker']}" if outcome.get("worker") else ""
-            scored = [e[k] for e in outcome["entries"] for k in ("CSC_weighted_F1", "UNet_weighted_F1")
-                      if e.get(k)]
-            detail = (f"FAILED: {outcome['error']}" if outcome["status"] != "ok" else
-                      "ok" + (f", weighted F1 {', '.join(scored)}" if scored else "")
-                      + (f", {outcome['front']['fronts']} front(s)" if outcome.get("front") else ""))
-            progress(finished / len(items),
-                     f"Job {row['ExpShortHand']} ({finished}/{len(items)}): {row['DataSource']}"
-                     f"{where}, {outcome['seconds']:.1f} s, {detail}")
+            progress(finished / len(items), _outcome_message(row, outcome, finished, len(items)))
     merged = _merge_fronts(fronts, rows, base) if fronts else None
     summary_rows = [e for i in sorted(entries) for e in entries[i]]
     _write_summary(summary, summary_rows)
@@ -476,6 +461,30 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
     return {"summary": os.path.abspath(summary), "ran": ran, "failed": failed,
             "done_earlier": len(rows) - len(todo), "rows": summary_rows, "seconds": seconds,
             "fronts": merged, "loads": loads, "jobs": outcomes_seen}
+
+
+def _record_outcome(row, outcome):
+    """Mark the job's row done or failed; returns its summary rows (a failed job gets one)."""
+    entries = list(outcome["entries"])
+    if outcome["status"] == "ok":
+        row.update(Done="1", Status="ok", Error="")
+    else:
+        entries.append(_scores_row(row, row["DataSource"], "failed", message=outcome["error"]))
+        row.update(Done="0", Status="failed", Error=outcome["error"])
+    return entries
+
+
+def _outcome_message(row, outcome, finished, total):
+    where = f" on {outcome['worker']}" if outcome.get("worker") else ""
+    scored = [e[k] for e in outcome["entries"] for k in ("CSC_weighted_F1", "UNet_weighted_F1")
+              if e.get(k)]
+    if outcome["status"] != "ok":
+        detail = f"FAILED: {outcome['error']}"
+    else:
+        detail = ("ok" + (f", weighted F1 {', '.join(scored)}" if scored else "")
+                  + (f", {outcome['front']['fronts']} front(s)" if outcome.get("front") else ""))
+    return (f"Job {row['ExpShortHand']} ({finished}/{total}): {row['DataSource']}{where}, "
+            f"{outcome['seconds']:.1f} s, {detail}")
 
 
 def _earlier_entries(row, base):
