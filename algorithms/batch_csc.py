@@ -36,6 +36,7 @@ class BatchCsc(FjordAlgorithm):
     MAX_EPOCHS = "MAX_EPOCHS"
     SMOOTHING = "SMOOTHING"
     RECOGNITION_THRESHOLD = "RECOGNITION_THRESHOLD"
+    BOUNDARY_MARGIN = "BOUNDARY_MARGIN"
     DEVICE = "DEVICE"
     SEED = "SEED"
     IGNORE_SCALE_MISMATCH = "IGNORE_SCALE_MISMATCH"
@@ -54,11 +55,13 @@ class BatchCsc(FjordAlgorithm):
             "Runs the classification of every row of a job table (CSV) whose Done is 0: "
             "CNN-supervised classification, or a U-Net, for sweeps over models, tile sizes and "
             "patch sizes and for many scenes; here, or on a Dask cluster.\n\n"
-            "Columns: <b>Model</b> (phase-one model file), <b>DataSource</b> (an image, a folder "
+            "Columns: <b>Model</b> (phase-one model file: a tile classifier, or a U-Net whose map "
+            "is then phase one), <b>DataSource</b> (an image, a folder "
             "of images or a pattern such as images/*.tif), <b>OutFolder</b> (outputs go to "
             "&lt;OutFolder&gt;_patch&lt;PatchSize&gt;), <b>ExpShortHand</b> (prefix of the output "
             "names), <b>Dims</b> (bands used: the first Dims of each image), <b>PatchSize</b> "
-            "(1, 3, 5, 7, 15), <b>TileSize</b> (checked against the model), <b>Patience</b> and "
+            "(1, 3, 5, 7, 15), <b>TileSize</b> (checked against a tile classifier; the window of a "
+            "U-Net), <b>Patience</b> and "
             "<b>Done</b>. Optional: <b>Validation</b> (a reference raster or a folder of them; "
             "otherwise SCLS_&lt;image&gt;.tif or &lt;image&gt;_classes.tif beside each image) and "
             "WholeImage (ignored: Fjord always predicts in strips); <b>Method</b>: csc (default) "
@@ -120,6 +123,7 @@ class BatchCsc(FjordAlgorithm):
             "max_epochs": self.parameterAsInt(parameters, self.MAX_EPOCHS, context),
             "smoothing": self.parameterAsInt(parameters, self.SMOOTHING, context),
             "recognition_threshold": self.parameterAsDouble(parameters, self.RECOGNITION_THRESHOLD, context),
+            "boundary_margin": self.parameterAsInt(parameters, self.BOUNDARY_MARGIN, context),
             "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, self.SEED, context),
             "ignore_scale_mismatch": scale_switch(self, parameters, context),

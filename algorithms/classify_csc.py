@@ -39,6 +39,7 @@ class ClassifyCsc(FjordAlgorithm):
     SAMPLES_PER_CLASS = "SAMPLES_PER_CLASS"
     MAX_EPOCHS = "MAX_EPOCHS"
     RECOGNITION_THRESHOLD = "RECOGNITION_THRESHOLD"
+    BOUNDARY_MARGIN = "BOUNDARY_MARGIN"
     SMOOTHING = "SMOOTHING"
     DEVICE = "DEVICE"
     SEED = "SEED"
@@ -60,7 +61,11 @@ class ClassifyCsc(FjordAlgorithm):
             "<b>Phase one</b>: the phase-one model (from 'Train phase-one CNN') classifies tiles of "
             "the image; every pixel gets the class of its tile (tiles every TILE_STRIDE pixels, "
             "the last row and column ending at the image edge, overlapping tiles averaged). "
-            "Pixels under the RECOGNITION_THRESHOLD stay unlabelled.\n\n"
+            "MODEL may also be a U-Net (from 'Train U-Net', an ensemble file included): its "
+            "per-pixel probabilities over blended windows are then phase one, which joins the "
+            "context a U-Net learns with phase two's adaptation to this image. "
+            "Pixels under the RECOGNITION_THRESHOLD stay unlabelled, and phase two trains only on "
+            "phase-one pixels at least BOUNDARY_MARGIN pixels from a class change.\n\n"
             "<b>Phase two</b>: SAMPLES_PER_CLASS pixels of each phase-one class, each with the "
             "PATCH_SIZE x PATCH_SIZE patch around it, train a network for this image alone: an "
             "MLP on the band values (PATCH_SIZE 1) or a compact CNN (3, 5, 7, 15), with early "
@@ -77,7 +82,8 @@ class ClassifyCsc(FjordAlgorithm):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Image")))
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, self.tr("Phase-one model (.keras from 'Train phase-one CNN')"), extension="keras"))
+            self.MODEL, self.tr("Phase-one model (.keras from 'Train phase-one CNN' or 'Train U-Net')"),
+            extension="keras"))
         self.addParameter(num(self.PATCH_SIZE, self.tr("Phase-two patch size: 1 (MLP) or 3, 5, 7, 15 "
                                                     "(compact CNN)"),
                               num.Integer, defaultValue=7, minValue=1, maxValue=15))
@@ -132,6 +138,7 @@ class ClassifyCsc(FjordAlgorithm):
             "patience": self.parameterAsInt(parameters, self.PATIENCE, context),
             "max_epochs": self.parameterAsInt(parameters, self.MAX_EPOCHS, context),
             "recognition_threshold": self.parameterAsDouble(parameters, self.RECOGNITION_THRESHOLD, context),
+            "boundary_margin": self.parameterAsInt(parameters, self.BOUNDARY_MARGIN, context),
             "tile_stride": self.parameterAsInt(parameters, self.TILE_STRIDE, context) or None,
             "smoothing": self.parameterAsInt(parameters, self.SMOOTHING, context),
             "validation": validation, "output_phase_one": optional[self.OUTPUT_PHASE_ONE],

@@ -1,10 +1,12 @@
 """fjord:classifyunet — U-Net classification over overlapping, blended windows, in the worker."""
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -24,6 +26,7 @@ PROBABILITIES = ("float32", "byte", "none")
 class ClassifyUnet(FjordAlgorithm):
     INPUT = "INPUT"
     MODEL = "MODEL"
+    ENSEMBLE_MODELS = "ENSEMBLE_MODELS"
     WINDOW = "WINDOW"
     OVERLAP = "OVERLAP"
     BLEND = "BLEND"
@@ -58,13 +61,20 @@ class ClassifyUnet(FjordAlgorithm):
             "OUTPUT: band 1 = class (styled with the model's classes), bands 2..N+1 = the "
             "probability of each class in the model's class order (PROBABILITIES float32, nodata "
             "NaN; byte: round(p x 254), nodata 255; none: the class band alone). Input nodata "
-            "stays nodata.")
+            "stays nodata.\n\n"
+            "<b>Ensembles</b>: the probabilities of MODEL and of ENSEMBLE_MODELS (U-Nets with the "
+            "same bands, classes and normalisation) are averaged; a model file written by 'Train "
+            "U-Net' with ENSEMBLE &gt; 1 brings its members along by itself. Each member adds "
+            "its own prediction time.")
 
     def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Image")))
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, self.tr("U-Net model (.keras from 'Train U-Net')"), extension="keras"))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.ENSEMBLE_MODELS, self.tr("More U-Net models to average with it (an ensemble)"),
+            layerType=QgsProcessing.TypeFile, optional=True))
         self.addParameter(num(self.WINDOW, self.tr("Window size in pixels (0 = the model's)"),
                               num.Integer, defaultValue=0, minValue=0))
         self.addParameter(num(self.OVERLAP, self.tr("Window overlap in pixels (-1 = a quarter of the window)"),
@@ -87,7 +97,9 @@ class ClassifyUnet(FjordAlgorithm):
         image = self.raster_file(parameters, self.INPUT, context, "image")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         kwargs = {
-            "image": image, "model": self.parameterAsFile(parameters, self.MODEL, context),
+            "image": image,
+            "model": [self.parameterAsFile(parameters, self.MODEL, context)]
+            + self.parameterAsFileList(parameters, self.ENSEMBLE_MODELS, context),
             "output": output,
             "window": self.parameterAsInt(parameters, self.WINDOW, context),
             "overlap": self.parameterAsInt(parameters, self.OVERLAP, context),

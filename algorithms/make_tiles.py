@@ -14,6 +14,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.prepare.normalise import NORMALISATIONS
 from ..core.prepare.tiles import AUGMENTS, MODES, SPLITS, count_table, make_tiles
 from .base import FjordAlgorithm
 from .launcher import run_in_worker
@@ -40,6 +41,7 @@ class MakeTiles(FjordAlgorithm):
     BLOCK_SIZE = "BLOCK_SIZE"
     SEED = "SEED"
     APPEND = "APPEND"
+    NORMALISATION = "NORMALISATION"
     OUTPUT = "OUTPUT"
 
     def name(self):
@@ -67,6 +69,11 @@ class MakeTiles(FjordAlgorithm):
             "validation tiles at random (stratified by class); spatial blocks sends whole blocks of "
             "the image to one split and drops windows that straddle both, so no pixel is shared. "
             "APPEND adds another image/label pair to an existing dataset.\n\n"
+            "NORMALISATION decides how values become network input, in training and in every "
+            "classification with a model trained on the dataset: <i>dataset</i> scales them by the "
+            "dataset's rule and the training statistics; <i>image</i> standardises every image by "
+            "its own median and 2-98 % spread per band, which cancels the gain and offset that "
+            "another date, sensor or processing gives a whole scene.\n\n"
             "The folder holds dataset.json (bands, scaling rule, training statistics, class schema, "
             "counts), one .npy shard per source and split, and preview.png.")
 
@@ -106,6 +113,10 @@ class MakeTiles(FjordAlgorithm):
         self.addParameter(num(self.SEED, self.tr("Random seed"), num.Integer, defaultValue=0))
         self.addParameter(QgsProcessingParameterBoolean(
             self.APPEND, self.tr("Append to the dataset already in the folder"), defaultValue=False))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.NORMALISATION, self.tr("Normalisation"),
+            options=[self.tr("dataset: the training data's statistics"),
+                     self.tr("image: each image by its own robust statistics")], defaultValue=0))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, self.tr("Dataset folder")))
         self.addOutput(QgsProcessingOutputFile(self.PREVIEW, self.tr("Preview figure")))
         self.addOutput(QgsProcessingOutputNumber(self.TRAIN_COUNT, self.tr("Training windows")))
@@ -133,6 +144,8 @@ class MakeTiles(FjordAlgorithm):
             "split": SPLITS[self.parameterAsEnum(parameters, self.SPLIT, context)],
             "block_size": integer(self.BLOCK_SIZE) or None, "seed": integer(self.SEED),
             "append": self.parameterAsBoolean(parameters, self.APPEND, context),
+            "normalisation": NORMALISATIONS[self.parameterAsEnum(parameters, self.NORMALISATION,
+                                                                 context)],
         }
         summary = run_in_worker(make_tiles, dict(image=image, labels=labels, output=output, **options),
                           feedback, outputs=[output])

@@ -49,6 +49,10 @@ def add_phase_two_parameters(alg):
                                                          "probability under which a pixel stays "
                                                          "unlabelled; 0 = off)"),
                          num.Double, defaultValue=0.0, minValue=0.0, maxValue=1.0))
+    alg.addParameter(num(alg.BOUNDARY_MARGIN, alg.tr("Boundary margin: phase two trains on "
+                                                     "phase-one pixels at least this many pixels "
+                                                     "from a class change (0 = all)"),
+                         num.Integer, defaultValue=0, minValue=0, maxValue=100))
     alg.addParameter(num(alg.SMOOTHING, alg.tr("Modal filter radius in pixels (0 = off)"),
                          num.Integer, defaultValue=4, minValue=0, maxValue=50))
 

@@ -47,6 +47,7 @@ class TrainUnet(FjordAlgorithm):
     STOPPED = "STOPPED"
     DEVICE = "DEVICE"
     SEED = "SEED"
+    ENSEMBLE = "ENSEMBLE"
 
     def name(self):
         return "trainunet"
@@ -67,7 +68,8 @@ class TrainUnet(FjordAlgorithm):
             "encoder block is two 3x3 convolutions with batch normalisation and ReLU, then 2x2 "
             "max-pooling; each decoder level a 4x4 stride-2 transposed convolution, the skip "
             "connection and a 3x3 convolution. Window sizes must be multiples of 2^DEPTH.\n\n"
-            "Bands are standardised with the dataset's training statistics (stored in the model). "
+            "Bands are standardised as the dataset's NORMALISATION says: with its training "
+            "statistics, or each image by its own (the rule is stored in the model). "
             "Unlabelled pixels take no part in the loss or the accuracy. LOSS: cross-entropy, "
             "weighted cross-entropy (balanced class weights), soft Dice, or cross-entropy + "
             "Dice; CLASS_WEIGHTS balanced weights any of them by the dataset's pixel counts. "
@@ -81,7 +83,11 @@ class TrainUnet(FjordAlgorithm):
             "epoch is often an early, noisy one. Each epoch is logged and checkpointed: run "
             "again with the same model file and settings to resume. REPORT receives history.csv, "
             "curves.png, the validation confusion matrix and per-class precision, recall, F1 and "
-            "IoU of the validation pixels.")
+            "IoU of the validation pixels.\n\n"
+            "ENSEMBLE N &gt; 1 trains N networks with the seeds SEED, SEED + 1, ...: members 2..N "
+            "go to &lt;OUTPUT&gt;_member2.keras and so on (reports in REPORT/member2 ...), then "
+            "the first to OUTPUT, which lists them. Classifying with OUTPUT averages all N; "
+            "training and classification take N times as long.")
 
     def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
@@ -122,6 +128,9 @@ class TrainUnet(FjordAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.INITIAL_MODEL, self.tr("U-Net to fine-tune"), extension="keras", optional=True))
         add_device_and_seed(self)
+        self.addParameter(num(self.ENSEMBLE, self.tr("Ensemble: networks to train with seeds SEED, "
+                                                  "SEED + 1, ... (classifying averages them)"),
+                              num.Integer, defaultValue=1, minValue=1, maxValue=20))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, self.tr("Model file"), fileFilter=self.tr("Keras model (*.keras)")))
         self.addParameter(QgsProcessingParameterFolderDestination(
@@ -161,6 +170,7 @@ class TrainUnet(FjordAlgorithm):
             "initial_model": self.parameterAsFile(parameters, self.INITIAL_MODEL, context) or None,
             "device": (self.parameterAsString(parameters, self.DEVICE, context) or "auto").strip(),
             "seed": self.parameterAsInt(parameters, self.SEED, context),
+            "ensemble": self.parameterAsInt(parameters, self.ENSEMBLE, context),
         }
         result = run_training(self, train_unet, kwargs, feedback, output)
         for cls in result["classes"]:

@@ -327,3 +327,20 @@ def test_result_is_json_serialisable(glacier, glacier_model, tmp_path):
                               **dict(QUICK, max_epochs=2))
     json.dumps(result)
     assert result["phase_two"]["network"] == "mlp" and result["scores"] == {}
+
+
+def test_boundary_scores_measure_how_far_a_boundary_is_shifted():
+    from fjord.core.evaluate.metrics import boundary_scores
+
+    truth = np.ones((20, 30), np.uint8)
+    truth[:, 15:] = 2
+    truth[:, :3] = 0  # unlabelled: neither its boundary nor the prediction's there counts
+    for shift, f1, distance in ((0, 1.0, 0.0), (1, 1.0, 1.0), (4, 0.0, 4.0)):
+        predicted = np.ones_like(truth)
+        predicted[:, 15 + shift:] = 2
+        predicted[:, :2] = 3
+        s = boundary_scores(truth, predicted, tolerance=2)
+        assert s["f1"] == pytest.approx(f1) and s["mean_distance"] == pytest.approx(distance)
+    assert boundary_scores(np.ones((5, 5), int), np.ones((5, 5), int))["f1"] is None
+    flat = boundary_scores(truth, np.ones_like(truth))
+    assert flat["f1"] == 0.0 and flat["mean_distance"] > 30

@@ -91,7 +91,7 @@ def test_tiny_unet_learns_the_synthetic_scene(glacier, glacier_unet, tmp_path):
     meta = read_metadata(glacier_unet["path"])
     assert meta["task"] == "segmentation" and meta["downsampling"] == 8
     assert meta["layout"] == {"depth": 3, "filters": 8, "dropout": 0.0, "optimizer": "adam"}
-    assert meta["normalisation"] == "zscore" and len(meta["statistics"]["mean"]) == 4
+    assert meta["normalisation"] == "dataset" and len(meta["statistics"]["mean"]) == 4
     with open(os.path.join(glacier_unet["report"], "validation_scores.csv")) as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["Class", "Precision", "Recall", "F1_score", "IoU", "Support"]

@@ -47,8 +47,10 @@ from ..data.rasters import (
 from ..errors import Cancelled, FjordError, never_stop, no_progress, span_progress
 from ..evaluate.metrics import Confusion, class_scores, write_scores_csv
 from ..outputs import AtomicOutputs, check_writable, work_dir
+from ..prepare.normalise import normaliser_for
 from .predict import predict_batch
-from .windows import padded_rows
+from .unet import StandardisedStrips, blend_margin, check_window, read_unet_metadata, unet_predictor
+from .windows import padded_rows, predict_windows
 from .windows import window_positions as tile_positions
 
 gdal.UseExceptions()
@@ -78,7 +80,7 @@ def image_stem(path):
 # ------------------------------------------------------------------------------------ checks
 
 def _check_inputs(img, meta, model_path, patch_size, tile_stride, threshold, smoothing,
-                  samples_per_class, max_epochs, patience):
+                  samples_per_class, max_epochs, patience, boundary_margin):
     if int(patch_size) not in PATCH_SIZES:
         raise FjordError(f"PATCH_SIZE must be one of {', '.join(map(str, PATCH_SIZES))} "
                          f"(1 = MLP, else a compact CNN), not {patch_size}.")
@@ -89,7 +91,7 @@ def _check_inputs(img, meta, model_path, patch_size, tile_stride, threshold, smo
             f"({', '.join(img.band_names)}). Stack the same bands in the same order "
             "('Stack bands') or use a model trained on this band set.")
     tile = int(meta["tile_size"])
-    if img.width < tile or img.height < tile:
+    if meta["task"] == "tiles" and (img.width < tile or img.height < tile):
         raise FjordError(f"The image ({img.width} x {img.height} px) is smaller than one tile of "
                          f"the model ({tile} px); use a larger image or a model with smaller tiles.")
     if not 1 <= int(tile_stride) <= tile:
@@ -97,6 +99,8 @@ def _check_inputs(img, meta, model_path, patch_size, tile_stride, threshold, smo
                          f"{tile_stride}: a larger stride would leave pixels without a tile.")
     if not 0 <= float(threshold) <= 1:
         raise FjordError("RECOGNITION_THRESHOLD is a probability between 0 and 1.")
+    if int(boundary_margin) < 0:
+        raise FjordError("BOUNDARY_MARGIN is a distance in pixels, 0 or more.")
     if int(smoothing) < 0:
         raise FjordError("SMOOTHING is a radius in pixels, 0 or more.")
     if int(samples_per_class) < MIN_CLASS_PIXELS:
@@ -142,7 +146,7 @@ def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop
     list of (row, rows, counts) of the strips as written (for sampling).
     """
     tile = int(meta["tile_size"])
-    divisor = float(meta["scaling"]["divisor"])
+    normalise = normaliser_for(img, meta)
     values = np.asarray(meta["outputs"], np.int64)
     top = int(max(c["value"] for c in meta["schema"]["classes"]))
     _, nodata = class_raster_type(meta["schema"])
@@ -159,7 +163,7 @@ def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop
         picks = [x for x in xs if valid[:, x:x + tile].any()]
         for b in range(0, len(picks), TILE_BATCH):
             batch = picks[b:b + TILE_BATCH]
-            x = np.stack([data[:, c:c + tile] for c in batch]).astype(np.float32) / divisor
+            x = normalise(np.stack([data[:, c:c + tile] for c in batch]).astype(np.float32))
             probs = predict_batch(model, x, (TILE_BATCH,) + x.shape[1:])
             for c, p in zip(batch, probs):
                 acc[:, c:c + tile] += p
@@ -180,6 +184,67 @@ def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop
         hits[tile - done:] = 0
         progress((i + 1) / len(ys))
     band.FlushCache()
+    return total, strips
+
+
+def unet_phase_one(img, predict, meta, out_ds, windows, threshold, progress, should_stop):
+    """Phase one by a U-Net: its per-pixel probabilities over cosine-blended windows
+    (:func:`.windows.predict_windows`; ``windows``: window, overlap and windows per batch),
+    painted into band 1 of ``out_ds`` as classes (pixels whose best probability is under
+    ``threshold`` unlabelled). Returns ``(counts, strips)`` as :func:`phase_one` does."""
+    window, overlap, batch = windows
+    values = np.asarray(meta["outputs"], np.int64)
+    top = int(max(c["value"] for c in meta["schema"]["classes"]))
+    _, nodata = class_raster_type(meta["schema"])
+    band = out_ds.GetRasterBand(1)
+    strips, total = [], np.zeros(top + 1, np.int64)
+
+    def write(row, probs, valid):
+        classes = values[np.argmax(probs, axis=-1)]
+        if threshold > 0:
+            classes[probs.max(axis=-1) < threshold] = 0
+        classes[~valid] = nodata
+        band.WriteArray(classes.astype(np.uint16 if nodata > 255 else np.uint8), 0, row)
+        counts = np.bincount(classes[valid], minlength=top + 1)[:top + 1]
+        strips.append((row, len(classes), counts))
+        total[:] += counts
+
+    predict_windows(StandardisedStrips(img, meta), predict, window, overlap, len(values),
+                    write, blend="cosine", margin=blend_margin(overlap, "cosine"), batch=batch,
+                    should_stop=should_stop, progress=progress)
+    band.FlushCache()
+    return total, strips
+
+
+def away_from_boundaries(src_ds, dst_ds, margin, top, should_stop, rows=512):
+    """Copy the class raster ``src_ds`` into ``dst_ds`` keeping only the pixels whose disk of
+    radius ``margin`` px holds no other value (unlabelled 0 and nodata count as values); the
+    others become 0. Returns ``(counts, strips)`` of the kept pixels as :func:`phase_one`
+    does."""
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[-margin:margin + 1, -margin:margin + 1]
+    disk = yy ** 2 + xx ** 2 <= margin ** 2
+    nodata = src_ds.GetRasterBand(1).GetNoDataValue()
+    height = src_ds.RasterYSize
+    strips, total = [], np.zeros(top + 1, np.int64)
+    for y in range(0, height, rows):
+        _check_stop(should_stop, "the boundary margin")
+        n = min(rows, height - y)
+        y0, y1 = max(0, y - margin), min(height, y + n + margin)
+        raw = src_ds.GetRasterBand(1).ReadAsArray(0, y0, src_ds.RasterXSize, y1 - y0)
+        src_ds.FlushCache()
+        uniform = (ndimage.maximum_filter(raw, footprint=disk, mode="nearest")
+                   == ndimage.minimum_filter(raw, footprint=disk, mode="nearest"))
+        own = raw[y - y0:y - y0 + n]
+        kept = np.where(uniform[y - y0:y - y0 + n], own, 0).astype(own.dtype)
+        invalid = own == nodata if nodata is not None else np.zeros(own.shape, bool)
+        kept[invalid] = own[invalid]
+        dst_ds.GetRasterBand(1).WriteArray(kept, 0, y)
+        counts = np.bincount(kept[~invalid].ravel().astype(np.int64), minlength=top + 1)[:top + 1]
+        strips.append((y, n, counts))
+        total += counts
+    dst_ds.FlushCache()
     return total, strips
 
 
@@ -510,7 +575,8 @@ def csc_figure(path, image_ds, reference_ds, phase_one_ds, final_ds, schema, f1_
 # ------------------------------------------------------------------------------------- job
 
 def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_000, patience=10,
-                 max_epochs=300, recognition_threshold=0.0, tile_stride=None, smoothing=4,
+                 max_epochs=300, recognition_threshold=0.0, boundary_margin=0, tile_stride=None,
+                 smoothing=4,
                  validation=None, output_phase_one=None, output_probabilities=None,
                  phase_two_model=None, report=None, report_name=None, device="auto", seed=0,
                  ignore_scale_mismatch=False, progress=None, should_stop=None):
@@ -521,7 +587,9 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
     image : str
         Raster with the model's bands in the model's order.
     model : str
-        Fjord phase-one model file (``trainphaseone``).
+        The phase-one model file: a tile classifier (``trainphaseone``) or a U-Net
+        (``trainunet``; an ensemble file averages its members), whose per-pixel probabilities
+        over blended windows are then phase one.
     output : str
         Final class raster (GeoTIFF).
     patch_size : {1, 3, 5, 7, 15}
@@ -533,7 +601,11 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
         Early stopping of phase two on the validation accuracy (0 = never).
     max_epochs : int
     recognition_threshold : float
-        Phase-one pixels whose best (averaged) tile probability is below it stay unlabelled.
+        Phase-one pixels whose best (averaged) probability is below it stay unlabelled.
+    boundary_margin : int
+        Phase two trains only on phase-one pixels at least this many pixels (Euclidean) from a
+        change of phase-one class (unlabelled pixels count as a class): the pixels along
+        boundaries, where phase one errs most, are left out. 0: every labelled pixel.
     tile_stride : int, optional
         Distance between phase-one tiles (default the tile size; smaller strides average
         overlapping tiles).
@@ -564,6 +636,7 @@ def classify_csc(image, model, output, *, patch_size=7, samples_per_class=500_00
     should_stop = should_stop or never_stop
     job = _CscJob(image, model, output, patch_size=patch_size, samples_per_class=samples_per_class,
                   patience=patience, max_epochs=max_epochs, threshold=recognition_threshold,
+                  boundary_margin=boundary_margin,
                   tile_stride=tile_stride, smoothing=smoothing, validation=validation,
                   output_phase_one=output_phase_one, output_probabilities=output_probabilities,
                   phase_two_model=phase_two_model, report=report, report_name=report_name,
@@ -576,7 +649,8 @@ class _CscJob:
     """One CSC run: checks at construction (no engine loaded), then :meth:`run`."""
 
     def __init__(self, image, model, output, *, patch_size, samples_per_class, patience,
-                 max_epochs, threshold, tile_stride, smoothing, validation, output_phase_one,
+                 max_epochs, threshold, boundary_margin, tile_stride, smoothing, validation,
+                 output_phase_one,
                  output_probabilities, phase_two_model, report, report_name, seed, progress,
                  should_stop, ignore_scale_mismatch=False):
         from ...models.modelfile import read_metadata
@@ -584,22 +658,30 @@ class _CscJob:
         self.t_start = time.perf_counter()
         self.progress, self.should_stop = progress, should_stop
         meta = read_metadata(model)
-        if meta["task"] != "tiles":
-            raise FjordError(f"{os.path.basename(model)} is a {meta['task']} model; CSC needs a "
-                             "phase-one tile classifier made by 'Train phase-one CNN'.")
+        self.members = None  # the U-Net phase one's model files
+        if meta["task"] == "segmentation":
+            self.members, meta = read_unet_metadata(model)
+        elif meta["task"] != "tiles":
+            raise FjordError(f"{os.path.basename(model)} is a {meta['task']} model; CSC's phase "
+                             "one is a tile classifier ('Train phase-one CNN') or a U-Net "
+                             "('Train U-Net').")
         self.image, self.model, self.output = image, model, output
         self.patch_size, self.tile = int(patch_size), int(meta["tile_size"])
         self.stride = int(tile_stride) if tile_stride else self.tile
         self.img = ImageStrips(image)
         self.img.check_valid()
+        if self.members:
+            self.overlap = self.tile // 4
+            check_window(meta, self.tile, self.overlap, "cosine", self.img)
         _check_inputs(self.img, meta, model, self.patch_size, self.stride, threshold, smoothing,
-                      samples_per_class, max_epochs, patience)
+                      samples_per_class, max_epochs, patience, boundary_margin)
         from .scale import check_scale
 
         check_scale(self.img, meta, ignore_scale_mismatch, progress)
         self.samples_per_class, self.patience, self.max_epochs = (
             int(samples_per_class), int(patience), int(max_epochs))
         self.threshold, self.smoothing, self.seed = float(threshold), int(smoothing), int(seed)
+        self.margin = int(boundary_margin)
         self.schema = meta["schema"]
         self.names = {int(c["value"]): c["name"] for c in self.schema["classes"]}
         self.schema_values = [int(c["value"]) for c in self.schema["classes"]]
@@ -607,7 +689,8 @@ class _CscJob:
         self.ds = {}
         if validation:
             self.ds["reference"] = _check_validation(validation, self.img, self.schema)
-        inputs = {os.path.abspath(p) for p in (image, model, validation) if p}
+        inputs = {os.path.abspath(p) for p in [image, model, validation] + (self.members or [])
+                  if p}
         _check_outputs([("class raster", output), ("phase-one map", output_phase_one),
                         ("probability raster", output_probabilities),
                         ("phase-two model", phase_two_model)], inputs)
@@ -632,7 +715,12 @@ class _CscJob:
         from ...models.modelfile import cached_model
 
         self.keras = keras = distribute.start(device, self.progress)
-        self.net, self.meta = cached_model(self.model, task="tiles")
+        if self.members:
+            self.meta = read_unet_metadata(self.members)[1]
+            self.net, self.windows_batch = unet_predictor(self.members, self.tile,
+                                                          self.img.bands, tta=False)
+        else:
+            self.net, self.meta = cached_model(self.model, task="tiles")
         keras.utils.set_random_seed(self.seed)
         self.work = work_dir(self.output)
         try:
@@ -658,8 +746,12 @@ class _CscJob:
 
     def _steps(self, out):
         counts, strips = self._timed("phase_one", self._phase_one, out)
-        present, per_class = self._allot(counts)
-        patches, labels = self._timed("sampling", self._sample, strips, present, per_class)
+        train_counts, train_strips = counts, strips
+        if self.margin:
+            train_counts, train_strips = self._timed("boundary_margin",
+                                                     self._away_from_boundaries, counts)
+        present, per_class = self._allot(train_counts)
+        patches, labels = self._timed("sampling", self._sample, train_strips, present, per_class)
         p2, history, early, best = self._timed("phase_two_training", self._train, patches, labels,
                                                sorted(present), per_class)
         del patches
@@ -681,6 +773,7 @@ class _CscJob:
                 "probabilities": _abs(self.output_probabilities),
                 "phase_two_model": _abs(self.phase_two_model),
                 "phase_one_counts": {int(v): int(n) for v, n in enumerate(counts) if n},
+                "phase_one_model": "unet" if self.members else "tiles",
                 "phase_two": {"network": p2.name, "patch_size": self.patch_size,
                               "classes": sorted(present), "samples_per_class": per_class,
                               "epochs_run": len(history), "stopped_early": bool(early),
@@ -694,10 +787,21 @@ class _CscJob:
         self.ds["phase_one"] = create_class_raster(path, self.img.ds, self.schema,
                                                    description="phase one class")
         img = self.img
-        self.progress(0.0, f"Phase one: {self.tile} px tiles every {self.stride} px over "
-                           f"{img.width} x {img.height} px")
-        counts, strips = phase_one(img, self.net, self.meta, self.ds["phase_one"], self.stride,
-                                   self.threshold, span_progress(self.progress, 0, 0.25), self.should_stop)
+        span = span_progress(self.progress, 0, 0.25)
+        if self.members:
+            self.progress(0.0, f"Phase one: the U-Net {os.path.basename(self.model)}"
+                               + (f" (ensemble of {len(self.members)})" if len(self.members) > 1
+                                  else "")
+                               + f" over {img.width} x {img.height} px in windows of "
+                                 f"{self.tile} px overlapping by {self.overlap} px")
+            counts, strips = unet_phase_one(img, self.net, self.meta, self.ds["phase_one"],
+                                            (self.tile, self.overlap, self.windows_batch),
+                                            self.threshold, span, self.should_stop)
+        else:
+            self.progress(0.0, f"Phase one: {self.tile} px tiles every {self.stride} px over "
+                               f"{img.width} x {img.height} px")
+            counts, strips = phase_one(img, self.net, self.meta, self.ds["phase_one"],
+                                       self.stride, self.threshold, span, self.should_stop)
         self.ds["phase_one"].FlushCache()
         total = max(int(counts.sum()), 1)
         shares = [f"{self.names.get(v, v)} {100 * n / total:.1f} %" for v, n in enumerate(counts)
@@ -706,6 +810,20 @@ class _CscJob:
             shares.append(f"unlabelled {100 * counts[0] / total:.1f} %")
         self.progress(0.25, "Phase one: " + ", ".join(shares) + ".")
         return counts, strips
+
+    def _away_from_boundaries(self, counts):
+        """The phase-one pixels at least BOUNDARY_MARGIN px from a class change (a work raster
+        that phase two samples from); returns its counts and strips."""
+        path = os.path.join(self.work, "phase_two_training.tif")
+        self.ds["training"] = create_class_raster(path, self.img.ds, self.schema,
+                                                  description="phase two training pixels")
+        kept, strips = away_from_boundaries(self.ds["phase_one"], self.ds["training"],
+                                            self.margin, self.top, self.should_stop)
+        share = kept[1:].sum() / max(int(counts[1:].sum()), 1)
+        self.progress(None, f"Phase two trains on the {int(kept[1:].sum()):,} phase-one pixels "
+                            f"at least {self.margin} px from a class change ({100 * share:.0f} % "
+                            "of the labelled ones).")
+        return kept, strips
 
     def _allot(self, counts):
         present, left_out, per_class = allot_samples(
@@ -726,7 +844,8 @@ class _CscJob:
 
     def _sample(self, strips, present, per_class):
         picks = draw_samples(strips, present, per_class, np.random.default_rng(self.seed))
-        patches, labels, _, _ = gather_patches(self.img, self.ds["phase_one"], strips, picks,
+        source = self.ds.get("training", self.ds["phase_one"])
+        patches, labels, _, _ = gather_patches(self.img, source, strips, picks,
                                                self.patch_size, span_progress(self.progress, 0.25, 0.3),
                                                self.should_stop)
         k = self.patch_size

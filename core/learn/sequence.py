@@ -12,7 +12,8 @@ import numpy as np
 
 from ...models.engine import keras
 from ..data.npyio import open_npy
-from ..prepare.tiles import SPLIT_NAMES, dihedral, read_dataset, standardise, variants
+from ..prepare.normalise import normaliser
+from ..prepare.tiles import SPLIT_NAMES, dihedral, read_dataset, variants
 
 
 class TileDataset(keras.utils.PyDataset):
@@ -35,8 +36,10 @@ class TileDataset(keras.utils.PyDataset):
         pixel is unlabelled, so it adds nothing to a categorical cross-entropy.
     seed : int
     standardise : bool
-        Per-band z-scores with the dataset's training statistics (:func:`.tiles.standardise`)
-        instead of the scaled values (the U-Net's input).
+        Under the dataset's ``dataset`` normalisation: per-band z-scores with its training
+        statistics instead of the scaled values (the U-Net's input). Under ``image``, every
+        tile is standardised by the statistics of the image it comes from, either way
+        (:mod:`fjord.core.prepare.normalise`).
     crops : sequence of int, optional
         Random crops: every batch draws one of these sizes and each window of it a random
         crop of that size (image and mask together), anew every epoch.
@@ -62,9 +65,9 @@ class TileDataset(keras.utils.PyDataset):
         self.one_hot = one_hot
         self.seed = seed
         self.shard = shard
-        self.divisor = float(self.meta["scaling"]["divisor"])
-        stats = self.meta["statistics"]
-        self.z = (stats["mean"], stats["std"]) if standardise else None
+        # One normaliser per shard: shard i of a split holds the windows of source image i.
+        self._normalise = [normaliser(self.meta, source.get("image_statistics"), standardise)
+                           for source in self.meta["sources"]]
         self.crops = [int(c) for c in crops] if crops else None
         self.values = [c["value"] for c in self.meta["schema"]["classes"]]
         lookup = np.zeros(max(self.values) + 1, np.int64)
@@ -106,7 +109,8 @@ class TileDataset(keras.utils.PyDataset):
         xs, ys = [], []
         for p in picks:
             s, i = self._shard[p], self._index[p]
-            x, y = np.asarray(self._images[s][i]), np.asarray(self._labels[s][i])
+            x = self._normalise[s](np.asarray(self._images[s][i], np.float32))
+            y = np.asarray(self._labels[s][i])
             if len(self.transforms) > 1:
                 k = int(rng.choice(self.transforms))
                 x = dihedral(x, k)
@@ -119,11 +123,7 @@ class TileDataset(keras.utils.PyDataset):
             for j, (x, y) in enumerate(zip(xs, ys)):
                 r, c = (int(v) for v in rng.integers(0, np.array(x.shape[:2]) - size + 1))
                 xs[j], ys[j] = x[r:r + size, c:c + size], y[r:r + size, c:c + size]
-        x = np.stack(xs).astype(np.float32)
-        if self.z:
-            x = standardise(x, self.divisor, *self.z)
-        else:
-            x /= self.divisor
+        x = np.stack(xs)
         y = np.stack(ys).astype(np.int64)
         if self.meta["mode"] == "tiles":
             y = self._lookup[y]

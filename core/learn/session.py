@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import Cancelled, FjordError, never_stop, no_progress, send_record
 from ..outputs import AtomicOutputs, check_writable
+from ..prepare.normalise import normalisation_of
 from ..prepare.tiles import read_dataset
 
 CLASS_WEIGHTS = ("none", "balanced")
@@ -259,6 +260,7 @@ class TrainingJob:
         model_meta = dict({"task": self.task, "bands": meta["bands"],
                            "band_names": meta["band_names"], "tile_size": meta["tile_size"],
                            "scaling": meta["scaling"], "statistics": meta["statistics"],
+                           "normalisation": normalisation_of(meta),
                            "schema": meta["schema"], "outputs": self.values},
                           **self.model_metadata(scores))
         model_meta.update(training=training,

@@ -29,7 +29,7 @@ from ..data.rasters import GTIFF_OPTIONS, ImageStrips, class_raster_type, create
 from ..data.schema import METADATA_KEY
 from ..errors import Cancelled, FjordError, never_stop, no_progress, span_progress
 from ..outputs import AtomicOutputs, check_writable
-from ..prepare.tiles import standardise
+from ..prepare.normalise import normalisation_of, normaliser_for
 from .predict import predict_batch
 from .session import CLASS_WEIGHTS, TrainingJob, balanced_weights, check_choices
 from .windows import BLENDS, predict_windows
@@ -82,10 +82,11 @@ def _check_dataset(meta, folder, down):
 def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0.0,
                loss="crossentropy_dice", class_weights="none", augment="rotations+flips+crops",
                epochs=30, batch_size=8, learning_rate=2e-3, schedule="cosine", patience=0,
-               mixed_precision="auto",
+               mixed_precision="auto", ensemble=1,
                device="auto", seed=0, initial_model=None, report=None, progress=None,
                should_stop=None):
-    """Train a U-Net on a Fjord segmentation dataset and write a Fjord model file.
+    """Train a U-Net (or an ensemble of them) on a Fjord segmentation dataset and write a Fjord
+    model file.
 
     Parameters
     ----------
@@ -113,13 +114,44 @@ def train_unet(dataset, output, *, preset="none", depth=5, filters=16, dropout=0
         A Fjord U-Net model file to fine-tune (same bands and classes).
     report : str, optional
         Folder for history, curves, the validation confusion matrix and per-class IoU/F1.
+    ensemble : int
+        Members to train, each with its own seed (``seed``, ``seed + 1``, ...). Members 2..N go
+        to ``<output stem>_member<k>.keras`` (and their reports to ``report/member<k>``), then
+        member 1 to ``output``, which lists the others: classifying with ``output`` averages
+        all N. Returns member 1's result with ``members`` (each member's path and scores).
     """
-    return UnetTraining(
-        dataset, output, preset=preset, depth=depth, filters=filters, dropout=dropout, loss=loss,
-        class_weights=class_weights, augment=augment, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, schedule=schedule, patience=patience,
-        mixed_precision=mixed_precision, device=device, seed=seed, initial_model=initial_model,
-        report=report, progress=progress, should_stop=should_stop).run()
+    ensemble = int(ensemble)
+    if ensemble < 1:
+        raise FjordError("ENSEMBLE must be at least 1.")
+    progress = progress or no_progress
+    settings = dict(preset=preset, depth=depth, filters=filters, dropout=dropout, loss=loss,
+                    class_weights=class_weights, augment=augment, epochs=epochs,
+                    batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,
+                    patience=patience, mixed_precision=mixed_precision, device=device,
+                    initial_model=initial_model, should_stop=should_stop)
+    members = []
+    for k in range(2, ensemble + 1):
+        path = member_path(output, k)
+        span = span_progress(progress, (k - 2) / ensemble, (k - 1) / ensemble)
+        span(0.0, f"Ensemble member {k} of {ensemble}: {os.path.basename(path)}, seed "
+                  f"{int(seed) + k - 1}")
+        result = UnetTraining(dataset, path, seed=int(seed) + k - 1, progress=span,
+                              report=os.path.join(report, f"member{k}") if report else None,
+                              **settings).run()
+        members.append(dict(result, path=os.path.abspath(path)))
+    span = span_progress(progress, (ensemble - 1) / ensemble, 1.0)
+    result = UnetTraining(dataset, output, seed=seed, report=report, progress=span,
+                          members=[os.path.basename(m["path"]) for m in members],
+                          **settings).run()
+    if members:
+        result["members"] = [dict(result, path=os.path.abspath(output))] + members
+    return result
+
+
+def member_path(output, k):
+    """The file of ensemble member ``k`` (2, 3, ...) of the model file ``output``."""
+    stem, ext = os.path.splitext(output)
+    return f"{stem}_member{k}{ext or '.keras'}"
 
 
 class UnetTraining(TrainingJob):
@@ -128,7 +160,7 @@ class UnetTraining(TrainingJob):
     task, units = "segmentation", "windows"
 
     def __init__(self, dataset, output, *, preset, depth, filters, dropout, loss, class_weights,
-                 augment, schedule, **common):
+                 augment, schedule, members=(), **common):
         from ...models import UNET_PRESETS, preset_layout
 
         check_choices((("preset", preset, tuple(UNET_PRESETS)), ("loss", loss, tuple(LOSSES))))
@@ -147,6 +179,7 @@ class UnetTraining(TrainingJob):
             depth, filters, dropout, optimizer = preset_layout(preset, depth, filters, dropout)
         self.preset, self.loss, self.schedule = preset, loss, schedule
         self.class_weights, self.augment = class_weights, augment
+        self.members = list(members)
         self.layout = {"depth": int(depth), "filters": int(filters), "dropout": float(dropout),
                        "optimizer": optimizer}
         self.down = 2 ** int(depth)
@@ -213,8 +246,11 @@ class UnetTraining(TrainingJob):
                                                          self.should_stop))
 
     def model_metadata(self, scores):
-        return {"architecture": "unet", "preset": self.preset, "layout": self.layout,
-                "downsampling": self.down, "normalisation": "zscore"}
+        meta = {"architecture": "unet", "preset": self.preset, "layout": self.layout,
+                "downsampling": self.down}
+        if self.members:
+            meta["ensemble"] = self.members  # file names beside this one
+        return meta
 
     def validation_record(self, scores):
         return {key: scores[key] for key in ("accuracy", "macro_f1", "mean_iou")}
@@ -275,18 +311,18 @@ def segmentation_scores(matrix):
 # ------------------------------------------------------------------------------ classification
 
 class StandardisedStrips:
-    """An :class:`~fjord.core.data.rasters.ImageStrips` read as the U-Net's input: float32 z-scores
-    with the model's statistics, invalid pixels 0 (the training mean)."""
+    """An :class:`~fjord.core.data.rasters.ImageStrips` read as the U-Net's input: float32 values
+    normalised by the model's rule (:mod:`fjord.core.prepare.normalise`), invalid pixels 0 (the
+    training mean, or the image's median)."""
 
     def __init__(self, img, meta):
         self.img = img
         self.width, self.height, self.bands = img.width, img.height, img.bands
-        self.divisor = float(meta["scaling"]["divisor"])
-        self.mean, self.std = meta["statistics"]["mean"], meta["statistics"]["std"]
+        self.normalise = normaliser_for(img, meta, z_scores=True)
 
     def read(self, row, rows):
         data, valid = self.img.read(row, rows)
-        x = standardise(data.astype(np.float32), self.divisor, self.mean, self.std)
+        x = self.normalise(data.astype(np.float32))
         x[~valid] = 0.0
         return x, valid
 
@@ -337,7 +373,7 @@ def _create_output(path, img, schema, names, probabilities):
     return ds
 
 
-def _check_window(meta, window, overlap, blend, img):
+def check_window(meta, window, overlap, blend, img):
     down = int(meta.get("downsampling", 1))
     if window < down or window % down:
         raise FjordError(f"WINDOW {window} px is not a multiple of {down}, the network's "
@@ -361,6 +397,10 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
 
     Parameters
     ----------
+    model : str or list of str
+        U-Net model file(s). Several files, or a file that lists ensemble members (``trainunet``
+        ENSEMBLE), are an ensemble: their probabilities are averaged. Members need the same
+        bands, classes and normalisation.
     window : int
         Window size in px (0: the model's training window); a multiple of the network's
         down-sampling.
@@ -383,21 +423,25 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
     progress = progress or no_progress
     should_stop = should_stop or never_stop
     t0 = time.perf_counter()
-    meta = read_unet_metadata(model)
+    models, meta = read_unet_metadata(model)
     if probabilities not in PROBABILITIES:
         raise FjordError(f"PROBABILITIES must be one of {', '.join(PROBABILITIES)}.")
     img = ImageStrips(image)
     img.check_valid()
     window = int(window) or int(meta["tile_size"])
     overlap = window // 4 if int(overlap) < 0 else int(overlap)
-    _check_window(meta, window, overlap, blend, img)
+    check_window(meta, window, overlap, blend, img)
     check_scale(img, meta, ignore_scale_mismatch, progress)
-    if os.path.abspath(output) in {os.path.abspath(image), os.path.abspath(model)}:
+    if os.path.abspath(output) in {os.path.abspath(p) for p in [image] + models}:
         raise FjordError("The output would overwrite an input; choose another path.")
     check_writable(output, "class raster")
-    predict, batch = unet_predictor(model, window, img.bands, tta, device, progress)
+    from ...models import distribute
+
+    distribute.start(device, progress)
+    predict, batch = unet_predictor(models, window, img.bands, tta)
     progress(0.0, f"{img.width} x {img.height} px in windows of {window} px overlapping by "
-                  f"{overlap} px, {blend} blend" + (", averaged over flips" if tta else "") + ".")
+                  f"{overlap} px, {blend} blend" + (", averaged over flips" if tta else "")
+                  + (f", averaged over {len(models)} models" if len(models) > 1 else "") + ".")
     try:
         with AtomicOutputs() as out:
             writer = _ClassWriter(out.add(output), img, meta["schema"], probabilities)
@@ -418,36 +462,83 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
                   f"({rate:,.0f} px/s): {writer.shares()}.")
     return {"output": os.path.abspath(output), "window": window, "overlap": overlap,
             "blend": blend, "tta": bool(tta), "probabilities": probabilities,
-            "seconds": seconds, "pixels_per_second": rate,
+            "models": [os.path.abspath(p) for p in models], "seconds": seconds, "pixels_per_second": rate,
             "counts": {int(v): int(n) for v, n in enumerate(writer.counts) if n}}
 
 
-def read_unet_metadata(model):
-    """The metadata of a U-Net model file, checked to be one whose outputs follow its schema."""
+def ensemble_members(models):
+    """The U-Net model files to average: each file given and the members its metadata lists
+    (``trainunet`` with ENSEMBLE > 1 records them in OUTPUT), each once, in order."""
     from ...models.modelfile import read_metadata
 
-    meta = read_metadata(model)
-    if meta["task"] != "segmentation":
-        raise FjordError(f"{os.path.basename(model)} is a {meta['task']} model; classifyunet needs "
-                         "a U-Net made by 'Train U-Net'.")
-    if [int(c["value"]) for c in meta["schema"]["classes"]] != list(meta["outputs"]):
-        raise FjordError(f"{os.path.basename(model)}: its outputs do not follow its class schema.")
-    return meta
+    if isinstance(models, (str, os.PathLike)):
+        models = [models]
+    paths = []
+    for model in models:
+        folder = os.path.dirname(os.path.abspath(model))
+        members = [os.path.join(folder, m) for m in read_metadata(model).get("ensemble", [])]
+        for path in [str(model)] + members:
+            if os.path.abspath(path) not in {os.path.abspath(p) for p in paths}:
+                paths.append(path)
+    return paths
 
 
-def unet_predictor(model, window, bands, tta, device, progress):
-    """``(predict, batch)``: a function from a batch of standardised windows to per-pixel
-    probabilities (averaged over flips with ``tta``), and the windows per batch."""
-    from ...models import distribute
+def read_unet_metadata(models):
+    """``(paths, meta)``: the ensemble's model files (:func:`ensemble_members`) and the first
+    one's metadata, checked to be U-Nets whose outputs follow their schema and that agree on
+    bands, classes and normalisation, so that their probabilities can be averaged."""
+    from ...models.modelfile import read_metadata
+
+    paths = ensemble_members(models)
+    metas = [read_metadata(p) for p in paths]
+    for path, meta in zip(paths, metas):
+        if meta["task"] != "segmentation":
+            raise FjordError(f"{os.path.basename(path)} is a {meta['task']} model; classifyunet "
+                             "needs a U-Net made by 'Train U-Net'.")
+        if [int(c["value"]) for c in meta["schema"]["classes"]] != list(meta["outputs"]):
+            raise FjordError(f"{os.path.basename(path)}: its outputs do not follow its class schema.")
+    for path, meta in zip(paths[1:], metas[1:]):
+        _check_member(path, meta, paths[0], metas[0])
+    meta = dict(metas[0], downsampling=max(int(m.get("downsampling", 1)) for m in metas))
+    return paths, meta
+
+
+def _check_member(path, meta, first_path, first):
+    """FjordError unless the U-Net ``meta`` reads images as ``first`` does and has its classes."""
+    name, other = os.path.basename(path), os.path.basename(first_path)
+    if meta["band_names"] != first["band_names"] or meta["bands"] != first["bands"]:
+        raise FjordError(f"The ensemble's members need the same bands: {name} has "
+                         f"{', '.join(meta['band_names'])}, {other} "
+                         f"{', '.join(first['band_names'])}.")
+    if meta["outputs"] != first["outputs"] or [c["name"] for c in meta["schema"]["classes"]] != [
+            c["name"] for c in first["schema"]["classes"]]:
+        raise FjordError(f"The ensemble's members need the same class schema; {name} and "
+                         f"{other} differ.")
+    rule = normalisation_of(meta)
+    same_input = rule == normalisation_of(first) and (rule == "image" or (
+        meta["scaling"] == first["scaling"]
+        and np.allclose(meta["statistics"]["mean"], first["statistics"]["mean"])
+        and np.allclose(meta["statistics"]["std"], first["statistics"]["std"])))
+    if not same_input:
+        raise FjordError(f"The ensemble's members must read images the same way: {name} and "
+                         f"{other} differ in normalisation or training statistics. Train the "
+                         "members on one dataset (trainunet ENSEMBLE), or with NORMALISATION "
+                         "'image'.")
+
+
+def unet_predictor(models, window, bands, tta):
+    """``(predict, batch)``: a function from a batch of normalised windows to per-pixel
+    probabilities, averaged over the model files ``models`` and (with ``tta``) over flips; and
+    the windows per batch. The engine must be started (``distribute.start``)."""
     from ...models.modelfile import cached_model
 
-    distribute.start(device, progress)
-    net, _ = cached_model(model, task="segmentation")
+    nets = [cached_model(path, task="segmentation")[0] for path in models]
     batch = window_batch(window)
     shape = (batch * (4 if tta else 1), window, window, bands)
 
     def run(x):
-        return predict_batch(net, x, shape)  # padded to one shape: compiled once
+        # padded to one shape: each network is compiled once
+        return sum(predict_batch(net, x, shape) for net in nets) / np.float32(len(nets))
 
     def predict(x):
         return flip_average(run, x) if tta else run(x)

@@ -43,6 +43,7 @@ from ..data.npyio import NpyWriter
 from ..data.rasters import ImageStrips, open_raster, read_classes, same_grid
 from ..errors import Cancelled, FjordError, never_stop, no_progress
 from ..outputs import AtomicOutputs
+from .normalise import check_normalisation, image_statistics, normalisation_of
 
 gdal.UseExceptions()
 
@@ -74,17 +75,6 @@ def scaling_rule(dtype, maximum):
     if maximum < 256:
         return {"rule": "divide", "divisor": 255.0}
     return {"rule": "divide", "divisor": 8192.0}
-
-
-def standardise(x, divisor, mean, std):
-    """Scaled values (``x / divisor``) as per-band z-scores with the training statistics, in
-    place on a float32 array; a band without spread becomes 0 (the U-Net's input)."""
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
-    x /= np.float32(divisor)
-    x -= mean
-    x *= np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0).astype(np.float32)
-    return x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +349,7 @@ class _Settings:
     split: str
     block_size: int
     seed: int
+    normalisation: str = "dataset"
 
     @property
     def tiles(self):
@@ -374,7 +365,7 @@ class _Settings:
 def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride=None, purity=0.95,
                   max_unlabelled=0.10, min_labelled=0.25, augment="none", noise=0,
                   max_per_class=5000, validation_fraction=0.2, split="random", block_size=None,
-                  seed=0, append=False, progress=None, should_stop=None):
+                  seed=0, append=False, normalisation="dataset", progress=None, should_stop=None):
     """Build (or extend) a training dataset folder from an image and its class raster.
 
     Parameters
@@ -404,6 +395,9 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
     seed : int
     append : bool
         Add this image/label pair to the dataset already in ``output``.
+    normalisation : {'dataset', 'image'}
+        How values become network input (:mod:`.normalise`): the training data's statistics,
+        or each image's own robust statistics (stored per image in ``sources``).
 
     Returns
     -------
@@ -412,7 +406,8 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
     """
     settings = _settings(mode, tile_size, stride, augment, split, validation_fraction, dict(
         purity=float(purity), max_unlabelled=float(max_unlabelled),
-        min_labelled=float(min_labelled)), int(noise), int(max_per_class or 0), block_size, seed)
+        min_labelled=float(min_labelled)), int(noise), int(max_per_class or 0), block_size, seed,
+        check_normalisation(normalisation))
     existing = _existing_dataset(output, image, labels, append, settings)
     img = _Image(image, labels)
     # Every block is read once per strip and dropped after it: a small block cache is enough,
@@ -428,7 +423,7 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
 
 
 def _settings(mode, tile_size, stride, augment, split, fraction, rules, noise, max_per_class,
-              block_size, seed):
+              block_size, seed, normalisation):
     if mode not in MODES:
         raise FjordError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
     if augment not in AUGMENTS:
@@ -442,7 +437,7 @@ def _settings(mode, tile_size, stride, augment, split, fraction, rules, noise, m
     if not 0 <= fraction < 1:
         raise FjordError("The validation fraction must be at least 0 and below 1.")
     return _Settings(mode, tile, stride, rules, augment, noise, max_per_class, float(fraction),
-                     split, block_size, seed)
+                     split, block_size, seed, normalisation)
 
 
 def _existing_dataset(output, image, labels, append, settings):
@@ -468,6 +463,9 @@ def _existing_dataset(output, image, labels, append, settings):
     if existing["mode"] != settings.mode or existing["tile_size"] != settings.tile:
         raise FjordError(f"The dataset in {output!r} holds {existing['mode']} of "
                          f"{existing['tile_size']} px; append with the same mode and tile size.")
+    if normalisation_of(existing) != settings.normalisation:
+        raise FjordError(f"The dataset in {output!r} uses the {normalisation_of(existing)!r} "
+                         "normalisation; append with the same NORMALISATION.")
     return existing
 
 
@@ -481,6 +479,8 @@ class _DatasetBuild:
 
     def run(self):
         self.check_image()
+        self.image_stats = (image_statistics(self.img) if self.s.normalisation == "image"
+                            else None)
         self.scan()
         self.choose_windows()
         self.choose_types()
@@ -714,7 +714,7 @@ class _DatasetBuild:
             "dtype": self.dtype.name, "label_dtype": np.dtype(self.label_dtype).name,
             "labels": ("one class value per tile" if s.tiles
                        else "class mask per window, 0 = unlabelled"),
-            "fill_value": 0, "scaling": self.scaling,
+            "fill_value": 0, "scaling": self.scaling, "normalisation": s.normalisation,
             "statistics": summarise_stats(n, total, sumsq, sample, self.scaling["divisor"]),
             "schema": self.schema, "counts": self.total_counts(),
             "counts_unit": "tiles" if s.tiles else "labelled pixels",
@@ -740,7 +740,8 @@ class _DatasetBuild:
                 "crs": img.crs, "band_names": img.band_names, "shards": rel,
                 "counts": self.added,
                 "windows": {SPLIT_NAMES[s]: n for s, n in self.sizes.items()},
-                "dropped_at_block_borders": self.dropped}
+                "dropped_at_block_borders": self.dropped,
+                **({"image_statistics": self.image_stats} if self.image_stats else {})}
 
     def statistics(self):
         """Sums and sample of the training split, the dataset's own added when appending."""

@@ -191,13 +191,13 @@ def _check_row(row, base):
         k, tile = int(row["PatchSize"]), int(row["TileSize"])
         if k not in PATCH_SIZES:
             raise FjordError(f"PatchSize {k} is not one of {', '.join(map(str, PATCH_SIZES))}.")
-        if meta["task"] != "tiles":
-            raise FjordError(f"{os.path.basename(model)} is not a phase-one model"
-                             + (" (for a U-Net, set Method to unet)."
-                                if meta["task"] == "segmentation" else "."))
+        if meta["task"] not in ("tiles", "segmentation"):
+            raise FjordError(f"{os.path.basename(model)} is not a phase-one model (a tile "
+                             "classifier or a U-Net).")
         if tile != int(meta["tile_size"]):
             raise FjordError(f"TileSize is {tile} but the model {os.path.basename(model)} was "
-                             f"trained on {meta['tile_size']} px tiles.")
+                             f"trained on {meta['tile_size']} px "
+                             + ("tiles." if meta["task"] == "tiles" else "windows."))
     if dims != int(meta["bands"]):
         raise FjordError(f"Dims is {dims} but the model {os.path.basename(model)} takes "
                          f"{meta['bands']} bands.")
@@ -369,6 +369,7 @@ def _classify_image(row, image, model, meta, output, reference, names, folder, s
         image, model, output, patch_size=int(row["PatchSize"]), patience=int(row["Patience"]),
         samples_per_class=settings["samples_per_class"], max_epochs=settings["max_epochs"],
         smoothing=settings["smoothing"], recognition_threshold=settings["recognition_threshold"],
+        boundary_margin=settings["boundary_margin"],
         validation=reference, output_phase_one=os.path.join(folder, names["phase_one"]),
         report=folder, report_name=names["report_name"], device=settings["device"],
         seed=settings["seed"], ignore_scale_mismatch=settings["ignore_scale_mismatch"],
@@ -399,7 +400,8 @@ def _engine_import_seconds():
 
 
 def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500_000,
-              max_epochs=300, smoothing=4, recognition_threshold=0.0, device="auto", seed=0,
+              max_epochs=300, smoothing=4, recognition_threshold=0.0, boundary_margin=0,
+              device="auto", seed=0,
               ignore_scale_mismatch=False, progress=None, should_stop=None):
     """Run every job of the table whose Done is 0, here or on a Dask cluster (``scheduler``:
     see :mod:`fjord.core.run.scheduler`); returns the summary rows and counts.
@@ -423,6 +425,7 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
         check_writable(fronts, "front layer")
     settings = {"samples_per_class": int(samples_per_class), "max_epochs": int(max_epochs),
                 "smoothing": int(smoothing), "recognition_threshold": float(recognition_threshold),
+                "boundary_margin": int(boundary_margin),
                 "device": device, "seed": int(seed),
                 "ignore_scale_mismatch": bool(ignore_scale_mismatch)}
     todo = [i for i, r in enumerate(rows) if r["Done"] == "0"]

@@ -1,0 +1,107 @@
+"""How image values become network input: the dataset's statistics, or each image's own.
+
+``NORMALISATION`` of ``maketiles`` (recorded in the dataset and in every model trained on it):
+
+``dataset`` (0, the behaviour before the choice existed)
+    Values are scaled by the dataset's rule (``value / divisor``, see
+    :func:`.tiles.scaling_rule`). Phase-one tile classifiers see those scaled values; U-Nets see
+    per-band z-scores with the mean and standard deviation of the training split. An image of
+    another date or sensor, with another gain and offset, reaches the network shifted.
+``image`` (1)
+    Every image is standardised by its own robust per-band statistics, in training and in
+    classification alike: ``(value - median) / (spread / 4.1075)``, where the spread is the
+    distance between the 2nd and 98th percentiles. Both come from a decimated sample of the
+    image's valid pixels (at most 512 x 512). For normally distributed values this is the usual
+    z-score (the 2-98 % range of a normal distribution is 4.1075 standard deviations), and it
+    cancels any gain and offset of the whole image. A band without spread becomes 0.
+
+A gain that is not the same over the scene (haze in one corner) is not cancelled, and an image
+whose class mix differs much from the training images' (all snow) gets other statistics: the
+per-image rule trades that for robustness to calibration, sensor and season.
+"""
+
+import numpy as np
+
+from ..errors import FjordError
+
+NORMALISATIONS = ("dataset", "image")
+#: Sample side of the image statistics (a decimated read of at most this many pixels squared).
+SAMPLE = 512
+#: The 2..98 % range of a standard normal distribution, in standard deviations.
+NORMAL_SPREAD = 4.1075
+
+
+def standardise(x, divisor, mean, std):
+    """Scaled values (``x / divisor``) as per-band z-scores with the training statistics, in
+    place on a float32 array; a band without spread becomes 0 (the U-Net's input)."""
+    mean = np.asarray(mean, np.float32)
+    std = np.asarray(std, np.float32)
+    x /= np.float32(divisor)
+    x -= mean
+    x *= np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0).astype(np.float32)
+    return x
+
+
+def check_normalisation(name):
+    if name not in NORMALISATIONS:
+        raise FjordError(f"Unknown normalisation {name!r}; choose one of "
+                         f"{', '.join(NORMALISATIONS)}.")
+    return name
+
+
+def image_statistics(img, size=SAMPLE):
+    """The robust per-band statistics of an image (an ``ImageStrips``), in its own units:
+    ``{"median": [...], "spread": [...], "pixels": n}``, spread = 98th - 2nd percentile, over the
+    valid pixels of a decimated read."""
+    sample = img.sample(size).astype(np.float64)
+    if len(sample) < 16:
+        raise FjordError("The image has too few valid pixels to compute its own statistics "
+                         "(NORMALISATION 'image'); give a larger image or area.")
+    p2, p50, p98 = np.percentile(sample, [2, 50, 98], axis=0)
+    return {"median": p50.tolist(), "spread": (p98 - p2).tolist(), "pixels": int(len(sample))}
+
+
+def normalise_image(x, stats):
+    """``x`` (..., bands) float32 standardised in place by an image's own ``stats``."""
+    median = np.asarray(stats["median"], np.float32)
+    spread = np.asarray(stats["spread"], np.float32)
+    gain = np.where(spread > 0, NORMAL_SPREAD / np.where(spread > 0, spread, 1.0), 0.0)
+    x -= median
+    x *= gain.astype(np.float32)
+    return x
+
+
+def normaliser(meta, image_stats=None, z_scores=False):
+    """The function from raw values (float32, (..., bands), changed in place) to network
+    input, for a dataset or model description ``meta``.
+
+    ``z_scores``: the dataset rule's U-Net input (z-scores with the training statistics)
+    rather than its tile-classifier input (scaled values). ``image_stats``: the image's own
+    statistics (:func:`image_statistics`), needed under the ``image`` rule.
+    """
+    if normalisation_of(meta) == "image":
+        if image_stats is None:
+            raise ValueError("the image rule needs the image's statistics")
+        return lambda x: normalise_image(x, image_stats)
+    divisor = float(meta["scaling"]["divisor"])
+    if z_scores:
+        stats = meta["statistics"]
+        return lambda x: standardise(x, divisor, stats["mean"], stats["std"])
+
+    def scaled(x):
+        x /= np.float32(divisor)
+        return x
+
+    return scaled
+
+
+def normalisation_of(meta):
+    """The rule of a dataset or model description: ``dataset`` when it predates the choice
+    (U-Net model files then said ``zscore``, the dataset rule's U-Net input)."""
+    return "image" if meta.get("normalisation") == "image" else "dataset"
+
+
+def normaliser_for(img, meta, z_scores=False):
+    """:func:`normaliser` of the image ``img`` (an ``ImageStrips``) under ``meta``'s rule."""
+    stats = image_statistics(img) if normalisation_of(meta) == "image" else None
+    return normaliser(meta, stats, z_scores)

@@ -1,0 +1,138 @@
+"""NORMALISATION: every image standardised by its own robust statistics, in training and in
+classification, so that a scene with another gain and offset gives the same map."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from helpers import write_raster
+from osgeo import gdal
+
+from fjord.core.errors import FjordError
+
+GAIN, OFFSET = 0.62, 900.0  # another date or sensor: darker, with an offset
+
+
+def _brightened(src, path, gain=GAIN, offset=OFFSET, dtype=None):
+    """A copy of ``src`` with every band at ``gain * value + offset`` (the same grid)."""
+    ds = gdal.Open(src)
+    bands = ds.ReadAsArray().astype(np.float64) * gain + offset
+    if dtype is None:
+        bands = np.clip(np.rint(bands), 0, 65535).astype(np.uint16)
+    else:
+        bands = bands.astype(dtype)
+    return write_raster(path, bands, geotransform=ds.GetGeoTransform(),
+                        projection=ds.GetProjection())
+
+
+@pytest.fixture(scope="module")
+def darker(glacier, tmp_path_factory):
+    return _brightened(glacier["image"], tmp_path_factory.mktemp("darker") / "darker.tif")
+
+
+def test_image_statistics_cancel_a_gain_and_an_offset(glacier, darker):
+    from fjord.core.data.rasters import ImageStrips
+    from fjord.core.prepare.normalise import image_statistics, normaliser
+
+    meta = {"normalisation": "image"}
+    out = []
+    for path in (glacier["image"], darker):
+        img = ImageStrips(path)
+        stats = image_statistics(img)
+        assert len(stats["median"]) == img.bands and all(s > 0 for s in stats["spread"])
+        out.append(normaliser(meta, stats)(img.read(100, 50)[0].astype(np.float32)))
+        img.close()
+    assert abs(float(np.median(out[0]))) < 1.0
+    # The same pixels, up to the rounding of the darker copy to whole DN.
+    assert np.abs(out[0] - out[1]).max() < 0.05
+
+
+def test_dataset_records_the_rule_and_every_image_statistics(glacier, darker, tmp_path):
+    from fjord.core.learn.sequence import TileDataset
+    from fjord.core.prepare.tiles import build_dataset
+
+    folder = str(tmp_path / "ds")
+    options = dict(mode="segmentation", tile_size=64, stride=64, min_labelled=0.05, seed=0,
+                   normalisation="image")
+    build_dataset(glacier["image"], glacier["classes"], folder, **options)
+    meta = build_dataset(darker, glacier["classes"], folder, append=True, **options)
+    assert meta["normalisation"] == "image"
+    medians = [s["image_statistics"]["median"] for s in meta["sources"]]
+    assert len(medians) == 2 and medians[0] != medians[1]
+    with open(os.path.join(folder, "dataset.json")) as f:
+        assert json.load(f)["sources"][1]["image_statistics"]["spread"]
+    n = meta["sources"][0]["windows"]["train"]
+    assert n == meta["sources"][1]["windows"]["train"]  # the same labels, the same windows
+    data = TileDataset(folder, batch_size=n, shuffle=False, standardise=True)
+    (x0, y0), (x1, y1) = data[0], data[1]
+    assert np.array_equal(y0, y1)
+    assert np.abs(x0 - x1).max() < 0.05  # the darker image's windows read as the original's
+    with pytest.raises(FjordError, match="NORMALISATION"):
+        build_dataset(darker, glacier["classes"], folder, append=True,
+                      **dict(options, normalisation="dataset"))
+
+
+def test_unknown_normalisation_is_refused(glacier, tmp_path):
+    from fjord.core.prepare.tiles import build_dataset
+
+    with pytest.raises(FjordError, match="normalisation"):
+        build_dataset(glacier["image"], glacier["classes"], str(tmp_path / "ds"),
+                      normalisation="scene")
+
+
+@pytest.mark.slow
+def test_unet_with_image_normalisation_maps_a_darker_scene_as_the_original(
+        glacier, darker, tmp_path):
+    """A U-Net trained under each rule classifies the training scene and its darker copy: under
+    'image' the two maps agree; under 'dataset' the darker scene's map falls apart."""
+    from fjord.core.learn.unet import classify_unet, train_unet
+    from fjord.core.prepare.tiles import build_dataset
+    from fjord.models.modelfile import read_metadata
+
+    truth = gdal.Open(glacier["classes"]).ReadAsArray()
+    agreement, accuracy = {}, {}
+    for rule in ("image", "dataset"):
+        folder = str(tmp_path / f"ds-{rule}")
+        build_dataset(glacier["image"], glacier["classes"], folder, mode="segmentation",
+                      tile_size=64, stride=32, min_labelled=0.05, seed=0, normalisation=rule)
+        model = str(tmp_path / f"unet-{rule}.keras")
+        train_unet(folder, model, depth=3, filters=8, epochs=15, batch_size=8,
+                   learning_rate=3e-3, patience=5, seed=0)
+        assert read_metadata(model)["normalisation"] == rule
+        maps = []
+        for name, image in (("original", glacier["image"]), ("darker", darker)):
+            out = str(tmp_path / f"{rule}-{name}.tif")
+            classify_unet(image, model, out, probabilities="none")
+            maps.append(gdal.Open(out).ReadAsArray())
+        agreement[rule] = float((maps[0] == maps[1]).mean())
+        accuracy[rule] = float((maps[1] == truth).mean())
+    assert agreement["image"] > 0.98, agreement
+    assert accuracy["image"] > 0.8, accuracy
+    assert agreement["image"] > agreement["dataset"] + 0.05, agreement
+
+
+@pytest.mark.slow
+def test_csc_phase_one_with_image_normalisation_and_reflectance_input(glacier, tmp_path):
+    """A phase-one model under 'image' takes the scene as reflectance (DN / 10000, float) without
+    a scale error and finds the same phase-one map; the scale check still refuses reflectance
+    for a model under 'dataset' (see test_core_csc)."""
+    from fjord.core.learn.csc import classify_csc
+    from fjord.core.learn.phase_one import train_phase_one
+    from fjord.core.prepare.tiles import build_dataset
+
+    folder = str(tmp_path / "tiles")
+    build_dataset(glacier["image"], glacier["label_raster"], folder, mode="tiles", tile_size=32,
+                  stride=16, max_per_class=150, seed=0, normalisation="image")
+    model = str(tmp_path / "phase1.keras")
+    train_phase_one(folder, model, architecture="compact", epochs=10, batch_size=32,
+                    learning_rate=1e-3, patience=0, target_accuracy=0, seed=0)
+    reflectance = _brightened(glacier["image"], tmp_path / "reflectance.tif", gain=1e-4,
+                              offset=0.0, dtype=np.float32)
+    maps = []
+    for name, image in (("dn", glacier["image"]), ("reflectance", reflectance)):
+        one = str(tmp_path / f"one-{name}.tif")
+        classify_csc(image, model, str(tmp_path / f"csc-{name}.tif"), patch_size=1,
+                     samples_per_class=2000, max_epochs=3, output_phase_one=one)
+        maps.append(gdal.Open(one).ReadAsArray())
+    assert (maps[0] == maps[1]).mean() > 0.99
