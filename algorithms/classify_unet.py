@@ -99,7 +99,8 @@ class ClassifyUnet(FjordAlgorithm):
         kwargs = {
             "image": image,
             "model": [self.parameterAsFile(parameters, self.MODEL, context)]
-            + self.parameterAsFileList(parameters, self.ENSEMBLE_MODELS, context),
+            + [path for path in self.parameterAsFileList(parameters, self.ENSEMBLE_MODELS, context)
+               if path],  # an empty optional list comes back as ['']
             "output": output,
             "window": self.parameterAsInt(parameters, self.WINDOW, context),
             "overlap": self.parameterAsInt(parameters, self.OVERLAP, context),

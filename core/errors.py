@@ -20,9 +20,11 @@ def no_progress(fraction, message=None):
 
 def span_progress(progress, start, end):
     """A progress callable mapping 0..1 onto ``start .. end`` of ``progress`` (one step of a
-    job that has several)."""
+    job that has several); records (:func:`send_record`) pass through."""
     def inner(fraction, message=None):
         progress(None if fraction is None else start + (end - start) * fraction, message)
+    if getattr(progress, "record", None) is not None:
+        inner.record = progress.record
     return inner
 
 

@@ -281,7 +281,7 @@ def _patches_model(path):
 @pytest.mark.parametrize("case, words", [
     ("bands", "trained on 4 bands"),
     ("small", "smaller than one tile"),
-    ("not_phase_one", "CSC needs a phase-one tile classifier"),
+    ("not_phase_one", "CSC.s phase one is a tile classifier"),
     ("one_class", "fewer than two classes"),
     ("grid", "not on the grid of the image"),
     ("patch", "PATCH_SIZE must be one of"),

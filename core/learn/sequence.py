@@ -41,8 +41,10 @@ class TileDataset(keras.utils.PyDataset):
         tile is standardised by the statistics of the image it comes from, either way
         (:mod:`fjord.core.prepare.normalise`).
     crops : sequence of int, optional
-        Random crops: every batch draws one of these sizes and each window of it a random
-        crop of that size (image and mask together), anew every epoch.
+        Random crops: the batches take these sizes in turn (from a random first one each
+        epoch, so consecutive batches differ and Keras, which reads the shapes of the first
+        two batches, sees the size vary) and each window of a batch a random crop of that
+        size (image and mask together), anew every epoch.
     shard : (int, int), optional
         ``(index, count)``: this process's share in a multi-process run, every ``count``-th
         tile of the (shuffled) order from ``index`` on. Every share has the same length and
@@ -119,7 +121,8 @@ class TileDataset(keras.utils.PyDataset):
             xs.append(x)
             ys.append(y)
         if self.crops:
-            size = int(rng.choice(self.crops))
+            first = np.random.default_rng((self.seed, self._epoch)).integers(len(self.crops))
+            size = self.crops[(first + batch) % len(self.crops)]
             for j, (x, y) in enumerate(zip(xs, ys)):
                 r, c = (int(v) for v in rng.integers(0, np.array(x.shape[:2]) - size + 1))
                 xs[j], ys[j] = x[r:r + size, c:c + size], y[r:r + size, c:c + size]
