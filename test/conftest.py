@@ -162,8 +162,8 @@ def glacier_unet(glacier_segmentation, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("glacier-unet")
     path = str(folder / "unet.keras")
-    result = train_unet(glacier_segmentation, path, depth=3, filters=8, epochs=15, batch_size=8,
-                        learning_rate=3e-3, patience=5, seed=0, report=str(folder / "report"))
+    result = train_unet(glacier_segmentation, path, depth=3, filters=8, epochs=25, batch_size=8,
+                        learning_rate=3e-3, patience=8, seed=0, report=str(folder / "report"))
     return dict(result, path=path, report=str(folder / "report"))
 
 
