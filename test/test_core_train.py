@@ -348,3 +348,20 @@ def test_the_target_applies_to_the_balanced_accuracy_by_default(glacier_tiles, t
                for line in lines)
     with pytest.raises(FjordError, match="target_metric must be one of"):
         train_phase_one(glacier_tiles, str(tmp_path / "c.keras"), target_metric="f1", **QUICK)
+
+
+def test_a_span_of_progress_keeps_the_training_records():
+    """A job in steps (an ensemble's members) still gives the monitor every epoch record."""
+    from fjord.core.errors import send_record, span_progress
+
+    seen, records = [], []
+
+    def progress(fraction, message=None):
+        seen.append(fraction)
+
+    progress.record = lambda kind, record: records.append((kind, record))
+    step = span_progress(progress, 0.5, 1.0)
+    step(0.5, "half of the second member")
+    send_record(step, "epoch", {"epoch": 1})
+    assert seen == [0.75] and records == [("epoch", {"epoch": 1})]
+    send_record(span_progress(lambda f, m=None: None, 0, 1), "epoch", {})  # no sink: ignored

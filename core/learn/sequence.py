@@ -93,8 +93,9 @@ class TileDataset(keras.utils.PyDataset):
         return int(np.ceil(len(self._order) / self.batch_size))
 
     def _reorder(self):
-        order = (np.random.default_rng((self.seed, self._epoch)).permutation(len(self._index))
-                 if self.shuffle else np.arange(len(self._index)))
+        rng = np.random.default_rng((self.seed, self._epoch))
+        order = rng.permutation(len(self._index)) if self.shuffle else np.arange(len(self._index))
+        self._first_crop = int(rng.integers(len(self.crops))) if self.crops else 0
         if self.shard is not None:
             index, count = self.shard
             length = len(order) // count // self.batch_size * self.batch_size
@@ -121,8 +122,7 @@ class TileDataset(keras.utils.PyDataset):
             xs.append(x)
             ys.append(y)
         if self.crops:
-            first = np.random.default_rng((self.seed, self._epoch)).integers(len(self.crops))
-            size = self.crops[(first + batch) % len(self.crops)]
+            size = self.crops[(self._first_crop + batch) % len(self.crops)]
             for j, (x, y) in enumerate(zip(xs, ys)):
                 r, c = (int(v) for v in rng.integers(0, np.array(x.shape[:2]) - size + 1))
                 xs[j], ys[j] = x[r:r + size, c:c + size], y[r:r + size, c:c + size]
