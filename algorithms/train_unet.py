@@ -111,7 +111,9 @@ class TrainUnet(FjordAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.AUGMENT, self.tr("On-the-fly augmentation"),
             options=[self.tr("none"), self.tr("rotations and flips"),
-                     self.tr("rotations, flips and random crops")], defaultValue=2))
+                     self.tr("rotations, flips and random crops"),
+                     self.tr("rotations, flips, random crops and radiometric changes")],
+            defaultValue=2))
         self.addParameter(num(self.EPOCHS, self.tr("Most epochs"), num.Integer, defaultValue=30, minValue=1))
         self.addParameter(num(self.BATCH_SIZE, self.tr("Batch size"), num.Integer, defaultValue=8, minValue=1))
         self.addParameter(num(self.LEARNING_RATE, self.tr("Learning rate"), num.Double, defaultValue=2e-3,

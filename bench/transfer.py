@@ -27,6 +27,8 @@ Methods (the core functions the algorithms run, with their defaults unless named
   phase two trains only on pixels at least 3 px from a phase-one class change.
 - ``[image]`` after a name: the same with NORMALISATION 'image' (each image standardised by its
   own statistics) instead of 'dataset'.
+- ``[radiometric]`` after a name: the U-Net trained with a random gain and offset per window
+  and band on top of its rotations, flips and crops (``rotations+flips+crops+radiometric``).
 - ``U-Net x3``: ``trainunet ENSEMBLE=3``, the three members' probabilities averaged.
 
 Scores per case, pooled over its test images: macro F1 over the classes of the truth (plus
@@ -72,7 +74,8 @@ SETTINGS = {
 METHODS = ("random forest", "CSC K=1", "CSC K=7", "U-Net", "U-Net + TTA",
            "U-Net > CSC K=1", "U-Net > CSC K=7", "U-Net > CSC K=7 margin 3",
            "U-Net [image]", "U-Net [image] > CSC K=7", "U-Net [image] > CSC K=7 margin 3",
-           "CSC K=7 [image]", "U-Net x3")
+           "CSC K=7 [image]", "U-Net [radiometric]", "U-Net [radiometric] + TTA",
+           "U-Net [radiometric] > CSC K=7", "U-Net x3")
 QUICK_METHODS = METHODS[:-1]
 
 
@@ -233,12 +236,14 @@ class Runner:
                             learning_rate=1e-3, patience=0, target_accuracy=0, seed=self.seed)
         return model
 
-    def unet(self, normalisation="dataset", ensemble=1):
+    def unet(self, normalisation="dataset", ensemble=1, augment="rotations+flips+crops"):
         from fjord.core.learn.unet import train_unet
 
-        model = self.path(f"unet-{normalisation}{f'-x{ensemble}' if ensemble > 1 else ''}.keras")
+        tag = "-radiometric" if augment.endswith("radiometric") else ""
+        model = self.path(f"unet-{normalisation}{tag}"
+                          f"{f'-x{ensemble}' if ensemble > 1 else ''}.keras")
         if not os.path.isfile(model):
-            train_unet(self.dataset("segmentation", normalisation), model,
+            train_unet(self.dataset("segmentation", normalisation), model, augment=augment,
                        epochs=self.s["epochs"], batch_size=8, seed=self.seed, ensemble=ensemble)
         return model
 
@@ -291,6 +296,8 @@ class Runner:
     def run(self, method):
         """The maps of ``method`` for the case's test images."""
         norm = "image" if "[image]" in method else "dataset"
+        augment = ("rotations+flips+crops+radiometric" if "[radiometric]" in method
+                   else "rotations+flips+crops")
         margin = 3 if method.endswith("margin 3") else 0
         k = 7 if "K=7" in method else 1
         tag = re.sub(r"[^a-z0-9]+", "_", method.lower()).strip("_")
@@ -301,8 +308,9 @@ class Runner:
         if method == "U-Net x3":
             return self.classify_unet(self.unet(norm, ensemble=3), tag)
         if " > CSC" in method:
-            return self.classify_csc(self.unet(norm), tag, k, margin)
-        return self.classify_unet(self.unet(norm), tag, tta=method.endswith("TTA"))
+            return self.classify_csc(self.unet(norm, augment=augment), tag, k, margin)
+        return self.classify_unet(self.unet(norm, augment=augment), tag,
+                                  tta=method.endswith("TTA"))
 
 
 # ------------------------------------------------------------------------------------ scores

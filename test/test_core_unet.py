@@ -264,6 +264,31 @@ def test_crops_are_multiples_of_the_downsampling_and_batches_follow_them(glacier
     assert abs(float(x.mean())) < 1.5  # z-scores
 
 
+def test_radiometric_augmentation_changes_gain_and_offset_per_window_and_band(
+        glacier_segmentation, tmp_path):
+    from fjord.core.learn.sequence import TileDataset, radiometric_change
+    from fjord.core.learn.unet import train_unet
+
+    x = np.zeros((2000, 1, 2, 3), np.float32)
+    x[:, :, 1] = 1  # in each window a pixel at 0 gives the offset, one at 1 offset + gain
+    changed = radiometric_change(x, np.random.default_rng(0))
+    offset, gain = changed[:, 0, 0], changed[:, 0, 1] - changed[:, 0, 0]
+    assert abs(offset.std() - 0.3) < 0.02 and abs(np.log(gain).std() - 0.2) < 0.02
+    # half the variance shared by a window's bands
+    assert 0.4 < np.corrcoef(offset[:, 0], offset[:, 1])[0, 1] < 0.6
+    plain, shifted = (TileDataset(glacier_segmentation, "train", batch_size=4, standardise=True,
+                                  radiometric=r) for r in (False, True))
+    (xa, ya), (xb, yb) = plain[0], shifted[0]
+    np.testing.assert_array_equal(ya, yb)
+    assert not np.allclose(xa, xb)
+    from fjord.models.modelfile import read_metadata
+
+    path = str(tmp_path / "r.keras")
+    train_unet(glacier_segmentation, path, depth=2, filters=4, epochs=1,
+               augment="rotations+flips+crops+radiometric")
+    assert read_metadata(path)["training"]["augment"] == "rotations+flips+crops+radiometric"
+
+
 def test_unet_output_chains_into_validation_and_the_calving_front(glacier, glacier_unet, tmp_path):
     """Band 1 of classifyunet's output is the class raster the later steps read."""
     from fjord.core.evaluate.validate import validate_classification

@@ -45,6 +45,11 @@ class TileDataset(keras.utils.PyDataset):
         epoch, so consecutive batches differ and Keras, which reads the shapes of the first
         two batches, sees the size vary) and each window of a batch a random crop of that
         size (image and mask together), anew every epoch.
+    radiometric : bool
+        Random radiometric change per window, anew every epoch: each band's standardised values
+        times a gain and plus an offset (log-gain and offset normal, 0.2 and 0.3 standard
+        deviations, half shared by all bands, half per band), as another date, sensor or
+        atmosphere gives. Meant for standardised input (``standardise``).
     shard : (int, int), optional
         ``(index, count)``: this process's share in a multi-process run, every ``count``-th
         tile of the (shuffled) order from ``index`` on. Every share has the same length and
@@ -54,7 +59,8 @@ class TileDataset(keras.utils.PyDataset):
     """
 
     def __init__(self, folder, split="train", batch_size=50, shuffle=True, augment="none",
-                 one_hot=True, seed=0, shard=None, standardise=False, crops=None, **kwargs):
+                 one_hot=True, seed=0, shard=None, standardise=False, crops=None,
+                 radiometric=False, **kwargs):
         super().__init__(**kwargs)
         if split not in SPLIT_NAMES:
             raise ValueError(f"split must be one of {SPLIT_NAMES}")
@@ -71,6 +77,7 @@ class TileDataset(keras.utils.PyDataset):
         self._normalise = [normaliser(self.meta, source.get("image_statistics"), standardise)
                            for source in self.meta["sources"]]
         self.crops = [int(c) for c in crops] if crops else None
+        self.radiometric = bool(radiometric)
         self.values = [c["value"] for c in self.meta["schema"]["classes"]]
         lookup = np.zeros(max(self.values) + 1, np.int64)
         lookup[self.values] = np.arange(len(self.values))
@@ -127,6 +134,8 @@ class TileDataset(keras.utils.PyDataset):
                 r, c = (int(v) for v in rng.integers(0, np.array(x.shape[:2]) - size + 1))
                 xs[j], ys[j] = x[r:r + size, c:c + size], y[r:r + size, c:c + size]
         x = np.stack(xs)
+        if self.radiometric:
+            x = radiometric_change(x, rng)
         y = np.stack(ys).astype(np.int64)
         if self.meta["mode"] == "tiles":
             y = self._lookup[y]
@@ -134,3 +143,24 @@ class TileDataset(keras.utils.PyDataset):
         if self.one_hot:
             return x, np.eye(max(self.values) + 1, dtype=np.float32)[y][..., self.values]
         return x, np.where(y > 0, self._lookup[y] + 1, 0)
+
+
+#: Standard deviations of the radiometric change's log-gain and offset (standardised units).
+RADIOMETRIC_GAIN, RADIOMETRIC_OFFSET = 0.2, 0.3
+
+
+def radiometric_change(x, rng):
+    """``x`` (windows, rows, cols, bands) with a random gain and offset per window and band.
+
+    Log-gains and offsets are normal; half their variance is shared by a window's bands (a
+    change of illumination), half is the band's own (sensor, atmosphere).
+    """
+    shape = (len(x), 1, 1, x.shape[-1])
+    half = np.sqrt(0.5)
+
+    def draw(sd):
+        shared = rng.normal(0, sd * half, (len(x), 1, 1, 1))
+        return shared + rng.normal(0, sd * half, shape)
+
+    gain = np.exp(draw(RADIOMETRIC_GAIN)).astype(np.float32)
+    return x * gain + draw(RADIOMETRIC_OFFSET).astype(np.float32)

@@ -44,7 +44,7 @@ LOSSES = {"crossentropy": ("crossentropy", False),
 LOSS_NAMES = {"crossentropy": "categorical cross-entropy",
               "weighted_crossentropy": "weighted categorical cross-entropy",
               "dice": "soft Dice", "crossentropy_dice": "cross-entropy + soft Dice"}
-AUGMENTS = ("none", "rotations+flips", "rotations+flips+crops")
+AUGMENTS = ("none", "rotations+flips", "rotations+flips+crops", "rotations+flips+crops+radiometric")
 #: LR_SCHEDULE (the Toolbox enum's order): the learning rate held, or decayed along a half
 #: cosine from LEARNING_RATE to 0 over the EPOCHS (Loshchilov & Hutter 2017, without restarts).
 SCHEDULES = ("cosine", "constant")
@@ -188,7 +188,7 @@ class UnetTraining(TrainingJob):
         kind, self.forced = LOSSES[loss]
         self.weights = (balanced_weights(self.meta, self.values)
                         if class_weights == "balanced" or self.forced else None)
-        self.crops = (crop_sizes(self.meta["tile_size"], self.down) if augment.endswith("crops")
+        self.crops = (crop_sizes(self.meta["tile_size"], self.down) if "crops" in augment
                       else None)
 
     def signature_settings(self):
@@ -207,7 +207,8 @@ class UnetTraining(TrainingJob):
         turns = "rotations+flips" if training and self.augment != "none" else "none"
         return TileDataset(self.dataset, split, batch_size=batch, shuffle=training, augment=turns,
                            seed=self.seed, shard=shard, standardise=True,
-                           crops=self.crops if training else None)
+                           crops=self.crops if training else None,
+                           radiometric=training and self.augment.endswith("radiometric"))
 
     def build(self):
         from ...models.unet import build_unet
