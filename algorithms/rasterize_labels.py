@@ -107,6 +107,9 @@ class RasterizeLabels(FjordAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.LABELLED_PIXELS, self.tr("Labelled pixels")))
 
     def checkParameterValues(self, parameters, context):
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
         if (self.parameterAsFile(parameters, self.SCHEMA, context)
                 and self.parameterAsEnum(parameters, self.PRESET, context) != 0):
             return False, self.tr("Give either a class schema file or a built-in schema, not both.")
@@ -118,7 +121,7 @@ class RasterizeLabels(FjordAlgorithm):
         if field and constant:
             return False, self.tr("Give either a class field or one class for every polygon "
                                   "(CLASS), not both.")
-        return super().checkParameterValues(parameters, context)
+        return True, ""
 
     def _schema(self, parameters, context):
         path = self.parameterAsFile(parameters, self.SCHEMA, context)
