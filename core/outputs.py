@@ -82,6 +82,21 @@ def check_writable(path, what="output", inputs=()):
         raise FjordError(f"The {what} {path!r} is a folder; give a file name.")
 
 
+#: The figure formats Fjord writes (matplotlib picks the format from the extension).
+FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_figure(path, what="figure"):
+    """:func:`check_writable`, and the name must end in an image format of
+    :data:`FIGURE_FORMATS`."""
+    extension = os.path.splitext(str(path))[1].lower()
+    if extension not in FIGURE_FORMATS:
+        raise FjordError(f"The {what} {str(path)!r} must be an image: end its name in "
+                         f"{', '.join(FIGURE_FORMATS[:-2])} or .jpg, not "
+                         f"{extension or 'no extension'}.")
+    check_writable(path, what)
+
+
 class AtomicOutputs:
     """Context manager: hand out partial names, rename them all into place on success.
 

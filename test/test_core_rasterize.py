@@ -232,6 +232,8 @@ def test_class_and_background_by_value_without_a_schema(tmp_path, grid):
     (dict(field=None, class_value="glacier", background="rock"), "not a class of the class schema"),
     (dict(field=None, class_value=2, background=0), "BACKGROUND 0 is 'unlabelled'"),
     (dict(field=None, class_value="2.5"), "not a whole number"),
+    (dict(field=None, class_value=0), "CLASS 0 is 'unlabelled'"),
+    (dict(field=None, class_value="0"), "CLASS 0 is 'unlabelled'"),
 ])
 def test_bad_class_or_background_fails_clearly_and_writes_nothing(tmp_path, grid, options, words):
     polys = make_layer(tmp_path / "p.gpkg", [(box(X0, Y0 - 100, X0 + 100, Y0), 1)])

@@ -190,6 +190,11 @@ def test_the_files_table_points_and_figure(tmp_path):
     feats = list(ds.GetLayer(0))
     assert [f.GetField("position_m") for f in feats] == pytest.approx([x + 10000 for x in XS], abs=0.01)
     assert os.path.isfile(tmp_path / "points.qml") and os.path.getsize(fig) > 20000
+    for wrong in ("change.csv", "change.gpkg", "change"):
+        with pytest.raises(FjordError, match="figure .* must be an image: end its name in .png"):
+            terminus_change_files(lines, str(tmp_path / "c2.gpkg"), centreline=centreline,
+                                  figure_path=str(tmp_path / wrong))
+        assert not os.path.exists(tmp_path / "c2.gpkg")
 
 
 def test_bad_input_says_what_is_wrong_and_leaves_nothing(tmp_path):

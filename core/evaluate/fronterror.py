@@ -28,7 +28,7 @@ from ..data.styles import graduated_points_qml
 from ..data.vectors import open_vector_layer, spatial_reference
 from ..errors import FjordError, no_progress
 from ..glaciers.front import FRONT_NAME
-from ..outputs import AtomicOutputs, check_writable
+from ..outputs import AtomicOutputs, check_figure, check_writable
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -220,9 +220,11 @@ def validate_front(input, reference, output, *, input_layer=None, reference_laye
     statistics.
     """
     progress = progress or no_progress
-    for path in (output, report, figure):
+    for path in (output, report):
         if path:
             check_writable(path)
+    if figure:
+        check_figure(figure)
     predicted = Front(input, input_layer, front_value, "predicted front")
     ref = Front(reference, reference_layer, front_value, "reference front")
     crs, unit = measuring_crs(ref)

@@ -18,7 +18,7 @@ import numpy as np
 from ..data import schema as schemas
 from ..data.rasters import check_class_bands, open_raster, read_classes, same_grid
 from ..errors import Cancelled, FjordError, never_stop, no_progress
-from ..outputs import AtomicOutputs, check_writable, work_dir
+from ..outputs import AtomicOutputs, check_figure, check_writable, work_dir
 from .metrics import Confusion, class_scores
 
 BOOTSTRAP = 1000
@@ -105,9 +105,11 @@ def validate_classification(input, output, *, reference=None, reference_vector=N
     ds = open_raster(input, "class raster")
     check_class_bands(ds)
     schema = schemas.read_raster_schema(input)
-    for path in (output, output_confusion, figure):
+    for path in (output, output_confusion):
         if path:
             check_writable(path)
+    if figure:
+        check_figure(figure)
     work = work_dir(output)
     try:
         if reference_vector:

@@ -41,7 +41,7 @@ from ..data.rasters import local_projection
 from ..data.rasters import wgs84 as _wgs84
 from ..data.vectors import open_vector_layer, spatial_reference
 from ..errors import FjordError
-from ..outputs import AtomicOutputs, check_writable
+from ..outputs import AtomicOutputs, check_figure, check_writable
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -695,9 +695,11 @@ def terminus_change_files(input, output, *, input_layer=None, date_field=None, c
     from ..errors import no_progress
 
     progress = progress or no_progress
-    for path in (output, figure_path, output_points):
+    for path in (output, output_points):
         if path:
             check_writable(path)
+    if figure_path:
+        check_figure(figure_path)
     if output_points and centreline is None:
         raise FjordError("OUTPUT_POINTS are where the fronts cross the centreline; give a "
                          "CENTRELINE.")

@@ -425,6 +425,9 @@ def _check_class_source(field, constant, background):
     if background == ("integer", 0):
         raise FjordError("BACKGROUND 0 is 'unlabelled', which pixels outside the polygons are "
                          "anyway; leave BACKGROUND empty.")
+    if constant == ("integer", 0):
+        raise FjordError("CLASS 0 is 'unlabelled': the polygons would burn as no class at all. "
+                         "Give the class value (1 or more) or name the polygons stand for.")
     if field in (None, "") and constant is None:
         raise FjordError("Give the field that holds the classes (FIELD), or one class for every "
                          "polygon (CLASS), e.g. 'glacier' for glacier outlines.")
