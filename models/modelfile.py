@@ -93,7 +93,25 @@ def read_metadata(path):
     missing = [k for k in REQUIRED if k not in meta]
     if missing or meta["task"] not in TASKS:
         raise FjordError(f"The description inside {path!r} is incomplete ({', '.join(missing) or 'task'}).")
+    bands = _network_bands(path)
+    if bands is not None and bands != int(meta["bands"]):
+        raise FjordError(f"The model file {path!r} is inconsistent: its network takes {bands} bands "
+                         f"but its description says {meta['bands']}. Train or import it again.")
     return meta
+
+
+def _network_bands(path):
+    """The bands the network in a .keras file takes, read from its config (nothing loaded), or
+    None when the config does not say."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json").decode("utf-8"))
+        layer = next(layer for layer in config["config"]["layers"]
+                     if layer.get("class_name") == "InputLayer")
+        shape = layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
+        return int(shape[-1])
+    except (KeyError, ValueError, TypeError, StopIteration, IndexError):
+        return None
 
 
 CACHE_SIZE = 4
@@ -146,13 +164,15 @@ def load_model(path, task=None):
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
         text = str(exc)
-        if "Lambda" in text or "safe_mode" in text or "custom" in text.lower():
+        if any(word in text for word in ("Lambda", "safe_mode", "custom", "Custom",
+                                         "Could not locate", "builtins")):
             raise FjordError(
                 f"{os.path.basename(path)} holds a network that needs custom Python code to load "
                 "(a Lambda layer or an unregistered class). Fjord refuses such files because "
                 "loading them would run code stored in the file; rebuild the model from standard "
                 "Keras layers.") from None
-        raise FjordError(f"Cannot load the network in {path!r}: {type(exc).__name__}: {exc}") from None
+        first = text.strip().splitlines()[0][:200] if text.strip() else ""
+        raise FjordError(f"Cannot load the network in {path!r}: {type(exc).__name__}: {first}") from None
     shape = tuple(model.input_shape)
     expect = meta["bands"]
     if shape[-1] != expect:

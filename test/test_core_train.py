@@ -178,6 +178,49 @@ def test_lambda_layer_file_is_refused(tmp_path):
         load_model(path)
 
 
+def _tiny_model_file(path, bands=3, network_bands=3):
+    inputs = keras.Input((8, 8, network_bands))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    save_model(keras.Model(inputs, outputs), path, {
+        "task": "tiles", "architecture": "custom", "bands": bands,
+        "band_names": ["b"] * bands, "tile_size": 8, "scaling": {"rule": "none", "divisor": 1.0},
+        "schema": {"classes": []}, "outputs": [1, 2]})
+    return path
+
+
+def _rewrite_config(path, change):
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    entries["config.json"] = json.dumps(change(json.loads(entries["config.json"]))).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def test_a_config_that_names_python_code_is_refused_in_one_sentence(tmp_path):
+    path = _tiny_model_file(str(tmp_path / "exec.keras"))
+
+    def to_exec(config):
+        layer = config["config"]["layers"][-1]
+        layer.update(module="builtins", class_name="exec", registered_name="exec")
+        return config
+
+    _rewrite_config(path, to_exec)
+    with pytest.raises(FjordError) as caught:
+        load_model(path)
+    message = str(caught.value)
+    assert "custom Python code" in message and "\n" not in message and len(message) < 400
+
+
+def test_metadata_that_disagrees_with_the_network_names_the_model_file(tmp_path):
+    path = _tiny_model_file(str(tmp_path / "m.keras"), bands=3, network_bands=4)
+    with pytest.raises(FjordError, match=r"m\.keras.* is inconsistent: its network takes 4 bands.*says 3"):
+        read_metadata(path)
+
+
 def test_plain_keras_file_is_refused(tmp_path):
     model = build_phase_one("compact", 3, 16, 2)
     path = str(tmp_path / "plain.keras")
