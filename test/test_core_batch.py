@@ -178,6 +178,9 @@ HEADER = "Model,DataSource,OutFolder,ExpShortHand,Dims,PatchSize,TileSize,Patien
     (HEADER + ",Colour\nm.keras,a.tif,out,A,4,7,50,10,0,red\n", "unknown column.*Colour"),
     (HEADER + ",Method\nu.keras,a.tif,out,A,4,7,32,10,0,rf\n", "Method must be csc or unet"),
     (HEADER + "\nm.keras,a.tif,out,A,4,,32,10,0\n", "PatchSize must be a whole number"),
+    (HEADER + "\nm.keras,a.tif,out,A,4,7,32,10,1\nn.keras,b.tif,out,B,4,7,32,10,0\n"
+     "n.keras,a.tif,./out/,A,4,7,32,10,0\n",
+     r"Lines 2, 4 of the job table write the same files \(A_<image>.tif in .*out_patch7\)"),
 ])
 def test_job_table_errors(tmp_path, text, words):
     jobs = tmp_path / "jobs.csv"
@@ -191,4 +194,12 @@ def test_a_dask_scheduler_that_is_not_there_is_a_clear_error(glacier_model, glac
     jobs = make_table(tmp_path, glacier, glacier_model, bad=False)
     with pytest.raises(FjordError, match="Cannot reach the Dask scheduler tcp://127.0.0.1:9"):
         batch_csc(str(jobs), str(tmp_path / "summary.csv"), scheduler="tcp://127.0.0.1:9")
+    assert [r["Done"] for r in table(jobs)] == ["0", "0"]
+
+
+def test_a_read_only_summary_folder_is_found_before_any_job(glacier_model, glacier, tmp_path,
+                                                           read_only_folder):
+    jobs = make_table(tmp_path, glacier, glacier_model, bad=False)
+    with pytest.raises(FjordError, match="folder .* of the summary is not writable"):
+        batch_csc(str(jobs), str(read_only_folder / "summary.csv"))
     assert [r["Done"] for r in table(jobs)] == ["0", "0"]

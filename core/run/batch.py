@@ -100,7 +100,23 @@ def read_jobs(path):
                                  f"{row[col]!r}.") from None
         if row["Done"] not in ("0", "1"):
             raise FjordError(f"Line {i} of the job table: Done must be 0 or 1.")
+    _check_distinct_outputs(rows, os.path.dirname(os.path.abspath(path)))
     return fields, rows
+
+
+def _check_distinct_outputs(rows, base):
+    """Refuse rows that would write the same files (job folder and ExpShortHand): the later
+    map would silently replace the earlier."""
+    lines = {}
+    for i, row in enumerate(rows, start=2):
+        key = (os.path.normpath(job_folder(row, base)), row["ExpShortHand"])
+        lines.setdefault(key, []).append(i)
+    for (folder, name), found in lines.items():
+        if len(found) > 1:
+            raise FjordError(
+                f"Lines {', '.join(map(str, found))} of the job table write the same files "
+                f"({name}_<image>.tif in {folder}): each map would replace the one before. Give "
+                "each row its own ExpShortHand or OutFolder.")
 
 
 def write_jobs(path, fields, rows):
@@ -419,6 +435,7 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
         if column not in fields:
             fields.append(column)
     base = os.path.dirname(os.path.abspath(jobs))
+    _check_writable_before_work(jobs, summary)
     if fronts:
         if not str(fronts).lower().endswith(".gpkg"):
             raise FjordError("Write the merged fronts as a GeoPackage (.gpkg).")
@@ -464,6 +481,19 @@ def batch_csc(jobs, summary, *, fronts=None, scheduler="", samples_per_class=500
     return {"summary": os.path.abspath(summary), "ran": ran, "failed": failed,
             "done_earlier": len(rows) - len(todo), "rows": summary_rows, "seconds": seconds,
             "fronts": merged, "loads": loads, "jobs": outcomes_seen}
+
+
+def _check_writable_before_work(jobs, summary):
+    """The job table (rewritten after every job) and the summary must be writable before any
+    job runs, not found read-only at the end."""
+    from ..outputs import check_writable
+
+    check_writable(summary, "summary")
+    folder = os.path.dirname(os.path.abspath(jobs))
+    if not (os.access(jobs, os.W_OK) and os.access(folder, os.W_OK)):
+        raise FjordError(f"The job table {jobs!r} cannot be rewritten (it or its folder is "
+                         "read-only), and Fjord records every finished job in it. Make it "
+                         "writable, or copy the table and its files to a writable folder.")
 
 
 def _record_outcome(row, outcome):
