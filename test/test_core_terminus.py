@@ -222,3 +222,16 @@ def test_bad_input_says_what_is_wrong_and_leaves_nothing(tmp_path):
         terminus_change_files(polygons, str(out), centreline=centreline)
     assert sorted(os.listdir(tmp_path)) == ["centreline.gpkg", "dated.gpkg", "far.gpkg",
                                             "fronts.gpkg", "polygons.gpkg"]
+
+
+def test_the_log_counts_the_fronts_without_a_readable_date(tmp_path):
+    days = ["2019-07-01", "2020-07-01", "sometime", "2022-07-01"]
+    lines = _write(tmp_path / "fronts.gpkg", [_front(x) for x in XS], LOCAL,
+                   {"acquired": (ogr.OFTString, days)})
+    centreline = _write(tmp_path / "centreline.gpkg", [CENTRELINE], LOCAL)
+    messages = []
+    terminus_change_files(lines, str(tmp_path / "t.csv"), centreline=centreline, direction=1,
+                          date_field="acquired",
+                          progress=lambda f, m=None: m and messages.append(m))
+    assert any(m.startswith("3 of 4 fronts dated by the field 'acquired' (1 without a readable "
+                            "date") for m in messages)

@@ -514,6 +514,14 @@ def read_one(path, layer, what, polygon):
     return Shape(geoms[0], srs, what)
 
 
+def _dated_count(rows, field):
+    """'N fronts dated by the field ...', saying how many have no readable date."""
+    undated = sum(1 for r in rows if r["date"] is None)
+    text = f"{len(rows) - undated} of {len(rows)} fronts dated by the field '{field}'"
+    return text + (f" ({undated} without a readable date, listed last with no date)"
+                   if undated else "")
+
+
 def _cell(value):
     if value is None:
         return ""
@@ -714,7 +722,7 @@ def terminus_change_files(input, output, *, input_layer=None, date_field=None, c
                              box_width=box_width, progress=progress)
     rows = result["rows"]
     valued = sum(1 for r in rows if r[result["method"]] is not None) if result["method"] else 0
-    progress(0.9, f"{len(rows)} fronts dated by the field '{field}'; {valued} with a position by "
+    progress(0.9, f"{_dated_count(rows, field)}; {valued} with a position by "
                   f"{(result['method'] or 'no method').replace('_m', '').replace('_', ' ')}")
     if result["method"] is None:
         raise FjordError("No front gives a position: "
