@@ -131,7 +131,7 @@ def test_curvilinear_box_along_an_arc_gives_the_arc_length():
         assert row["front_width_m"] == pytest.approx(width, rel=1e-3)
 
 
-def test_fronts_that_miss_the_box_or_cross_it_twice_get_a_note_and_no_number():
+def test_fronts_that_miss_the_box_get_a_note_and_no_number_and_one_crossing_twice_a_value():
     fronts = [(DATES[0], Shape(_front(0), LOCAL)),
               (DATES[1], Shape("LINESTRING(1000 -3000, 1000 500)", LOCAL)),  # stops inside
               (DATES[2], Shape("LINESTRING(2000 -3000, 2000 3000, 2500 3000, 2500 -3000)", LOCAL)),
@@ -141,11 +141,39 @@ def test_fronts_that_miss_the_box_or_cross_it_twice_get_a_note_and_no_number():
     assert rows[0]["rectilinear_box_m"] == pytest.approx(6000, abs=0.01)
     assert rows[1]["rectilinear_box_m"] is None and "side to side" in rows[1]["note"]
     assert rows[1]["centreline_m"] == pytest.approx(11000, abs=0.01)
-    assert rows[2]["rectilinear_box_m"] is None and "more than once" in rows[2]["note"]
+    # across at x = 2000, back at 2500: the piece at the upstream end reaches x = 2000
+    assert rows[2]["rectilinear_box_m"] == pytest.approx(8000, abs=0.01)
+    assert "more than once (3 pieces)" in rows[2]["note"]
     assert rows[2]["centreline_m"] == pytest.approx(12500, abs=0.01)  # the most downstream
     assert "2 times" in rows[2]["note"]
     assert rows[3]["rectilinear_box_m"] is None and rows[3]["centreline_m"] is None
     assert rows[3]["change_m"] is None and "does not" in rows[3]["note"]
+
+
+def test_a_zig_zag_front_crossing_the_box_four_times_is_measured():
+    """Across the 2 km box at x = 1000, back at 1500, across again at 2000, back at 2500: five
+    pieces; the one at the upstream end (x = -6000 to 1000) is the area upstream."""
+    zig = ("LINESTRING(1000 -3000, 1000 3000, 1500 3000, 1500 -3000, 2000 -3000, 2000 3000, "
+           "2500 3000, 2500 -3000)")
+    rows = terminus_change([(DATES[0], Shape(zig, LOCAL))], centreline=Shape(CENTRELINE, LOCAL),
+                           box=Shape(BOX, LOCAL), direction=1)["rows"]
+    assert rows[0]["rectilinear_box_m"] == pytest.approx(7000, abs=0.01)
+    assert "more than once (5 pieces); measured from the 1 at the upstream end" in rows[0]["note"]
+
+
+def test_a_front_that_leaves_and_re_enters_a_curvilinear_box_is_measured():
+    """The front leaves the 2 km curvilinear box (y from -1000 to 1000, upstream end at
+    x = -10000) through its side at x = 1200 and comes back in at 1500; the piece it cuts off
+    the side (x 500-1200, y below -500) is not at the upstream end."""
+    front = ("LINESTRING(500 -3000, 500 -500, 1200 -500, 1200 -1500, 1500 -1500, 1500 -200, "
+             "800 -200, 800 3000)")
+    rows = terminus_change([(DATES[0], Shape(front, LOCAL))], centreline=Shape(CENTRELINE, LOCAL),
+                           box_width=2000, direction=1)["rows"]
+    # bands of y: -1000..-500 to x = 500 (and the pocket 1200-1500), -500..-200 to x = 1500,
+    # -200..1000 to x = 800
+    expected = (10500 * 500 + 300 * 500 + 11500 * 300 + 10800 * 1200) / 2000
+    assert rows[0]["curvilinear_box_m"] == pytest.approx(expected, rel=1e-6)
+    assert "curvilinear box: the front crosses the box more than once" in rows[0]["note"]
 
 
 @pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:3413", "EPSG:32622"])

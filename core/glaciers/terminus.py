@@ -13,10 +13,16 @@ larger numbers (Moon & Joughin 2008):
 - **curvilinear box** (Lea et al. 2014; MaQiT, Lea 2018): the same with a box of fixed width
   that follows the centreline (flat ends at the centreline's two ends).
 
-A box method gives no value when the front does not cross the box from side to side or crosses
-it more than once; the note says which. The change since the first front and the rate since the
-previous one are those of the first method, in the order curvilinear box, rectilinear box,
-centreline, that gives a value for any front.
+A front that crosses a box more than once (it wiggles out of the box and back, or zig-zags
+across it) is measured all the same, as MaQiT and the box scripts do: the front cuts the box into
+pieces, and the area upstream of it is the union of the pieces at the box's upstream end (those
+that touch its upstream edge); the note says the front crossed more than once. A box method gives
+no value, with a note, only when the front does not reach the box or does not cut it from side
+to side (a partial front that ends inside the box, or one that never separates the two ends).
+
+The change since the first front and the rate since the previous one are those of the first
+method, in the order curvilinear box, rectilinear box, centreline, that gives a value for any
+front.
 
 Metres are true metres whatever the layers' CRSs: every geometry is projected into an azimuthal
 equidistant projection centred on the study area (the centreline, else the box, else the
@@ -192,9 +198,19 @@ class Centreline:
         return sorted({round(self.along(p), 6) for p in _points(hit)})
 
 
+#: Points sampled across a box's upstream edge (just inside it) to find the pieces there.
+EDGE_SAMPLES = 201
+
+
+def _across(a, b, inward):
+    """Points along the segment ``a``-``b`` (its ends left out), moved by ``inward``."""
+    t = np.linspace(0.0, 1.0, EDGE_SAMPLES + 2)[1:-1, None]
+    return [_point(xy) for xy in a + t * (b - a) + inward]
+
+
 def curvilinear_box(centreline, width):
-    """The box of ``width`` along the centreline with flat ends, the points just inside its two
-    ends (upstream first) and its width."""
+    """The box of ``width`` along the centreline with flat ends, the points just inside its
+    upstream edge and just inside its downstream end, and its width."""
     half = width / 2.0
     box = centreline.geometry.Buffer(half, 16)
     for upstream in (True, False):
@@ -202,7 +218,8 @@ def curvilinear_box(centreline, width):
         cap = _polygon([p + n * width, p + n * width + t * width * 2,
                         p - n * width + t * width * 2, p - n * width])
         box = box.Difference(cap)
-    ends = (_point(centreline.xy[0] + ENDS_IN * (centreline.xy[1] - centreline.xy[0])),
+    p, t, n = centreline.end_frame(True)
+    ends = (_across(p + n * half, p - n * half, -t * ENDS_IN * width),
             _point(centreline.xy[-1] + ENDS_IN * (centreline.xy[-2] - centreline.xy[-1])))
     if ogr.GT_Flatten(box.GetGeometryType()) != ogr.wkbPolygon:
         raise FjordError(f"A curvilinear box {width:g} m wide folds on itself along this "
@@ -234,8 +251,8 @@ def _corners(box):
 
 
 def rectilinear_box(box, centreline=None, direction=UPSTREAM_FIRST):
-    """The box, the points just inside its upstream and downstream edges and its width (area
-    over length).
+    """The box, the points just inside its upstream edge and just inside the middle of its
+    downstream edge, and its width (area over length).
 
     The upstream edge is the one the centreline enters the box through (the box edge nearest
     the centreline's upstream end when it does not cross the box); without a centreline the box
@@ -276,7 +293,7 @@ def rectilinear_box(box, centreline=None, direction=UPSTREAM_FIRST):
     length = math.hypot(*(mid_up - mid_down))
     if length <= 0:
         raise FjordError("The box has no length between its upstream and downstream ends.")
-    ends = (_point(mid_up + ENDS_IN * (mid_down - mid_up)),
+    ends = (_across(up[0], up[1], ENDS_IN * (mid_down - mid_up)),
             _point(mid_down + ENDS_IN * (mid_up - mid_down)))
     return box, ends, float(box.GetArea() / length)
 
@@ -289,8 +306,12 @@ def _segment_distance(p, a, b):
 
 def box_position(box, ends, width, front):
     """``(position_m, front_width_m, note)``: the box area upstream of the front over the
-    width, and the front's length inside the box; position None with a note when the front does
-    not cross the box once from side to side."""
+    width, and the front's length inside the box.
+
+    The area upstream is the union of the pieces the front cuts the box into that hold a point
+    of ``ends[0]`` (just inside the upstream edge), whatever the number of crossings; position
+    None with a note when the front does not separate the downstream end from all of them.
+    """
     inside = front.Intersection(box)
     length = float(inside.Length()) if inside is not None and not inside.IsEmpty() else 0.0
     if length == 0:
@@ -304,14 +325,14 @@ def box_position(box, ends, width, front):
         piece = pieces.GetGeometryRef(i)
         if piece.GetArea() > SLIVER * box.GetArea() and box.Contains(piece.PointOnSurface()):
             found.append(piece.Clone())
-    # The pieces at the two ends (points just inside them): one piece each when the front cuts
-    # the box across; the same piece when it does not.
-    at = [[i for i, piece in enumerate(found) if piece.Contains(end)] for end in ends]
-    if len(found) < 2 or len(at[0]) != 1 or len(at[1]) != 1 or at[0] == at[1]:
+    upstream = {i for i, piece in enumerate(found) for point in ends[0] if piece.Contains(point)}
+    downstream = {i for i, piece in enumerate(found) if piece.Contains(ends[1])}
+    if len(found) < 2 or not upstream or len(downstream) != 1 or downstream & upstream:
         return None, length, "the front does not cross the box from side to side"
-    if len(found) > 2:
-        return None, length, "the front crosses the box more than once"
-    return float(found[at[0][0]].GetArea() / width), length, ""
+    area = sum(found[i].GetArea() for i in upstream)
+    note = (f"the front crosses the box more than once ({len(found)} pieces); measured from the "
+            f"{len(upstream)} at the upstream end" if len(found) > 2 else "")
+    return float(area / width), length, note
 
 
 # --- the record ---------------------------------------------------------------------------------
