@@ -203,3 +203,43 @@ def test_a_read_only_summary_folder_is_found_before_any_job(glacier_model, glaci
     with pytest.raises(FjordError, match="folder .* of the summary is not writable"):
         batch_csc(str(jobs), str(read_only_folder / "summary.csv"))
     assert [r["Done"] for r in table(jobs)] == ["0", "0"]
+
+
+def test_local_workers_are_capped_at_the_cores_and_open_files():
+    from fjord.core.run.scheduler import DaskPool, local_workers_cap
+
+    messages = []
+    pool = DaskPool("local", 9999, lambda f, m=None: messages.append(m))
+    assert pool.value == local_workers_cap() <= (os.cpu_count() or 1)
+    assert "capped at" in messages[0] and "local:9999" in messages[0]
+    assert DaskPool("local", 1).value == 1
+
+
+@pytest.mark.slow
+def test_an_address_that_answers_but_is_not_dask_says_so():
+    import socket
+    import threading
+
+    from fjord.core.run.scheduler import DaskPool
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
+
+    def answer():
+        for _ in range(2):
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 10)
+            client.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(FjordError, match=f"Something answers at {address}, but not as a Dask"):
+            with DaskPool("address", address):
+                pass
+    finally:
+        server.close()

@@ -52,6 +52,23 @@ def parse_scheduler(spec):
                      "scheduler (tcp://host:8786).")
 
 
+#: Open files a local Dask worker process holds (its pipes, sockets, libraries and a job's rasters).
+FILES_PER_WORKER = 64
+
+
+def local_workers_cap():
+    """The most worker processes ``local:N`` starts: the cores, and the open-file limit of this
+    process over :data:`FILES_PER_WORKER` (Dask's own files counted as one worker's share)."""
+    try:
+        import resource
+
+        files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        files = -1
+    by_files = (files // FILES_PER_WORKER - 1) if files > 0 else os.cpu_count() or 1
+    return max(1, min(os.cpu_count() or 1, by_files))
+
+
 def open_pool(spec, progress=None):
     """The :class:`Pool` for a SCHEDULER text."""
     kind, value = parse_scheduler(spec)
@@ -119,6 +136,12 @@ class DaskPool:
                              "with INSTALL=true (or pip install -r requirements.txt).") from None
         self.kind, self.value = kind, value
         self.progress = progress or (lambda *a, **k: None)
+        if kind == "local" and value > local_workers_cap():
+            self.progress(None, f"SCHEDULER local:{value} asks for more worker processes than "
+                                f"this machine can run: capped at {local_workers_cap()} (its "
+                                f"{os.cpu_count() or 1} cores and its limit of open files, "
+                                f"{FILES_PER_WORKER} per worker).")
+            self.value = value = local_workers_cap()
         self.cluster = self.client = None
         self.description = (f"a local Dask cluster of {value} worker process(es)" if kind == "local"
                             else f"the Dask cluster at {value}")
@@ -154,6 +177,14 @@ class DaskPool:
             self.close()
             raise FjordError(f"Cannot reach the Dask scheduler {self.value}: {exc}. Start it "
                              "(dask scheduler, dask worker) or check the address.") from None
+        except Exception as exc:  # what answered is not Dask: say what it was
+            self.close()
+            if self.kind == "local":
+                raise
+            raise FjordError(f"Something answers at {self.value}, but not as a Dask scheduler "
+                             f"(its reply could not be read: {type(exc).__name__}). Check the "
+                             "host and port: a Dask scheduler listens on 8786 unless told "
+                             "otherwise.") from None
         return self
 
     def __exit__(self, *exc):
