@@ -243,3 +243,21 @@ def test_an_address_that_answers_but_is_not_dask_says_so():
                 pass
     finally:
         server.close()
+
+
+def test_a_damaged_image_names_its_file_and_fails_its_row(glacier_model, tmp_path):
+    from fjord.core.run.batch import run_row
+    from fjord.models.modelfile import read_metadata
+
+    meta = read_metadata(glacier_model)
+    images = tmp_path / "scenes"
+    images.mkdir()
+    damaged = images / "S2A_20190701.tif"
+    damaged.write_bytes(b"II*\x00" + b"\x00" * 64)  # a TIFF header and nothing after it
+    row = {"Model": glacier_model, "DataSource": str(images), "OutFolder": str(tmp_path / "out"),
+           "ExpShortHand": "A", "Dims": str(meta["bands"]), "PatchSize": "7",
+           "TileSize": str(meta["tile_size"]), "Patience": "5", "Done": "0", "Method": "csc"}
+    outcome = run_row({"index": 0, "row": row, "base": str(tmp_path), "settings": {}})
+    assert outcome["status"] == "failed"
+    assert outcome["error"].startswith(f"The image {damaged} cannot be read (")
+    assert "damaged or incomplete" in outcome["error"]

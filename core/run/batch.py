@@ -349,9 +349,15 @@ def _run_job(row, base, settings, entries, progress, should_stop):
             reference = find_reference(image, validation)
             t1 = time.perf_counter()
             span = span_progress(progress, j / steps, (j + 1) / steps)
-            subset = _band_subset(image, int(row["Dims"]), work)
-            result = _classify_image(row, subset, model, meta, output, reference, names, folder,
-                                     settings, span, should_stop)
+            try:
+                subset = _band_subset(image, int(row["Dims"]), work)
+                result = _classify_image(row, subset, model, meta, output, reference, names,
+                                         folder, settings, span, should_stop)
+            except RuntimeError as exc:  # GDAL's: the file cannot be read
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise FjordError(f"The image {image} cannot be read ({detail}); the file may be "
+                                 "damaged or incomplete: replace it, or take it out of the "
+                                 "DataSource.") from None
             entries.append(_scores_row(row, image, "ok", result, time.perf_counter() - t1,
                                        "" if reference else "no reference classes found"))
             maps.append(output)
