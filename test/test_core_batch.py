@@ -261,3 +261,22 @@ def test_a_damaged_image_names_its_file_and_fails_its_row(glacier_model, tmp_pat
     assert outcome["status"] == "failed"
     assert outcome["error"].startswith(f"The image {damaged} cannot be read (")
     assert "damaged or incomplete" in outcome["error"]
+
+
+@pytest.mark.parametrize("raw", [
+    '\ufeff"Model";"DataSource";"OutFolder";"ExpShortHand";"Dims";"PatchSize";"TileSize";'
+    '"Patience";"Done"\r\n"m.keras";"a;b.tif";"out";"A";"4";"7";"32";"10";"0"\r\n',
+    "Model\tDataSource\tOutFolder\tExpShortHand\tDims\tPatchSize\tTileSize\tPatience\tDone\n"
+    "m.keras\ta.tif\tout\tA\t4\t7\t32\t10\t0\n",
+])
+def test_the_job_table_is_written_back_in_the_users_dialect(tmp_path, raw):
+    from fjord.core.run.batch import write_jobs
+
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_bytes(raw.encode("utf-8"))
+    fields, rows = read_jobs(str(jobs))
+    write_jobs(str(jobs), fields, rows)
+    assert jobs.read_bytes() == raw.encode("utf-8")
+    rows[0]["Done"] = "1"
+    write_jobs(str(jobs), fields, rows)
+    assert jobs.read_bytes() == raw.replace('"0"\r', '"1"\r').replace("\t0\n", "\t1\n").encode()

@@ -119,13 +119,29 @@ def _check_distinct_outputs(rows, base):
                 "each row its own ExpShortHand or OutFolder.")
 
 
+def table_dialect(path):
+    """How the job table at ``path`` is written, to write it back the same way: ``delimiter``,
+    ``encoding`` ('utf-8-sig' when it starts with a byte-order mark), ``quoting`` (every field
+    quoted when its header is) and ``lineterminator``."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    bom = head.startswith(b"\xef\xbb\xbf")
+    first = head[3 if bom else 0:].split(b"\n", 1)[0]
+    return {"delimiter": _delimiter(path), "encoding": "utf-8-sig" if bom else "utf-8",
+            "quoting": csv.QUOTE_ALL if first.startswith(b'"') else csv.QUOTE_MINIMAL,
+            "lineterminator": "\r\n" if first.endswith(b"\r") else "\n"}
+
+
 def write_jobs(path, fields, rows):
-    """Rewrite the table safely: a temporary file renamed over the old one (comma-separated;
-    ``Method`` is written only when the table has that column)."""
+    """Rewrite the table safely, in the user's own dialect (separator, byte-order mark,
+    quoting, line ends; :func:`table_dialect`): a temporary file renamed over the old one.
+    ``Method`` is written only when the table has that column."""
+    dialect = table_dialect(path) if os.path.isfile(path) else {
+        "delimiter": ",", "encoding": "utf-8", "quoting": csv.QUOTE_MINIMAL, "lineterminator": "\n"}
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
                        f".{os.path.basename(path)}.partial")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+    with open(tmp, "w", newline="", encoding=dialect.pop("encoding")) as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", **dialect)
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
