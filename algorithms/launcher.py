@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
 
@@ -136,11 +137,17 @@ def run_in_worker(function, kwargs, feedback=None, outputs=(), python=None, extr
     cmd = [python, "-m", f"{package}.core", "run"]
     feedback.pushDebugInfo(f"Worker: {' '.join(cmd)}")
     try:
-        code = run_streaming(cmd, listener.on_stdout, listener.on_stderr,
-                             should_stop=feedback.isCanceled, env=_worker_env(extra_env),
-                             stdin_data=json.dumps(job) + "\n", grace=grace)
+        with Interrupt() as interrupt:
+            code = run_streaming(cmd, listener.on_stdout, listener.on_stderr,
+                                 should_stop=lambda: feedback.isCanceled() or interrupt.hit,
+                                 env=_worker_env(extra_env), stdin_data=json.dumps(job) + "\n",
+                                 grace=grace)
     except Cancelled:
         _remove_partials(outputs)
+        if interrupt.hit:
+            feedback.reportError("Interrupted (Ctrl+C): the worker was stopped and no output "
+                                 "was written.")
+            interrupt.carry_on()
         raise QgsProcessingException("Cancelled: the worker was stopped and no output was written.") from None
     except OSError as exc:
         raise QgsProcessingException(f"Cannot start the worker Python {python!r}: {exc}.") from None
@@ -148,6 +155,50 @@ def run_in_worker(function, kwargs, feedback=None, outputs=(), python=None, extr
         return listener.result
     _remove_partials(outputs)
     raise QgsProcessingException(listener.failure(code, python))
+
+
+class Interrupt:
+    """Ctrl+C (SIGINT) while a worker runs, in ``qgis_process`` or a script: ``hit`` turns
+    true, so the worker is stopped and the partial outputs removed like on a cancel; then
+    :meth:`carry_on` ends as the interrupt would have — KeyboardInterrupt in Python, else the
+    process ends by SIGINT (exit status 130 in a shell), also where it was ignored before.
+    Signals reach only the main thread: in the desktop, which runs algorithms in a background
+    thread, the Cancel button does this."""
+
+    def __enter__(self):
+        self.hit, self.previous, self.installed = False, None, False
+        if hasattr(signal, "SIGINT") and threading.current_thread() is threading.main_thread():
+            try:
+                self.previous = signal.signal(signal.SIGINT, self._on_signal)
+                self.installed = True
+            except (ValueError, OSError):
+                pass
+        return self
+
+    def _on_signal(self, signum, frame):
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None
+                          else signal.SIG_DFL)
+
+    def carry_on(self):
+        previous = self.previous
+        if previous is signal.default_int_handler and _in_a_python_program():
+            raise KeyboardInterrupt
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signal.SIGINT, None)
+            return
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def _in_a_python_program():
+    """Whether this process is a Python program (a script, the tests) rather than
+    ``qgis_process`` or the desktop, whose Python turns Ctrl+C into a traceback."""
+    exe = QgsApplication.applicationFilePath() or sys.executable or ""
+    return os.path.basename(exe).lower().startswith("python")
 
 
 def _worker_env(extra_env):

@@ -97,3 +97,52 @@ def test_real_glacier_chain_on_the_everest_scene(qgis_process, everest, tmp_path
         assert scores["OVERALL_ACCURACY"] == pytest.approx((predicted == truth).mean(), abs=1e-6)
         # Both classes are mapped, better than calling the whole scene glacier (54 %).
         assert set(np.unique(predicted)) == {1, 2} and scores["OVERALL_ACCURACY"] > 0.6, (name, scores)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_worker_cleans_up_and_exits_130(qgis_process, glacier_segmentation,
+                                                         tmp_path):
+    """SIGINT (Ctrl+C) on qgis_process during a training: the worker stops, no model file is
+    written, and qgis_process ends as an interrupted program does (exit status 130)."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import PLUGIN_PATH
+
+    output = tmp_path / "u.keras"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=PLUGIN_PATH,
+               QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"), FJORD_PYTHON=sys.executable)
+    subprocess.run([QGIS_PROCESS, "plugins", "enable", "fjord"], env=env, capture_output=True,
+                   check=True)
+    proc = subprocess.Popen([QGIS_PROCESS, "run", "fjord:trainunet", "--",
+                             f"DATASET={glacier_segmentation}", f"OUTPUT={output}", "EPOCHS=500",
+                             "DEPTH=2", "FILTERS=4"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    started = time.monotonic()
+    seen = ""
+    while "parameters" not in seen and time.monotonic() - started < 120:  # the worker trains
+        seen += proc.stdout.readline()
+    time.sleep(3)
+    workers = _children(proc.pid)
+    assert workers, "the worker process was not found"
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT), seen + rest
+    assert "Interrupted (Ctrl+C)" in rest
+    assert not output.exists()
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+
+
+def _children(pid):
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
