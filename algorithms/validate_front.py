@@ -56,7 +56,10 @@ class ValidateFront(FjordAlgorithm):
             "point to the predicted front and every predicted point (its vertices densified the "
             "same way, or its front pixels) to the reference, so that published front-detection "
             "results compare. FIGURE: a histogram. Layers in other CRSs are reprojected "
-            "to the reference's; a geographic reference is measured in the UTM zone of its centre. "
+            "to the reference's, which measures them when it is true to scale there (within "
+            "0.1 %, as UTM in its own zone); any other reference CRS (degrees, Web Mercator, a "
+            "far UTM zone...) is measured in a local azimuthal equidistant projection centred on "
+            "the reference, so distances are true metres. "
             "SPACING and the pixel size it defaults to are in metres, also for a raster in "
             "degrees (EPSG:4326).")
 

@@ -257,3 +257,72 @@ def test_the_front_carries_the_acquisition_date(scene, tmp_path):
     calving_front(scene["classes"], str(tmp_path / "c.gpkg"))
     (_, fields), = _lines(tmp_path / "c.gpkg")
     assert fields["date"] is None
+
+
+FAR_CRSS = ["EPSG:3857", "EPSG:32612", "EPSG:3035", "EPSG:4326"]  # Web Mercator, 12 zones away,
+# LAEA Europe far from its centre, geographic: none is true to scale at the fjord (UTM 24N, 63 N)
+
+
+@pytest.fixture(scope="module")
+def fjord_front(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("metres")
+    scene = write_synthetic_scene(str(folder / "scene"), shape=(384, 512), seed=1)
+    scene["length_m"] = calving_front(scene["classes"], str(folder / "utm.gpkg"))["length_m"]
+    return scene
+
+
+@pytest.mark.parametrize("crs, tolerance", [("EPSG:3857", 0.02), ("EPSG:32612", 0.07),
+                                            ("EPSG:3035", 0.07), ("EPSG:4326", 0.07)])
+def test_a_front_of_a_raster_in_any_crs_has_its_true_length(fjord_front, tmp_path, crs,
+                                                            tolerance):
+    """Web Mercator's pixels are UTM's, scaled: the same front, its length within 2 % (it was
+    2.2 times too long before). The far UTM zone and LAEA turn the grid by some 60 degrees and
+    the geographic grid has pixels twice as tall as wide (true metres) at 63 N: the front the
+    extraction traces on those grids differs by up to 6 % (measured 1,149, 1,164 and 1,030 m
+    against 1,093 m), a difference of the traced line, not of the metres (the lines' own
+    lengths are true metres, as the vector test below shows within 1 %)."""
+    warped = str(tmp_path / "classes.tif")
+    # the class schema (metadata) and colour table go with it; closed before it is read
+    gdal.Warp(warped, fjord_front["classes"], dstSRS=crs, resampleAlg="near").FlushCache()
+    length = calving_front(warped, str(tmp_path / "front.gpkg"))["length_m"]
+    assert length == pytest.approx(fjord_front["length_m"], rel=tolerance)
+
+
+def _copy_layer(path, out, srs, shift=(0.0, 0.0)):
+    """The lines of ``path`` moved by ``shift`` (in their CRS) and written in ``srs``."""
+    src = ogr.Open(path)
+    layer = src.GetLayer(0)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    transform = osr.CoordinateTransformation(layer.GetSpatialRef(), srs)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(out))
+    dst = ds.CreateLayer("front", srs=srs, geom_type=ogr.wkbLineString)
+    for feature in layer:
+        geom = ogr.Geometry(ogr.wkbLineString)
+        for x, y in np.array(feature.GetGeometryRef().GetPoints())[:, :2]:
+            geom.AddPoint_2D(x + shift[0], y + shift[1])
+        geom.Transform(transform)
+        f = ogr.Feature(dst.GetLayerDefn())
+        f.SetGeometry(geom)
+        dst.CreateFeature(f)
+    ds = src = None
+    return str(out)
+
+
+@pytest.mark.parametrize("crs", FAR_CRSS)
+def test_validatefront_with_a_reference_in_any_crs_gives_the_utm_figures(fjord_front, tmp_path,
+                                                                         crs):
+    ds = ogr.Open(fjord_front["front"])
+    utm = ds.GetLayer(0).GetSpatialRef().Clone()
+    ds = None
+    predicted = _copy_layer(fjord_front["front"], tmp_path / "pred.gpkg", utm, shift=(60, 50))
+    same = validate_front(predicted, fjord_front["front"], str(tmp_path / "a.gpkg"))
+    target = osr.SpatialReference()
+    target.SetFromUserInput(crs)
+    reference = _copy_layer(fjord_front["front"], tmp_path / "ref.gpkg", target)
+    other = validate_front(predicted, reference, str(tmp_path / "b.gpkg"))
+    assert 40 < same["mean_m"] < 80
+    for key in ("mean_m", "median_m", "p90_m", "mde_m"):
+        assert other[key] == pytest.approx(same[key], rel=0.01), key
+    ds = ogr.Open(str(tmp_path / "b.gpkg"))
+    assert ds.GetLayer(0).GetSpatialRef().IsSame(target)  # written in the reference's CRS
+    ds = None

@@ -2,6 +2,7 @@
 rasters written the Fjord way (paletted, with the class schema and the QML/schema sidecars)."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -237,14 +238,50 @@ def local_projection(lon, lat):
     return srs
 
 
+#: A projected CRS whose scale at the data differs from 1 by more than this is not measured in
+#: its own units (Web Mercator: 1/cos(latitude); a UTM zone far from the data; LAEA far from
+#: its centre).
+SCALE_TOLERANCE = 1e-3
+
+
+def scale_error(srs, x, y):
+    """The largest ``|k - 1|`` of a projected CRS at map point ``(x, y)``: ``k`` is the
+    distance in its units (times the linear unit) of a 100 m step east and north over the true
+    distance, measured in an azimuthal equidistant projection centred there (exact from its
+    centre)."""
+    unit = srs.GetLinearUnits() or 1.0
+    lon, lat = osr.CoordinateTransformation(srs, wgs84()).TransformPoint(x, y)[:2]
+    local = osr.CoordinateTransformation(srs, local_projection(lon, lat))
+    x0, y0 = local.TransformPoint(x, y)[:2]
+    step = 100.0 / unit
+    worst = 0.0
+    for dx, dy in ((step, 0.0), (0.0, step)):
+        x1, y1 = local.TransformPoint(x + dx, y + dy)[:2]
+        worst = max(worst, abs(100.0 / math.hypot(x1 - x0, y1 - y0) - 1.0))
+    return worst
+
+
+def true_to_scale(srs, x, y):
+    """Whether a CRS's own units are true metres at map point ``(x, y)``, to
+    :data:`SCALE_TOLERANCE` (a geographic CRS never is)."""
+    if srs.IsGeographic() or not srs.IsProjected():
+        return False
+    try:
+        return scale_error(srs, x, y) <= SCALE_TOLERANCE
+    except RuntimeError:  # outside the projection's domain
+        return False
+
+
 class Metres:
     """Lengths and areas in metres on a raster's grid, whatever its CRS.
 
-    A projected CRS: its coordinates times its linear unit. A geographic CRS (degrees): the
-    coordinates are projected into an azimuthal equidistant projection centred on the raster,
-    and a pixel's size is measured there at the centre (its area varies with latitude across a
-    large scene: by 1.5 % over 1 degree of latitude at 60 degrees north). No CRS: the
-    coordinates are taken as metres.
+    A projected CRS true to scale at the raster's centre (within 0.1 %, :func:`true_to_scale`;
+    UTM in its zone, a polar stereographic at its true-scale latitude): its coordinates times
+    its linear unit. Any other CRS — geographic (degrees), Web Mercator, a UTM zone far from the
+    data, an equal-area projection far from its centre: the coordinates are projected into an
+    azimuthal equidistant projection centred on the raster, and a pixel's size is measured there
+    at the centre (its area varies across a large scene: for a geographic raster by 1.5 % over
+    1 degree of latitude at 60 degrees north). No CRS: the coordinates are taken as metres.
     """
 
     def __init__(self, ds):
@@ -258,12 +295,12 @@ class Metres:
             srs = osr.SpatialReference()
             srs.ImportFromWkt(wkt)
             srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-            if srs.IsGeographic():
-                self.geographic = True
+            self.geographic = bool(srs.IsGeographic())
+            if srs.IsProjected() and true_to_scale(srs, cx, cy):
+                self.unit = srs.GetLinearUnits() or 1.0
+            elif srs.IsGeographic() or srs.IsProjected():
                 lon, lat = osr.CoordinateTransformation(srs, wgs84()).TransformPoint(cx, cy)[:2]
                 self._local = osr.CoordinateTransformation(srs, local_projection(lon, lat))
-            elif srs.IsProjected():
-                self.unit = srs.GetLinearUnits() or 1.0
         corner = np.array([[cx, cy], [cx + gt[1], cy + gt[4]], [cx + gt[2], cy + gt[5]]])
         local = self.to_metres(corner)
         self.pixel_size = (float(np.hypot(*(local[1] - local[0]))),

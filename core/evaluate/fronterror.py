@@ -23,7 +23,7 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from ..data import schema as schemas
-from ..data.rasters import Metres, bounds
+from ..data.rasters import Metres, bounds, local_projection, true_to_scale, wgs84
 from ..data.styles import graduated_points_qml
 from ..data.vectors import open_vector_layer, spatial_reference
 from ..errors import FjordError, no_progress
@@ -130,20 +130,19 @@ class Front:
 
 
 def measuring_crs(reference):
-    """The CRS distances are measured in: the reference's, or, when geographic (or missing a
-    CRS), the UTM zone of its centre."""
+    """``(crs, unit)`` distances are measured in: the reference's projected CRS when it is true
+    to scale at the reference (within 0.1 %, :func:`~fjord.core.data.rasters.true_to_scale`),
+    else an azimuthal equidistant projection centred on the reference (a geographic CRS, Web
+    Mercator, a far UTM zone...)."""
     srs = reference.srs
-    if srs is not None and srs.IsProjected():
-        unit = srs.GetLinearUnits()
-        return srs, unit
     if srs is None:
         raise FjordError("The reference front has no CRS; distances in metres need one.")
     centre = reference.geometry.Centroid()
-    lon, lat = centre.GetX(), centre.GetY()
-    utm = osr.SpatialReference()
-    utm.ImportFromEPSG((32600 if lat >= 0 else 32700) + int((lon + 180) // 6) % 60 + 1)
-    utm.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return utm, 1.0
+    if srs.IsProjected() and true_to_scale(srs, centre.GetX(), centre.GetY()):
+        return srs, srs.GetLinearUnits() or 1.0
+    lon, lat = osr.CoordinateTransformation(srs, wgs84()).TransformPoint(
+        centre.GetX(), centre.GetY())[:2]
+    return local_projection(lon, lat), 1.0
 
 
 def reference_points(geometry, spacing):
@@ -258,7 +257,7 @@ def validate_front(input, reference, output, *, input_layer=None, reference_laye
                   f"mean distance error both ways (MDE, CaFFe) {stats['mde_m']:.1f} m"
                   + (" - CATASTROPHIC FAILURE (max over 1000 m)" if stats["catastrophic"] else ""))
     with AtomicOutputs() as out:
-        _write_points(out.add(output), points, d, crs)
+        _write_points(out.add(output), points, d, crs, ref.srs)
         qml = os.path.splitext(output)[0] + ".qml"
         with open(out.add(qml), "w", encoding="utf-8") as f:
             f.write(graduated_points_qml("distance_m", BREAKS))
@@ -276,9 +275,15 @@ def _name(path):
     return os.path.join(os.path.basename(os.path.dirname(full)), os.path.basename(full))
 
 
-def _write_points(path, points, d, crs):
+def _write_points(path, points, d, crs, target):
+    """The reference points with their distances, in the reference's CRS (``target``)."""
+    if target is not None and not target.IsSame(crs):
+        points = np.array(osr.CoordinateTransformation(crs, target).TransformPoints(
+            np.asarray(points, np.float64).tolist()))[:, :2]
+    else:
+        target = crs
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
-    layer = ds.CreateLayer("front_error", srs=crs, geom_type=ogr.wkbPoint)
+    layer = ds.CreateLayer("front_error", srs=target, geom_type=ogr.wkbPoint)
     layer.CreateField(ogr.FieldDefn("distance_m", ogr.OFTReal))
     defn = layer.GetLayerDefn()
     layer.StartTransaction()
