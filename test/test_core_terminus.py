@@ -263,3 +263,9 @@ def test_the_log_counts_the_fronts_without_a_readable_date(tmp_path):
                           progress=lambda f, m=None: m and messages.append(m))
     assert any(m.startswith("3 of 4 fronts dated by the field 'acquired' (1 without a readable "
                             "date") for m in messages)
+
+
+def test_a_self_intersecting_box_is_refused_in_words():
+    bowtie = "POLYGON((-6000 -1000, 6000 1000, 6000 -1000, -6000 1000, -6000 -1000))"
+    with pytest.raises(FjordError, match="box is not a valid polygon: its outline crosses itself"):
+        terminus_change([(DATES[0], Shape(_front(0), LOCAL))], box=Shape(bowtie, LOCAL))

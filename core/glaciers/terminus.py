@@ -403,6 +403,10 @@ def _check_references(fronts, centreline, box, box_width):
     anchor = centreline if centreline is not None else box
     if anchor.empty():
         raise FjordError(f"The {anchor.what} is empty.")
+    if box is not None and not box.empty() and not box.geometry.IsValid():
+        raise FjordError("The box is not a valid polygon: its outline crosses itself (or a "
+                         "ring touches itself). Redraw it as a simple polygon around the fronts, "
+                         "or fix it with Vector > Geometry Tools > Fix Geometries.")
 
 
 def _measure_front(date_value, shape, local, line, rect, curvy, crossings):
