@@ -82,6 +82,21 @@ def test_a_model_refuses_an_image_on_another_scale(glacier, glacier_model, tmp_p
     assert os.listdir(tmp_path) == ["reflectance.tif"]  # no output, no partial, no work folder
 
 
+def test_the_sentinel2_baseline_04_offset_is_recognised(glacier, glacier_model, tmp_path):
+    from fjord.core.learn.csc import classify_csc
+
+    ds = gdal.Open(glacier["image"])
+    values = ds.ReadAsArray().astype(np.uint16)
+    shifted = write_raster(tmp_path / "shifted.tif", np.where(values > 0, values + 1000, 0),
+                           geotransform=ds.GetGeoTransform(), projection=ds.GetProjection(),
+                           dtype=gdal.GDT_UInt16)
+    ds = None
+    with pytest.raises(FjordError, match="Sentinel-2 digital numbers with the \\+1000 offset of "
+                                         "processing baseline 04.00.*PRODUCT"):
+        classify_csc(shifted, glacier_model, str(tmp_path / "csc.tif"))
+    assert sorted(os.listdir(tmp_path)) == ["shifted.tif"]
+
+
 @pytest.mark.slow
 def test_a_unet_refuses_an_image_on_another_scale_unless_told(glacier, glacier_unet, tmp_path):
     from fjord.core.learn.unet import classify_unet

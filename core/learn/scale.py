@@ -53,6 +53,8 @@ def check_scale(img, meta, ignore=False, progress=None):
         return None
     divisor = float(meta.get("scaling", {}).get("divisor", 1.0)) or 1.0
     bands = off_scale_bands(sample, stats, divisor)
+    if sentinel2_offset(bands, divisor):
+        return _refuse(OFFSET_MESSAGE, ignore, progress)
     off = [b for b, row in enumerate(bands) if row[0]]
     if len(off) * 2 < len(bands) or not off:
         return None
@@ -84,8 +86,34 @@ def check_scale(img, meta, ignore=False, progress=None):
         "2022), or the bands in another order. Give the image as the training image was made "
         "(same product, scaling and band order), or set IGNORE_SCALE_MISMATCH to classify "
         "anyway.")
+    return _refuse(message, ignore, progress)
+
+
+def _refuse(message, ignore, progress):
     if ignore:
         if progress is not None:
             progress(None, "Warning (IGNORE_SCALE_MISMATCH): " + message)
         return message
     raise FjordError(message)
+
+
+OFFSET_MESSAGE = (
+    "The image looks like Sentinel-2 digital numbers with the +1000 offset of processing "
+    "baseline 04.00 and later (January 2022 on), against a model trained on numbers without it: "
+    "every band's darkest values lie about 1000 above the training's. Stack the image from its "
+    "product with 'Stack bands' PRODUCT (VALUES harmonised integers), which removes the offset, "
+    "or subtract 1000 from every band; set IGNORE_SCALE_MISMATCH to classify anyway.")
+
+
+def sentinel2_offset(bands, divisor):
+    """Whether an image looks like the training's plus Sentinel-2's +1000 digital numbers: the
+    training on digital numbers (2..98 % within 0..20000), and in every band (3 or more) the
+    image's 2nd percentile 700 to 1300 above the training's and at least 1000 (``bands``:
+    :func:`off_scale_bands` rows, in scaled units)."""
+    if len(bands) < 3:
+        return False
+    for _, p2, _, _, t2, _, t98 in bands:
+        p2, t2, t98 = p2 * divisor, t2 * divisor, t98 * divisor
+        if not (0 <= t2 and 300 <= t98 <= 20000 and 700 <= p2 - t2 <= 1300 and p2 >= 1000):
+            return False
+    return True
