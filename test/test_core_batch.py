@@ -12,7 +12,7 @@ import time
 import pytest
 
 pytest.importorskip("distributed")
-from osgeo import gdal
+from osgeo import gdal, ogr
 
 from fjord.core.data.dates import parse_date
 from fjord.core.errors import FjordError
@@ -280,3 +280,60 @@ def test_the_job_table_is_written_back_in_the_users_dialect(tmp_path, raw):
     rows[0]["Done"] = "1"
     write_jobs(str(jobs), fields, rows)
     assert jobs.read_bytes() == raw.replace('"0"\r', '"1"\r').replace("\t0\n", "\t1\n").encode()
+
+
+def _renamed_classes(model, out):
+    """A copy of the model file whose classes are not named as glacial ones (class 1, ...)."""
+    import json
+    import zipfile
+
+    from fjord.models.modelfile import ENTRY
+
+    with zipfile.ZipFile(model) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == ENTRY:
+                meta = json.loads(data)
+                for cls in meta["schema"]["classes"]:
+                    cls["name"] = f"class {cls['value']}"
+                data = json.dumps(meta).encode()
+            dst.writestr(item, data)
+    return str(out)
+
+
+def test_front_roles_of_a_model_without_glacial_names_come_from_the_role_columns(
+        glacier, glacier_model, tmp_path):
+    """Without the role columns the job fails at once, before classifying anything, naming the
+    column to fill; with them its fronts are found."""
+    from fjord.models.modelfile import read_metadata
+
+    model = _renamed_classes(glacier_model, tmp_path / "plain.keras")
+    meta = read_metadata(model)
+    names = {c["name"]: c["value"] for c in read_metadata(glacier_model)["schema"]["classes"]}
+    row = {"Model": model, "DataSource": glacier["image"], "OutFolder": "out",
+           "ExpShortHand": "P", "Dims": meta["bands"], "PatchSize": 1,
+           "TileSize": meta["tile_size"], "Patience": 2, "Done": 0, "Front": "fronts.gpkg"}
+    roles = {"GlacierClasses": str(names["glacier ice"]),
+             "OceanClasses": " ".join(str(names[n]) for n in ("open water", "iceberg water",
+                                                                "mélange")),
+             "RockClasses": f"{names['rock']} {names['snow on rock']}"}
+
+    def run(row):
+        jobs = tmp_path / "jobs.csv"
+        with open(jobs, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerow(row)
+        result = batch_csc(str(jobs), str(tmp_path / "summary.csv"), **OPTIONS)
+        return result, table(jobs)[0]
+
+    result, written = run(row)
+    assert result["failed"] == 1 and written["Status"] == "failed"
+    assert "give the job table's GlacierClasses column" in written["Error"]
+    assert not os.path.exists(tmp_path / "out_patch1")  # nothing was classified
+    result, written = run({**row, **roles, "GlacierClasses": "99"})
+    assert written["Error"].startswith("The job table's GlacierClasses column lists [99]")
+    result, written = run({**row, **roles})
+    assert written["Status"] == "ok" and written["Done"] == "1", written["Error"]
+    assert result["jobs"][0]["status"] == "ok"
+    assert ogr.Open(str(tmp_path / "fronts.gpkg")).GetLayer(0).GetFeatureCount() == 1

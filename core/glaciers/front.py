@@ -69,22 +69,25 @@ MIN_MARGIN_POINTS = 100
 FRONT_QML_COLOR, MARGIN_QML_COLOR = "255,0,0,255", "92,51,23,255"
 
 
-def resolve_classes(schema, given, role):
+def resolve_classes(schema, given, role, name=None, holder="class raster"):
     """Class values for a role (glacier, ocean, rock): the given ones, checked against the
-    schema, or the glacial schema's classes of that role found by name."""
+    schema, or the glacial schema's classes of that role found by name. For the messages:
+    ``name``, what the user sets them with (default ``<ROLE>_CLASSES``), and ``holder``, what
+    the schema belongs to."""
+    name = name or f"{role.upper()}_CLASSES"
     values = {int(c["value"]): c["name"] for c in schema["classes"]} if schema else {}
     if given:
         given = [int(v) for v in given]
         unknown = [v for v in given if values and v not in values]
         if unknown:
-            raise FjordError(f"{role.upper()}_CLASSES lists {unknown}, which the class raster's "
-                             f"schema does not have (it has {sorted(values)}).")
+            raise FjordError(f"{name[:1].upper()}{name[1:]} lists {unknown}, which the {holder}'s schema does not "
+                             f"have (it has {sorted(values)}).")
         return given
-    by_name = {name.lower(): v for v, name in values.items()}
+    by_name = {label.lower(): v for v, label in values.items()}
     found = [by_name[n] for n in DEFAULT_NAMES[role] if n in by_name]
     if not found:
-        raise FjordError(f"The class raster's schema has no {' / '.join(DEFAULT_NAMES[role])} class; "
-                         f"give {role.upper()}_CLASSES (the class values of the {role}).")
+        raise FjordError(f"The {holder}'s schema has no {' / '.join(DEFAULT_NAMES[role])} class; "
+                         f"give {name} (the class values of the {role}).")
     return found
 
 

@@ -19,7 +19,9 @@ image's reference is looked up beside it as ``SCLS_<name>.tif`` or ``<name>_clas
 ``WholeImage`` (accepted for compatibility; Fjord always predicts in strips), ``Method``
 (``csc``, the default, or ``unet``: classify with a U-Net model), ``Front`` (an output line
 layer: the calving front of each classified image, found with the class names of the glacial
-schema, with its acquisition date), and ``Status`` / ``Error``, which the run writes. Relative
+schema, with its acquisition date; ``GlacierClasses``, ``OceanClasses`` and ``RockClasses``
+give the class values of each role instead, separated by spaces, for a model whose classes are
+not named so), and ``Status`` / ``Error``, which the run writes. Relative
 paths are taken from the table's folder; commas, semicolons or tabs separate the fields.
 
 Each row whose Done is 0 runs (:func:`run_row`, here or on a Dask worker:
@@ -39,7 +41,9 @@ from ..errors import Cancelled, FjordError, never_stop, no_progress, span_progre
 
 REQUIRED = ("Model", "DataSource", "OutFolder", "ExpShortHand", "Dims", "PatchSize", "TileSize",
             "Patience", "Done")
-OPTIONAL = ("Validation", "WholeImage", "Method", "Front", "Status", "Error")
+ROLE_COLUMNS = {"glacier": "GlacierClasses", "ocean": "OceanClasses", "rock": "RockClasses"}
+OPTIONAL = ("Validation", "WholeImage", "Method", "Front", *ROLE_COLUMNS.values(), "Status",
+            "Error")
 METHODS = ("csc", "unet")
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".img", ".vrt")
 SUMMARY_COLUMNS = ["ExpShortHand", "Method", "Model", "Image", "PatchSize", "TileSize", "Status",
@@ -238,6 +242,23 @@ def _check_row(row, base):
     return model, meta
 
 
+def front_roles(row, meta):
+    """The glacier, ocean and rock class values of a job with a ``Front`` (keyword arguments of
+    :func:`~fjord.core.glaciers.front.calving_fronts`), from its role columns or the model's
+    class names; checked before anything is classified, so that a job whose fronts cannot be
+    found fails at once (and fails again at once on a re-run, until its row is mended)."""
+    import re
+
+    from ..glaciers.front import resolve_classes
+
+    roles = {}
+    for role, column in ROLE_COLUMNS.items():
+        given = [int(v) for v in re.findall(r"\d+", row.get(column) or "")]
+        roles[f"{role}_classes"] = resolve_classes(meta["schema"], given, role,
+                                                   f"the job table's {column} column", "model")
+    return roles
+
+
 def _scores_row(row, image, status, result=None, seconds=None, message=""):
     out = {"ExpShortHand": row["ExpShortHand"], "Method": row["Method"], "Model": row["Model"],
            "Image": image, "PatchSize": row["PatchSize"], "TileSize": row["TileSize"],
@@ -350,6 +371,7 @@ def _run_job(row, base, settings, entries, progress, should_stop):
     from ..outputs import remove_partials
 
     model, meta = _check_row(row, base)
+    roles = front_roles(row, meta) if row.get("Front") else {}
     images = list_images(_resolve(row["DataSource"], base))
     folder = job_folder(row, base)
     os.makedirs(folder, exist_ok=True)
@@ -382,7 +404,7 @@ def _run_job(row, base, settings, entries, progress, should_stop):
     from ..glaciers.front import calving_fronts
 
     remove_partials(front_path)
-    found = calving_fronts(maps, front_path, should_stop=should_stop,
+    found = calving_fronts(maps, front_path, **roles, should_stop=should_stop,
                            progress=span_progress(progress, len(images) / steps, 1.0))
     return {"path": front_path, "fronts": found["fronts"],
             "missing": [s["image"] for s in found["scenes"] if not s["found"]]}
