@@ -269,3 +269,25 @@ def test_a_self_intersecting_box_is_refused_in_words():
     bowtie = "POLYGON((-6000 -1000, 6000 1000, 6000 -1000, -6000 1000, -6000 -1000))"
     with pytest.raises(FjordError, match="box is not a valid polygon: its outline crosses itself"):
         terminus_change([(DATES[0], Shape(_front(0), LOCAL))], box=Shape(bowtie, LOCAL))
+
+
+def test_a_centreline_that_ends_among_the_fronts_gets_a_note_on_the_cut_fronts():
+    """The centreline (and so the curvilinear box) ends at x = 1500, among the fronts: a front
+    at x = 2500 with a bay back to x = 1000 between y = -500 and 500 runs through the box's
+    downstream end and is measured from its part inside, with a note; a front wholly upstream
+    of the end has none. The rectilinear box, which the centreline enters and ends in, holds
+    the whole front: no note."""
+    short = "LINESTRING(-10000 0, 1500 0)"
+    bay = "LINESTRING(2500 -3000, 2500 -500, 1000 -500, 1000 500, 2500 500, 2500 3000)"
+    fronts = [(DATES[0], Shape(_front(0), LOCAL)), (DATES[1], Shape(bay, LOCAL))]
+    rows = terminus_change(fronts, centreline=Shape(short, LOCAL), box_width=2000,
+                           box=Shape(BOX, LOCAL), direction=1)["rows"]
+    assert rows[0]["curvilinear_box_m"] == pytest.approx(10000, abs=0.01)
+    assert rows[0]["note"] == ""
+    # inside the box: to x = 1000 over 1000 m of the width, to the end (1500) over the rest
+    assert rows[1]["curvilinear_box_m"] == pytest.approx((11000 + 11500) / 2, abs=0.01)
+    assert ("curvilinear box: the front runs through the box's downstream end, so only its part "
+            "inside the box is measured") in rows[1]["note"]
+    assert rows[1]["rectilinear_box_m"] == pytest.approx((7000 * 1000 + 8500 * 1000) / 2000,
+                                                         abs=0.01)
+    assert "rectilinear box: the front runs through" not in rows[1]["note"]

@@ -19,6 +19,8 @@ pieces, and the area upstream of it is the union of the pieces at the box's upst
 that touch its upstream edge); the note says the front crossed more than once. A box method gives
 no value, with a note, only when the front does not reach the box or does not cut it from side
 to side (a partial front that ends inside the box, or one that never separates the two ends).
+A front that runs through an end of the box (a box, or a centreline, that ends among the fronts)
+is measured from its part inside the box, and the note says so: extend the box beyond the fronts.
 
 The change since the first front and the rate since the previous one are those of the first
 method, in the order curvilinear box, rectilinear box, centreline, that gives a value for any
@@ -210,7 +212,8 @@ def _across(a, b, inward):
 
 def curvilinear_box(centreline, width):
     """The box of ``width`` along the centreline with flat ends, the points just inside its
-    upstream edge and just inside its downstream end, and its width."""
+    upstream edge and just inside its downstream end, its width, and its two end edges
+    (upstream, downstream)."""
     half = width / 2.0
     box = centreline.geometry.Buffer(half, 16)
     for upstream in (True, False):
@@ -221,11 +224,13 @@ def curvilinear_box(centreline, width):
     p, t, n = centreline.end_frame(True)
     ends = (_across(p + n * half, p - n * half, -t * ENDS_IN * width),
             _point(centreline.xy[-1] + ENDS_IN * (centreline.xy[-2] - centreline.xy[-1])))
+    q, _, m = centreline.end_frame(False)
+    edges = (_line_geometry([p + n * half, p - n * half]), _line_geometry([q + m * half, q - m * half]))
     if ogr.GT_Flatten(box.GetGeometryType()) != ogr.wkbPolygon:
         raise FjordError(f"A curvilinear box {width:g} m wide folds on itself along this "
                          "centreline (a bend tighter than half the width); give a smaller "
                          "BOX_WIDTH or a smoother centreline.")
-    return box, ends, float(width)
+    return box, ends, float(width), edges
 
 
 def _point(xy):
@@ -252,7 +257,8 @@ def _corners(box):
 
 def rectilinear_box(box, centreline=None, direction=UPSTREAM_FIRST):
     """The box, the points just inside its upstream edge and just inside the middle of its
-    downstream edge, and its width (area over length).
+    downstream edge, its width (area over length), and its two end edges (upstream,
+    downstream).
 
     The upstream edge is the one the centreline enters the box through (the box edge nearest
     the centreline's upstream end when it does not cross the box); without a centreline the box
@@ -272,6 +278,12 @@ def rectilinear_box(box, centreline=None, direction=UPSTREAM_FIRST):
         targets = [np.array(hits[0][1]), np.array(hits[-1][1])] if len(hits) >= 2 else \
             [centreline.xy[0], centreline.xy[-1]]
         ends = [int(np.argmin([_segment_distance(t, a, b) for a, b in edges])) for t in targets]
+        if len(hits) == 1 and len(corners) == 4:  # it ends inside: the edge it crosses, and the
+            crossed = int(np.argmin([_segment_distance(np.array(hits[0][1]), a, b)
+                                     for a, b in edges]))  # opposite one
+            ends = [crossed, (crossed + 2) % 4]
+            if not box.Contains(_point(centreline.xy[-1])):  # its upstream end is inside
+                ends.reverse()
         opposite = len(corners) != 4 or abs(ends[0] - ends[1]) == 2
         if ends[0] == ends[1] or not opposite:
             raise FjordError("The centreline does not run through the box from one end to the "
@@ -295,7 +307,7 @@ def rectilinear_box(box, centreline=None, direction=UPSTREAM_FIRST):
         raise FjordError("The box has no length between its upstream and downstream ends.")
     ends = (_across(up[0], up[1], ENDS_IN * (mid_down - mid_up)),
             _point(mid_down + ENDS_IN * (mid_up - mid_down)))
-    return box, ends, float(box.GetArea() / length)
+    return box, ends, float(box.GetArea() / length), (_line_geometry(up), _line_geometry(down))
 
 
 def _segment_distance(p, a, b):
@@ -304,13 +316,16 @@ def _segment_distance(p, a, b):
     return float(math.hypot(*(a + t * d - p)))
 
 
-def box_position(box, ends, width, front):
+def box_position(box, ends, width, edges, front):
     """``(position_m, front_width_m, note)``: the box area upstream of the front over the
     width, and the front's length inside the box.
 
     The area upstream is the union of the pieces the front cuts the box into that hold a point
     of ``ends[0]`` (just inside the upstream edge), whatever the number of crossings; position
     None with a note when the front does not separate the downstream end from all of them.
+    A front that runs through an end edge (``edges``: upstream, downstream) is measured from its
+    part inside the box, with a note: the box (or the centreline it follows) ends among the
+    fronts.
     """
     inside = front.Intersection(box)
     length = float(inside.Length()) if inside is not None and not inside.IsEmpty() else 0.0
@@ -330,9 +345,14 @@ def box_position(box, ends, width, front):
     if len(found) < 2 or not upstream or len(downstream) != 1 or downstream & upstream:
         return None, length, "the front does not cross the box from side to side"
     area = sum(found[i].GetArea() for i in upstream)
-    note = (f"the front crosses the box more than once ({len(found)} pieces); measured from the "
-            f"{len(upstream)} at the upstream end" if len(found) > 2 else "")
-    return float(area / width), length, note
+    notes = [f"the front crosses the box more than once ({len(found)} pieces); measured from "
+             f"the {len(upstream)} at the upstream end"] if len(found) > 2 else []
+    cut = [end for end, edge in zip(("upstream", "downstream"), edges) if front.Intersects(edge)]
+    if cut:
+        notes.append(f"the front runs through the box's {' and '.join(cut)} end, so only its "
+                     "part inside the box is measured: the box (or the centreline) ends among "
+                     "the fronts; extend it beyond them")
+    return float(area / width), length, "; ".join(notes)
 
 
 # --- the record ---------------------------------------------------------------------------------
