@@ -13,6 +13,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.errors import FjordError
+from ..core.outputs import disk_full_message, expected_sizes
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "resources", "icons", "fjord.svg")
@@ -32,10 +33,18 @@ def progress_to(feedback, start=0.0, end=1.0):
 
 def core_call(func, *args, **kwargs):
     """Call a core function, turning its input errors into QgsProcessingException."""
+    expected_sizes.clear()  # sizes of this call's outputs only
     try:
         return func(*args, **kwargs)
     except FjordError as exc:
-        raise QgsProcessingException(str(exc)) from None
+        message = str(exc)
+    except Exception as exc:
+        message = disk_full_message(exc)
+        if not message:
+            raise
+    # Raised here, out of the handler, so that the error's frames (and the files they hold
+    # open: a half-written GeoTIFF on a full disk) are let go.
+    raise QgsProcessingException(message)
 
 
 def file_of(value):

@@ -132,3 +132,80 @@ class AtomicOutputs:
             for _, final in self._pairs:
                 remove_partials(final)
         return False
+
+
+# --- a full disk ----------------------------------------------------------------------------
+
+#: The size each raster output being written will take uncompressed (bytes), by path, so that
+#: a job that fails on a full disk can say what it needed (see :func:`disk_full_message`).
+expected_sizes = {}
+
+
+def expect_size(path, nbytes, detail=""):
+    """Record that ``path`` will take about ``nbytes`` (uncompressed; ``detail`` says why), and
+    the space free for it now, before it is written."""
+    expected_sizes[os.path.abspath(path)] = (int(nbytes), detail, _free_bytes(path))
+
+
+def _final_name(path):
+    """The output a partial name (:func:`partial_path`) stands for."""
+    folder, base = os.path.split(path)
+    if base.startswith(".") and ".partial" in base:
+        stem, _, ext = base[1:].partition(".partial")
+        return os.path.join(folder, stem + ext)
+    return path
+
+
+def _megabytes(nbytes):
+    return f"{nbytes / 2**20:,.1f} MB"
+
+
+def _no_space(exc):
+    """Whether the error (or one it came from) is the system's 'No space left on device', or
+    numpy's short write ('4194304 requested and 65504 written')."""
+    import errno
+    import re
+
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc) or re.search(r"\d+ requested and \d+ written",
+                                                              str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_message(exc, outputs=()):
+    """The message for a job that failed with ``exc`` because a disk is full, else None.
+
+    A disk is full when the system says so, or when the error is a write error and an output
+    being written (see :func:`expect_size`) needs more than is free in its folder: GDAL's own
+    write errors ("TIFFAppendToStrip: write error") do not say why. The message names the
+    output, the space it needs and the space free there."""
+    no_space = _no_space(exc)
+    if not no_space and "write" not in str(exc).lower():
+        return None
+    short = [(path, need, detail, free) for path, (need, detail, free) in expected_sizes.items()
+             if free is not None and free < need]
+    if short:
+        path, need, detail, free = short[-1]
+        return (f"The disk is full: {_final_name(path)} needs about {_megabytes(need)} "
+                f"({detail}, before compression) and {_megabytes(free)} was free in "
+                f"{os.path.dirname(path)} when it was started. Free some space or write it to "
+                "another disk; nothing was left behind.")
+    if not no_space:
+        return None
+    folders = sorted({os.path.dirname(os.path.abspath(p)) for p in outputs}) or [os.getcwd()]
+    free = ", ".join(f"{_megabytes(_free_bytes(f) or 0)} in {f}" for f in folders)
+    names = ", ".join(str(p) for p in outputs) or "the outputs"
+    return (f"The disk is full (no space left on device) while writing {names}: free now "
+            f"{free}. Free some space or write to another disk; nothing was left behind.")
+
+
+def _free_bytes(path):
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None

@@ -248,3 +248,21 @@ def read_only_folder(tmp_path):
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    """A folder on a tiny disk (a 256 KiB tmpfs) that a raster output overfills. Mounting needs
+    root (CI runs as root); elsewhere the test is skipped."""
+    if os.geteuid() != 0:
+        pytest.skip("a small disk is mounted only as root")
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs as root: {mounted.stderr.decode()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

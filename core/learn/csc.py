@@ -39,6 +39,7 @@ from ..data.rasters import (
     ImageStrips,
     class_raster_type,
     create_class_raster,
+    create_gtiff,
     open_raster,
     read_classes,
     same_grid,
@@ -884,9 +885,9 @@ class _CscJob:
         self.ds["raw"] = create_class_raster(path, img.ds, self.schema)
         prob = None
         if self.output_probabilities:
-            prob = self.ds["probabilities"] = gdal.GetDriverByName("GTiff").Create(
+            prob = self.ds["probabilities"] = create_gtiff(
                 out.add(self.output_probabilities), img.width, img.height, len(self.schema_values),
-                gdal.GDT_Float32, options=GTIFF_OPTIONS + ["INTERLEAVE=BAND", "PREDICTOR=3"])
+                gdal.GDT_Float32, GTIFF_OPTIONS + ["INTERLEAVE=BAND", "PREDICTOR=3"])
             prob.SetGeoTransform(img.ds.GetGeoTransform())
             if img.ds.GetProjection():
                 prob.SetProjection(img.ds.GetProjection())

@@ -25,7 +25,14 @@ import time
 import numpy as np
 from osgeo import gdal
 
-from ..data.rasters import GTIFF_OPTIONS, ImageStrips, class_raster_type, create_class_raster, write_class_sidecars
+from ..data.rasters import (
+    GTIFF_OPTIONS,
+    ImageStrips,
+    class_raster_type,
+    create_class_raster,
+    create_gtiff,
+    write_class_sidecars,
+)
 from ..data.schema import METADATA_KEY
 from ..errors import Cancelled, FjordError, never_stop, no_progress, span_progress
 from ..outputs import AtomicOutputs, check_writable
@@ -360,8 +367,7 @@ def _create_output(path, img, schema, names, probabilities):
     else:
         dtype, nodata = class_raster_type(schema)
         options = list(GTIFF_OPTIONS)
-    ds = gdal.GetDriverByName("GTiff").Create(path, img.width, img.height, 1 + n, dtype,
-                                              options=options + ["INTERLEAVE=BAND"])
+    ds = create_gtiff(path, img.width, img.height, 1 + n, dtype, options + ["INTERLEAVE=BAND"])
     ds.SetGeoTransform(img.ds.GetGeoTransform())
     if img.ds.GetProjection():
         ds.SetProjection(img.ds.GetProjection())

@@ -23,7 +23,7 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from ..data import schema as schemas
-from ..data.rasters import ImageStrips
+from ..data.rasters import ImageStrips, create_gtiff
 from ..errors import Cancelled, FjordError, never_stop, no_progress
 from ..outputs import AtomicOutputs, check_writable
 
@@ -519,9 +519,7 @@ def _write_class_raster(output, grid, schema, fill, mem_layer, all_touched, prog
         tmp = out.add(output)
         side = schemas.sidecar_paths(output)
         tmp_schema, tmp_qml = out.add(side["schema"]), out.add(side["qml"])
-        ds = gdal.GetDriverByName("GTiff").Create(
-            tmp, grid.width, grid.height, 1, dtype,
-            options=["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
+        ds = create_gtiff(tmp, grid.width, grid.height, 1, dtype)
         try:  # the dataset is closed before the partial files are removed or renamed
             band = _start_class_band(ds, grid, schema, fill)
             progress(0.4, f"Burning {mem_layer.GetFeatureCount()} polygons into a "

@@ -61,7 +61,7 @@ import numpy as np
 from osgeo import gdal, gdal_array, osr
 
 from ..data.products import HARMONISED_FACTOR, VALUES, read_product
-from ..data.rasters import bounds, same_crs, same_grid
+from ..data.rasters import bounds, create_gtiff, same_crs, same_grid
 from ..errors import Cancelled, FjordError, never_stop, no_progress
 from ..outputs import AtomicOutputs, check_writable
 
@@ -802,9 +802,8 @@ def _choose_output_type(plan):
 
 def _create_output(plan, path):
     predictor = "PREDICTOR=3" if plan.dtype.kind == "f" else "PREDICTOR=2"
-    return gdal.GetDriverByName("GTiff").Create(
-        path, plan.width, plan.height, len(plan.names), plan.gdal_type,
-        options=_OPTIONS + [predictor])
+    return create_gtiff(path, plan.width, plan.height, len(plan.names), plan.gdal_type,
+                        _OPTIONS + [predictor])
 
 
 def _describe_output(plan, ds):

@@ -27,6 +27,7 @@ import threading
 import traceback
 
 from ..errors import Cancelled, FjordError
+from ..outputs import disk_full_message
 
 _stop = threading.Event()
 
@@ -97,6 +98,10 @@ def run_job(job_file=None):
         proto.send(error=str(exc), kind="input")
         return 2
     except Exception as exc:  # anything unexpected: message to the user, traceback to stderr
+        full = disk_full_message(exc, job.get("outputs", ()))
+        if full:
+            proto.send(error=full, kind="input")
+            return 2
         traceback.print_exc()
         proto.send(error=f"{type(exc).__name__}: {exc}", kind="internal")
         return 1
