@@ -10,6 +10,7 @@ from .calving_front import CalvingFront, CalvingFronts
 from .check_environment import CheckEnvironment
 from .classify_csc import ClassifyCsc
 from .classify_unet import ClassifyUnet
+from .import_model import ImportModel
 from .launcher import SETTING_PYTHON
 from .make_tiles import MakeTiles
 from .rasterize_labels import RasterizeLabels
@@ -72,7 +73,8 @@ class FjordProvider(QgsProcessingProvider):
     def loadAlgorithms(self):
         for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), TrainUnet(),
                     ClassifyCsc(), BatchCsc(), ClassifyUnet(), CalvingFront(), CalvingFronts(),
-                    ValidateClassification(), ValidateFront(), TerminusChange(), CheckEnvironment()):
+                    ValidateClassification(), ValidateFront(), TerminusChange(), CheckEnvironment(),
+                    ImportModel()):
             self.addAlgorithm(alg)
         # After the algorithms they chain: a workflow looks its steps up when it is read.
         for alg in workflows():

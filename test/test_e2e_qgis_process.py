@@ -146,3 +146,23 @@ def _children(pid):
             except (OSError, IndexError, ValueError):
                 pass
     return found
+
+
+def test_importmodel_and_classify_with_it_through_qgis_process(qgis_process, tmp_path):
+    """A Keras 2 U-Net .h5 imported, then classifying, from the command line."""
+    legacy = pytest.importorskip("legacy_models")
+    pytest.importorskip("tf_keras")
+    from helpers import write_raster
+
+    legacy.small_unet(tmp_path / "unet.h5", window=None, bands=3, classes=4)
+    model = tmp_path / "unet.keras"
+    proc = qgis_process("--json", "run", "fjord:importmodel", "--", f"INPUT={tmp_path / 'unet.h5'}",
+                        "KIND=1", "BANDS=R,G,B", "TILE_SIZE=32", "SCALING=1",
+                        "CLASSES=1:water,2:ice,3:rock,4:snow", f"OUTPUT={model}")
+    assert json.loads(proc.stdout)["results"]["PARAMETERS"] > 0
+    image = write_raster(tmp_path / "image.tif",
+                         [np.random.default_rng(b).integers(0, 255, (40, 70), np.uint8)
+                          for b in range(3)])
+    qgis_process("run", "fjord:classifyunet", "--", f"INPUT={image}", f"MODEL={model}",
+                 f"OUTPUT={tmp_path / 'classes.tif'}")
+    assert set(np.unique(read(tmp_path / "classes.tif"))) <= {1, 2, 3, 4}

@@ -57,6 +57,10 @@ def check_initial(initial, meta, outputs, task="tiles"):
         wanted = "a phase-one tile classifier" if task == "tiles" else "a U-Net"
         raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} is a {init['task']} model, "
                          f"not {wanted}.")
+    if init.get("imported"):
+        raise FjordError(f"INITIAL_MODEL {os.path.basename(initial)} is an imported network "
+                         f"({init['imported']['source']}); Fjord fine-tunes the networks it "
+                         "trained itself. Classify with it, or train a Fjord model.")
     problems = []
     if init["bands"] != meta["bands"]:
         problems.append(f"it takes {init['bands']} bands, the dataset has {meta['bands']}")

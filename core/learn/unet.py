@@ -382,6 +382,9 @@ def _create_output(path, img, schema, names, probabilities):
 
 def check_window(meta, window, overlap, blend, img):
     down = int(meta.get("downsampling", 1))
+    if meta.get("fixed_window") and window != int(meta["tile_size"]):
+        raise FjordError(f"This network takes windows of {meta['tile_size']} px only (its input "
+                         f"size is fixed); set WINDOW to {meta['tile_size']} or 0.")
     if window < down or window % down:
         raise FjordError(f"WINDOW {window} px is not a multiple of {down}, the network's "
                          f"down-sampling (it halves its input {int(math.log2(down))} times); use "

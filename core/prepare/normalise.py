@@ -84,7 +84,7 @@ def normaliser(meta, image_stats=None, z_scores=False):
             raise ValueError("the image rule needs the image's statistics")
         return lambda x: normalise_image(x, image_stats)
     divisor = float(meta["scaling"]["divisor"])
-    if z_scores:
+    if z_scores or meta.get("standardise"):  # an imported network's per-band standardisation
         stats = meta["statistics"]
         return lambda x: standardise(x, divisor, stats["mean"], stats["std"])
 
