@@ -33,7 +33,7 @@ class ImportModel(FjordAlgorithm):
         return "importmodel"
 
     def displayName(self):
-        return self.tr("Import a model (Keras .h5 / .keras)")
+        return self.tr("Import a model (Keras .h5 / .keras, ONNX)")
 
     def groupId(self):
         return "setup"
@@ -43,11 +43,17 @@ class ImportModel(FjordAlgorithm):
             "Makes a Fjord model file of a network trained elsewhere, which 'Classify with CSC', "
             "'Batch CSC' and 'Classify with U-Net' then take like their own: a phase-one tile "
             "classifier saved as a Keras 2 .h5 file by the CSC / SEE_ICE scripts (VGG16 and a "
-            "dense softmax head), a U-Net, or a Keras 3 .keras file.\n\n"
+            "dense softmax head), a U-Net, a Keras 3 .keras file, or an ONNX network (from the "
+            "Deepness model zoo or PyTorch work).\n\n"
             "Nothing in the file runs: a .h5 network is rebuilt from its layout of standard "
             "Keras layers and its weights are copied in; a Lambda layer, a TensorFlow operation "
             "stored as a layer or a custom class is refused, named. A .keras file is loaded in "
-            "Keras's safe mode after the same check.\n\n"
+            "Keras's safe mode after the same check. An ONNX network (operators only, no code) is "
+            "kept as it is and runs on ONNX Runtime; it is read as Deepness reads it — input "
+            "(batch, bands, rows, columns), values / 255 then its standardization_mean / "
+            "standardization_std, the task from its output — and its Deepness metadata "
+            "(class_names, tiles_size, resolution) fills what is left empty; a single sigmoid "
+            "output gives two classes, background and the class.\n\n"
             "KIND: tile classifier (phase one of CSC: one class per tile) or segmentation (one "
             "class per pixel, U-Net like). BANDS: the band names in the network's input order, "
             "comma-separated (B4,B3,B2,B8); images to classify must have those bands in that "
@@ -62,14 +68,15 @@ class ImportModel(FjordAlgorithm):
     def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterFile(
-            self.INPUT, self.tr("Model to import (.h5 or .keras)"),
-            fileFilter="Keras models (*.h5 *.hdf5 *.keras)"))
+            self.INPUT, self.tr("Model to import (.h5, .keras or .onnx)"),
+            fileFilter="Models (*.h5 *.hdf5 *.keras *.onnx)"))
         self.addParameter(QgsProcessingParameterEnum(
             self.KIND, self.tr("Kind of network"),
             options=[self.tr("tile classifier (phase one)"), self.tr("segmentation (U-Net like)")],
             defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
-            self.BANDS, self.tr("Band names in the network's input order (comma-separated)")))
+            self.BANDS, self.tr("Band names in the network's input order (comma-separated)"),
+            optional=True))
         self.addParameter(num(self.TILE_SIZE, self.tr("Tile size in pixels (0 = from the input shape)"),
                               num.Integer, defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterEnum(

@@ -10,6 +10,7 @@ from .calving_front import CalvingFront, CalvingFronts
 from .check_environment import CheckEnvironment
 from .classify_csc import ClassifyCsc
 from .classify_unet import ClassifyUnet
+from .export_model import ExportModel
 from .import_model import ImportModel
 from .launcher import SETTING_PYTHON
 from .make_tiles import MakeTiles
@@ -74,7 +75,7 @@ class FjordProvider(QgsProcessingProvider):
         for alg in (StackBands(), RasterizeLabels(), MakeTiles(), TrainPhaseOne(), TrainUnet(),
                     ClassifyCsc(), BatchCsc(), ClassifyUnet(), CalvingFront(), CalvingFronts(),
                     ValidateClassification(), ValidateFront(), TerminusChange(), CheckEnvironment(),
-                    ImportModel()):
+                    ImportModel(), ExportModel()):
             self.addAlgorithm(alg)
         # After the algorithms they chain: a workflow looks its steps up when it is read.
         for alg in workflows():

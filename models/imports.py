@@ -280,15 +280,20 @@ def load_keras(path):
 
 
 def load_network(path):
-    """The network in ``path`` (.h5 or .keras), checked not to run code."""
+    """The network in ``path`` (.h5 or .keras, checked not to run code; or .onnx, a graph of
+    ONNX operators that ONNX Runtime runs)."""
     extension = os.path.splitext(path)[1].lower()
-    if os.path.isdir(path) or extension == ".onnx":
-        raise FjordError("Fjord imports Keras models saved as .h5 (Keras 2) or .keras (Keras 3). "
-                         "Save a TensorFlow SavedModel or ONNX network as one of those first.")
+    if os.path.isdir(path):
+        raise FjordError("Fjord imports models saved as .h5 (Keras 2), .keras (Keras 3) or "
+                         ".onnx. Save a TensorFlow SavedModel as one of those first.")
     if not os.path.isfile(path):
         raise FjordError(f"The model {path!r} does not exist.")
     if extension in (".h5", ".hdf5"):
         return load_h5(path)
     if extension == ".keras":
         return load_keras(path)
-    raise FjordError(f"{os.path.basename(path)}: give a .h5 or .keras model file.")
+    if extension == ".onnx":
+        from .onnx_files import read_onnx
+
+        return read_onnx(path)
+    raise FjordError(f"{os.path.basename(path)}: give a .h5, .keras or .onnx model file.")

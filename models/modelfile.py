@@ -9,6 +9,10 @@ it stays an ordinary Keras file that ``keras.saving.load_model`` opens.
 
 Loading never runs code from the file: Keras ``safe_mode`` is on, a file whose network needs
 custom Python (a ``Lambda`` layer, an unregistered class) is refused with a clear message.
+
+A network imported from ONNX (``fjord:importmodel``) is kept as it came, ``network.onnx`` beside
+``fjord.json`` in the same zip (``engine`` "onnx"), and runs on ONNX Runtime
+(:class:`fjord.models.onnx_files.OnnxNetwork`); Keras does not open such a file, Fjord does.
 """
 
 import collections
@@ -26,6 +30,8 @@ from ..core.outputs import partial_path
 FORMAT = "fjord-model"
 VERSION = 1
 ENTRY = "fjord.json"
+#: The network of a model file imported from ONNX (``engine`` "onnx" in its description).
+ONNX_ENTRY = "network.onnx"
 TASKS = ("tiles", "segmentation", "patches")
 REQUIRED = ("task", "architecture", "bands", "band_names", "tile_size", "scaling", "schema",
             "outputs")
@@ -58,7 +64,11 @@ def save_model(model, path, metadata):
     if not tmp.endswith(".keras"):
         tmp += ".keras"
     try:
-        model.save(tmp)
+        if meta.get("engine") == "onnx":  # an imported ONNX network: the file and the description
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(ONNX_ENTRY, model.data)
+        else:
+            model.save(tmp)
         with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(ENTRY, json.dumps(meta, indent=2, ensure_ascii=False))
         os.replace(tmp, path)
@@ -158,6 +168,11 @@ def load_model(path, task=None):
                   "segmentation": "a U-Net (trainunet)",
                   "patches": "a phase-two network (classifycsc PHASE_TWO_MODEL)"}[task]
         raise FjordError(f"{os.path.basename(path)} is a {meta['task']} model; this needs {wanted}.")
+    if meta.get("engine") == "onnx":
+        from .onnx_files import OnnxNetwork
+
+        with zipfile.ZipFile(path) as archive:
+            return OnnxNetwork(archive.read(ONNX_ENTRY)), meta
     from .engine import keras
 
     try:

@@ -166,3 +166,34 @@ def test_importmodel_and_classify_with_it_through_qgis_process(qgis_process, tmp
     qgis_process("run", "fjord:classifyunet", "--", f"INPUT={image}", f"MODEL={model}",
                  f"OUTPUT={tmp_path / 'classes.tif'}")
     assert set(np.unique(read(tmp_path / "classes.tif"))) <= {1, 2, 3, 4}
+
+
+def test_exportmodel_then_importmodel_of_the_onnx_through_qgis_process(qgis_process, tmp_path):
+    """A Keras 2 U-Net imported, exported to ONNX, and the ONNX file imported again: the
+    ONNX model classifies like the Keras one."""
+    legacy = pytest.importorskip("legacy_models")
+    pytest.importorskip("tf_keras")
+    pytest.importorskip("onnxruntime")
+    from helpers import write_raster
+
+    legacy.small_unet(tmp_path / "unet.h5", window=32, bands=3, classes=2)
+    qgis_process("run", "fjord:importmodel", "--", f"INPUT={tmp_path / 'unet.h5'}", "KIND=1",
+                 "BANDS=R,G,B", "SCALING=1", "CLASSES=1:water,2:ice",
+                 f"OUTPUT={tmp_path / 'unet.keras'}")
+    proc = qgis_process("--json", "run", "fjord:exportmodel", "--",
+                        f"INPUT={tmp_path / 'unet.keras'}", "FORMAT=0",
+                        f"OUTPUT={tmp_path / 'unet.onnx'}")
+    assert json.loads(proc.stdout)["results"]["MAX_DIFFERENCE"] <= 1e-4
+    qgis_process("run", "fjord:importmodel", "--", f"INPUT={tmp_path / 'unet.onnx'}",
+                 "BANDS=R,G,B", f"OUTPUT={tmp_path / 'onnx.keras'}")
+    image = write_raster(tmp_path / "image.tif",
+                         [np.random.default_rng(b).integers(0, 255, (40, 70), np.uint8)
+                          for b in range(3)])
+    for name in ("unet", "onnx"):
+        qgis_process("run", "fjord:classifyunet", "--", f"INPUT={image}",
+                     f"MODEL={tmp_path / (name + '.keras')}", f"OUTPUT={tmp_path / name}.tif")
+    from osgeo import gdal
+
+    keras_map, onnx_map = (gdal.Open(str(tmp_path / f"{name}.tif")).ReadAsArray()
+                           for name in ("unet", "onnx"))
+    np.testing.assert_allclose(onnx_map[1:], keras_map[1:], atol=1e-4)

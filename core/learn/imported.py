@@ -53,8 +53,10 @@ def parse_classes(text):
     return out
 
 
-def describe(model, kind, bands, tile_size, scaling, mean, std, schema, outputs, source):
-    """The Fjord description of an imported network, checked against its shapes."""
+def describe(model, kind, bands, tile_size, scaling, schema, outputs, source):
+    """The Fjord description of an imported network, checked against its shapes. ``scaling``:
+    ``(divisor, mean, std)``, mean and std None when the network takes no per-band
+    standardisation."""
     inputs, out = model.input_shape, model.output_shape
     if isinstance(inputs, list) or isinstance(out, list):
         raise FjordError("The network has several inputs or outputs; Fjord imports networks of "
@@ -64,38 +66,54 @@ def describe(model, kind, bands, tile_size, scaling, mean, std, schema, outputs,
                          "(batch, rows, columns, bands).")
     if inputs[-1] != len(bands):
         raise FjordError(f"BANDS names {len(bands)} bands but the network takes {inputs[-1]}.")
+    tile = _tile(inputs, tile_size)
+    expected = 2 if kind == "tiles" else 4
+    if len(out) != expected:
+        raise FjordError(f"The network's output has the shape {out}: that is not a "
+                         + ("tile classifier (batch, classes)." if kind == "tiles" else
+                            "segmentation network (batch, rows, columns, classes)."))
+    if kind == "segmentation" and out[1] is not None and out[1] != tile:
+        raise FjordError(f"The network's output is {out[1]} x {out[2]} px for an input of {tile} "
+                         "px; Fjord imports segmentation networks whose output covers their "
+                         "input pixel for pixel.")
+    if out[-1] != len(outputs):
+        raise FjordError(f"The network has {out[-1]} outputs but {len(outputs)} classes are "
+                         "given; give one class per output, in the network's output order.")
+    divisor, mean, std = scaling
+    per_band = mean is not None
+    meta = {"task": kind, "architecture": f"imported ({source})", "bands": len(bands),
+            "band_names": bands, "tile_size": tile,
+            "scaling": {"rule": "imported", "divisor": float(divisor)},
+            "statistics": {"mean": mean if per_band else [0.0] * len(bands),
+                           "std": std if per_band else [1.0] * len(bands)},
+            "standardise": per_band, "normalisation": "dataset",
+            "schema": schema, "outputs": outputs, "imported": {"source": source}}
+    if kind == "segmentation":
+        meta["downsampling"] = tile if inputs[1] is not None else _downsampling(model)
+        meta["fixed_window"] = inputs[1] is not None
+    return meta
+
+
+def _tile(inputs, tile_size):
     tile = int(tile_size) or inputs[1]
     if not tile:
         raise FjordError("The network takes any size of input: give TILE_SIZE.")
     if inputs[1] is not None and (inputs[1], inputs[2]) != (tile, tile):
         raise FjordError(f"TILE_SIZE {tile} does not match the network's input "
                          f"({inputs[1]} x {inputs[2]} px).")
-    expected = 2 if kind == "tiles" else 4
-    if len(out) != expected:
-        raise FjordError(f"The network's output has the shape {out}: that is not a "
-                         + ("tile classifier (batch, classes)." if kind == "tiles" else
-                            "segmentation network (batch, rows, columns, classes)."))
-    if out[-1] != len(outputs):
-        raise FjordError(f"The network has {out[-1]} outputs but {len(outputs)} classes are "
-                         "given; give one class per output, in the network's output order.")
-    if scaling == "per band" and not (len(mean) == len(std) == len(bands)):
-        raise FjordError(f"SCALING per band needs one MEAN and one STD per band ({len(bands)}); "
+    return tile
+
+
+def _scaling(scaling, mean, std, bands):
+    """``(divisor, mean, std)`` of the SCALING choice, MEAN and STD checked."""
+    if scaling != "per band":
+        return DIVISORS[scaling], None, None
+    if not (len(mean) == len(std) == bands):
+        raise FjordError(f"SCALING per band needs one MEAN and one STD per band ({bands}); "
                          f"{len(mean)} and {len(std)} were given.")
-    if scaling == "per band" and min(std) <= 0:
+    if min(std) <= 0:
         raise FjordError("Every STD must be above 0.")
-    per_band = scaling == "per band"
-    meta = {"task": kind, "architecture": f"imported ({source})", "bands": len(bands),
-            "band_names": bands, "tile_size": tile,
-            "scaling": {"rule": "imported", "divisor": DIVISORS[scaling]},
-            "statistics": {"mean": mean if per_band else [0.0] * len(bands),
-                           "std": std if per_band else [1.0] * len(bands)},
-            "standardise": per_band, "normalisation": "dataset",
-            "schema": schema, "outputs": outputs,
-            "imported": {"source": source, "scaling": scaling}}
-    if kind == "segmentation":
-        meta["downsampling"] = tile if inputs[1] is not None else _downsampling(model)
-        meta["fixed_window"] = inputs[1] is not None
-    return meta
+    return 1.0, mean, std
 
 
 def _downsampling(model):
@@ -133,35 +151,79 @@ def _schema(classes, preset, kind):
 def import_model(input, output, *, kind=0, bands="", tile_size=0, scaling=0, mean="", std="",
                  classes="", preset=None, progress=None, should_stop=None):
     """Make a Fjord model file (``output``) of a network made elsewhere (``input``: Keras 2
-    ``.h5`` or Keras 3 ``.keras``). ``kind``: 0 tile classifier (phase one), 1 segmentation;
-    ``bands``: comma-separated names in the network's order; ``tile_size``: 0 reads it from the
-    input shape; ``scaling``: index into :data:`SCALINGS` (``mean``, ``std`` comma lists for per
-    band); ``classes``: ``value:name[:#colour]`` items in the network's output order, or
-    ``preset`` (a built-in schema name). Returns the description written."""
+    ``.h5``, Keras 3 ``.keras`` or ``.onnx``). ``kind``: 0 tile classifier (phase one), 1
+    segmentation; ``bands``: comma-separated names in the network's order; ``tile_size``: 0
+    reads it from the input shape; ``scaling``: index into :data:`SCALINGS` (``mean``, ``std``
+    comma lists for per band); ``classes``: ``value:name[:#colour]`` items in the network's
+    output order, or ``preset`` (a built-in schema name).
+
+    An ONNX file is read as Deepness reads it (:func:`onnx_settings`): its metadata gives what
+    the parameters leave empty. Returns a summary of the description written."""
     from ...models.imports import load_network
     from ...models.modelfile import save_model
     from ..outputs import check_writable
 
     progress = progress or no_progress
     should_stop = should_stop or never_stop
-    kind, scaling = KINDS[int(kind)], SCALINGS[int(scaling)]
-    band_names = parse_list(bands, "BANDS")
-    if not band_names:
-        raise FjordError("Give BANDS: the band names in the network's input order, "
-                         "comma-separated (for example B4,B3,B2,B8).")
-    schema, outputs = _schema(parse_classes(classes), preset, kind)
     if not str(output).lower().endswith(".keras"):
         raise FjordError("The Fjord model file must end in .keras.")
     check_writable(output, "model file", inputs=[(input, "INPUT")])
     progress(0.1, f"Reading {os.path.basename(input)}")
     model = load_network(input)
-    meta = describe(model, kind, band_names, tile_size, scaling,
-                    parse_list(mean, "MEAN", float), parse_list(std, "STD", float), schema,
-                    outputs, os.path.basename(input))
+    settings = dict(kind=KINDS[int(kind)], bands=parse_list(bands, "BANDS"),
+                    tile_size=int(tile_size), classes=parse_classes(classes), preset=preset,
+                    scaling=SCALINGS[int(scaling)], mean=parse_list(mean, "MEAN", float),
+                    std=parse_list(std, "STD", float), divisor=None)
+    if getattr(model, "data", None) is not None:  # ONNX
+        settings = onnx_settings(model, settings)
+    if not settings["bands"]:
+        raise FjordError("Give BANDS: the band names in the network's input order, "
+                         "comma-separated (for example B4,B3,B2,B8).")
+    schema, outputs = _schema(settings["classes"], settings["preset"], settings["kind"])
+    scaling = _scaling(settings["scaling"], settings["mean"], settings["std"],
+                       len(settings["bands"]))
+    if settings["divisor"]:
+        scaling = (settings["divisor"],) + scaling[1:]
+    meta = describe(model, settings["kind"], settings["bands"], settings["tile_size"], scaling,
+                    schema, outputs, os.path.basename(input))
+    if getattr(model, "data", None) is not None:
+        meta.update(engine="onnx", resolution_cm=settings.get("resolution_cm"))
     progress(0.8, f"{model.count_params():,} parameters, input {model.input_shape}, output "
                   f"{model.output_shape}")
     save_model(model, output, meta)
     progress(1.0, f"Wrote {output}")
-    return {"output": os.path.abspath(output), "task": kind, "tile_size": meta["tile_size"],
-            "bands": len(band_names), "classes": len(outputs),
+    return {"output": os.path.abspath(output), "task": meta["task"],
+            "tile_size": meta["tile_size"], "bands": meta["bands"], "classes": len(outputs),
             "parameters": int(model.count_params())}
+
+
+def onnx_settings(network, settings):
+    """The import settings of an ONNX network, as Deepness reads such a file: the task follows
+    its output (per pixel: segmentation); values are divided by 255 and then standardised by
+    its ``standardization_mean`` / ``_std`` (unless SCALING says otherwise); ``class_names``
+    (output index to name; a single sigmoid output is background and the class),
+    ``tiles_size`` and ``resolution`` fill what the parameters leave empty; bands without names
+    are called band 1, band 2..."""
+    from ...models.onnx_files import deepness_entries
+
+    entries = deepness_entries(network)
+    out = dict(settings)
+    out["kind"] = "tiles" if len(network.output_shape) == 2 else "segmentation"
+    bands = network.input_shape[-1]
+    if not out["bands"]:
+        out["bands"] = [f"band {b + 1}" for b in range(bands)]
+    if not out["tile_size"] and entries.get("tiles_size") and network.input_shape[1] is None:
+        out["tile_size"] = int(entries["tiles_size"])
+    if not out["classes"] and not out["preset"] and entries.get("class_names"):
+        names = list(entries["class_names"])
+        if network.sigmoid and len(names) == 1:
+            names = ["background"] + names
+        out["classes"] = [{"value": i + 1, "name": n} for i, n in enumerate(names)]
+    if out["scaling"] == "none":  # the default: Deepness's own input
+        out["divisor"] = 255.0
+        if entries.get("standardization_mean") and entries.get("standardization_std"):
+            out.update(scaling="per band", mean=entries["standardization_mean"],
+                       std=entries["standardization_std"])
+    if entries.get("resolution"):
+        out["resolution_cm"] = float(entries["resolution"])
+    return out

@@ -1,5 +1,5 @@
-"""fjord:importmodel inside a real headless QGIS: its interface, an import in the worker and a
-refusal that leaves nothing behind."""
+"""fjord:importmodel and fjord:exportmodel inside a real headless QGIS: their interfaces, an
+import and an export in the worker, and a refusal that leaves nothing behind."""
 
 import pytest
 
@@ -50,3 +50,19 @@ def test_a_refusal_writes_nothing(run_alg, tmp_path):
         run_alg("importmodel", {"INPUT": str(tmp_path / "lambda.h5"), "BANDS": "r,g,b",
                                 "CLASSES": "1:a,2:b", "OUTPUT": str(tmp_path / "out.keras")})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lambda.h5"]
+
+
+def test_export_interface_and_run(qgis_app, run_alg, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById("fjord:exportmodel")
+    assert alg.group() == "Setup"
+    assert [p.name() for p in alg.parameterDefinitions()] == ["INPUT", "FORMAT", "OUTPUT"]
+    assert alg.parameterDefinition("FORMAT").options() == ["ONNX (Deepness)"]
+    legacy_models.small_unet(tmp_path / "unet.h5", window=32, bands=3, classes=2)
+    model = run_alg("importmodel", {"INPUT": str(tmp_path / "unet.h5"), "KIND": 1,
+                                    "BANDS": "R,G,B", "SCALING": 1, "CLASSES": "1:water,2:ice",
+                                    "OUTPUT": str(tmp_path / "unet.keras")})["OUTPUT"]
+    res = run_alg("exportmodel", {"INPUT": model, "OUTPUT": str(tmp_path / "unet.onnx")})
+    assert res["MAX_DIFFERENCE"] <= 1e-4 and (tmp_path / "unet.onnx").stat().st_size > 0
