@@ -33,7 +33,7 @@ class ImportModel(FjordAlgorithm):
         return "importmodel"
 
     def displayName(self):
-        return self.tr("Import a model (Keras .h5 / .keras, ONNX)")
+        return self.tr("Import a model (Keras .h5 / .keras, SavedModel, ONNX)")
 
     def groupId(self):
         return "setup"
@@ -43,8 +43,9 @@ class ImportModel(FjordAlgorithm):
             "Makes a Fjord model file of a network trained elsewhere, which 'Classify with CSC', "
             "'Batch CSC' and 'Classify with U-Net' then take like their own: a phase-one tile "
             "classifier saved as a Keras 2 .h5 file by the CSC / SEE_ICE scripts (VGG16 and a "
-            "dense softmax head), a U-Net, a Keras 3 .keras file, or an ONNX network (from the "
-            "Deepness model zoo or PyTorch work).\n\n"
+            "dense softmax head), a U-Net, a Keras 3 .keras file, a TensorFlow SavedModel (its "
+            "folder, or the saved_model.pb in it), or an ONNX network (from the Deepness model "
+            "zoo or PyTorch work).\n\n"
             "Nothing in the file runs: a .h5 network is rebuilt from its layout of standard "
             "Keras layers and its weights are copied in; a Lambda layer, a TensorFlow operation "
             "stored as a layer or a custom class is refused, named. A .keras file is loaded in "
@@ -53,7 +54,9 @@ class ImportModel(FjordAlgorithm):
             "(batch, bands, rows, columns), values / 255 then its standardization_mean / "
             "standardization_std, the task from its output — and its Deepness metadata "
             "(class_names, tiles_size, resolution) fills what is left empty; a single sigmoid "
-            "output gives two classes, background and the class.\n\n"
+            "output gives two classes, background and the class. A SavedModel's serving "
+            "signature (a graph of TensorFlow operations) is converted to ONNX and runs the "
+            "same way, with the parameters as given.\n\n"
             "KIND: tile classifier (phase one of CSC: one class per tile) or segmentation (one "
             "class per pixel, U-Net like). BANDS: the band names in the network's input order, "
             "comma-separated (B4,B3,B2,B8); images to classify must have those bands in that "
@@ -68,8 +71,9 @@ class ImportModel(FjordAlgorithm):
     def initAlgorithm(self, config=None):
         num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterFile(
-            self.INPUT, self.tr("Model to import (.h5, .keras or .onnx)"),
-            fileFilter="Models (*.h5 *.hdf5 *.keras *.onnx)"))
+            self.INPUT, self.tr("Model to import (.h5, .keras, .onnx, or a SavedModel's "
+                                "saved_model.pb)"),
+            fileFilter="Models (*.h5 *.hdf5 *.keras *.onnx saved_model.pb)"))
         self.addParameter(QgsProcessingParameterEnum(
             self.KIND, self.tr("Kind of network"),
             options=[self.tr("tile classifier (phase one)"), self.tr("segmentation (U-Net like)")],

@@ -28,6 +28,8 @@ class OnnxTwin:
     """A Keras network's ONNX twin on ONNX Runtime (bands-last in and out, as the Keras one),
     with the calls Fjord's classification makes: ``predict_on_batch`` and ``predict``."""
 
+    any_shape = True  # batches need no padding to one shape (nothing is compiled per shape)
+
     def __init__(self, data, input_shape, output_shape):
         import onnxruntime
 

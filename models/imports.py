@@ -279,13 +279,53 @@ def load_keras(path):
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
+def load_saved_model(path):
+    """A TensorFlow SavedModel folder as an ONNX network (bands-last), converted from its
+    ``serving_default`` signature by tf2onnx: a graph of TensorFlow operations, no Python, is
+    what the folder holds and what runs."""
+    import tensorflow as tf
+    import tf2onnx
+
+    from .onnx_files import OPSET, OnnxNetwork
+
+    try:
+        loaded = tf.saved_model.load(path)
+        signature = loaded.signatures["serving_default"]
+    except KeyError:
+        raise FjordError(f"The SavedModel {os.path.basename(path)} has no serving_default "
+                         "signature to classify with.") from None
+    except Exception as exc:
+        raise FjordError(f"Cannot read the SavedModel {path!r}: {type(exc).__name__}: "
+                         f"{str(exc).strip()[:200]}") from None
+    _, inputs = signature.structured_input_signature
+    outputs = signature.structured_outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise FjordError(f"The SavedModel takes {len(inputs)} input(s) and gives {len(outputs)} "
+                         "output(s); Fjord imports networks of one image input and one class "
+                         "output.")
+    (name, spec), (key, _) = next(iter(inputs.items())), next(iter(outputs.items()))
+    spec = tf.TensorSpec(spec.shape, tf.float32, name="image")
+    function = tf.function(lambda x: signature(**{name: x})[key], input_signature=[spec])
+    try:
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=OPSET)
+    except Exception as exc:
+        raise FjordError(f"Cannot convert the SavedModel {os.path.basename(path)} to ONNX: "
+                         f"{type(exc).__name__}: {str(exc).strip()[:200]}") from None
+    return OnnxNetwork(proto.SerializeToString(), layout="nhwc")
+
+
 def load_network(path):
-    """The network in ``path`` (.h5 or .keras, checked not to run code; or .onnx, a graph of
-    ONNX operators that ONNX Runtime runs)."""
+    """The network in ``path`` (.h5 or .keras, checked not to run code; .onnx, a graph of ONNX
+    operators that ONNX Runtime runs; or a TensorFlow SavedModel folder, converted to one)."""
+    if os.path.basename(path) == "saved_model.pb":  # picked inside its folder
+        path = os.path.dirname(os.path.abspath(path))
     extension = os.path.splitext(path)[1].lower()
     if os.path.isdir(path):
-        raise FjordError("Fjord imports models saved as .h5 (Keras 2), .keras (Keras 3) or "
-                         ".onnx. Save a TensorFlow SavedModel as one of those first.")
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise FjordError(f"The folder {path!r} is not a TensorFlow SavedModel (it has no "
+                             "saved_model.pb); give a SavedModel folder or a .h5, .keras or "
+                             ".onnx file.")
+        return load_saved_model(path)
     if not os.path.isfile(path):
         raise FjordError(f"The model {path!r} does not exist.")
     if extension in (".h5", ".hdf5"):

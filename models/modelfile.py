@@ -179,7 +179,7 @@ def load_model(path, task=None):
         from .onnx_files import OnnxNetwork
 
         with zipfile.ZipFile(path) as archive:
-            return OnnxNetwork(archive.read(ONNX_ENTRY)), meta
+            return OnnxNetwork(archive.read(ONNX_ENTRY), meta.get("layout", "nchw")), meta
     from .engine import keras
 
     try:

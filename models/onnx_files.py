@@ -89,13 +89,16 @@ def write_onnx(network, path, metadata, keras):
 
 
 class OnnxNetwork:
-    """An ONNX network (bands-first, as Deepness's) behind the calls Fjord's classification
+    """An ONNX network (bands-first, as Deepness's; ``layout`` "nhwc": bands-last, as a
+    converted TensorFlow SavedModel) behind the calls Fjord's classification
     makes of a Keras network: ``input_shape`` / ``output_shape`` bands-last and
     ``predict_on_batch`` / ``predict`` on bands-last float32 batches. A single sigmoid output
     (one channel, or none) becomes two classes, background and the class, as Deepness reads
     it. Runs on ONNX Runtime's CPU provider."""
 
-    def __init__(self, data):
+    any_shape = True  # batches need no padding to one shape (nothing is compiled per shape)
+
+    def __init__(self, data, layout="nchw"):
         import onnxruntime
 
         self.data = data
@@ -109,8 +112,13 @@ class OnnxNetwork:
         if len(shape) != 4:
             raise FjordError(f"The ONNX network's input has the shape {shape}; Fjord needs "
                              "(batch, bands, rows, columns).")
+        self.layout = layout
+        if layout == "nhwc":  # bands last (a converted TensorFlow SavedModel): as Keras's
+            shape = [shape[0], shape[3], shape[1], shape[2]]
         self.name = inputs[0].name
         out = outputs[0].shape
+        if layout == "nhwc" and len(out) == 4:
+            out = [out[0], out[3], out[1], out[2]]
         # a batch size fixed in the input or in the output (a reshape inside): run that many
         fixed = [d for d in (shape[0], out[0] if out else None) if isinstance(d, int) and d > 0]
         self.batch = min(fixed) if fixed else None
@@ -132,10 +140,14 @@ class OnnxNetwork:
         return int(sum(int(np.prod(t.dims)) for t in graph.initializer))
 
     def predict_on_batch(self, x):
-        x = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2))
+        x = np.asarray(x, np.float32)
         if self.batch is not None and len(x) != self.batch:  # a network of fixed batch size
-            return np.concatenate([self.predict_on_batch(x[i:i + self.batch].transpose(0, 2, 3, 1))
+            return np.concatenate([self.predict_on_batch(x[i:i + self.batch])
                                    for i in range(0, len(x), self.batch)])
+        if self.layout == "nhwc":
+            y = np.asarray(self.session.run(None, {self.name: x})[0], np.float32)
+            return y if y.ndim == 2 or y.shape[-1] > 1 else np.concatenate([1 - y, y], axis=-1)
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         y = np.asarray(self.session.run(None, {self.name: x})[0], np.float32)
         if y.ndim == 3:
             y = y[:, None]
@@ -193,3 +205,17 @@ def read_onnx(path):
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise FjordError(f"{os.path.basename(path)} is not an ONNX network that ONNX Runtime "
                          f"runs: {type(exc).__name__}: {first}") from None
+
+
+def onnx_downsampling(network):
+    """2 to the number of halvings in an ONNX network: the product of the strides of its
+    pooling and convolution nodes (the factor its windows must be a multiple of)."""
+    import onnx
+
+    factor = 1
+    for node in onnx.load_from_string(network.data).graph.node:
+        if node.op_type in ("MaxPool", "AveragePool", "Conv"):
+            for attribute in node.attribute:
+                if attribute.name == "strides" and attribute.ints:
+                    factor *= int(attribute.ints[0])
+    return max(factor, 1)

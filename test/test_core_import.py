@@ -160,3 +160,42 @@ def test_an_imported_network_is_not_fine_tuned(tmp_path):
     with pytest.raises(FjordError, match="is an imported network \\(unet.h5\\); Fjord fine-tunes"):
         check_initial(str(tmp_path / "u.keras"), {"bands": 3, "tile_size": 32}, [1, 2],
                       task="segmentation")
+
+
+def test_tensorflow_savedmodels_are_imported(tmp_path):
+    """A SavedModel folder (Keras 3's export of a U-Net, and tf-keras's of a tile classifier)
+    is converted to ONNX and classifies like the original."""
+    from fjord.core.learn.unet import classify_unet
+    from fjord.models.engine import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    outputs = keras.layers.Conv2D(3, 1, activation="softmax")(x)
+    unet = keras.Model(inputs, outputs)
+    image = _image(tmp_path / "scene.tif", 3, (32, 32))
+    data = gdal.Open(image).ReadAsArray().transpose(1, 2, 0).astype(np.float32) / 255
+    expected = np.asarray(unet.predict(data[None], verbose=0))[0]
+    unet.export(str(tmp_path / "unet_savedmodel"))
+    import_model(str(tmp_path / "unet_savedmodel"), str(tmp_path / "unet.keras"), kind=1,
+                 bands="R,G,B", tile_size=32, scaling=1, classes="1:a,2:b,3:c")
+    assert read_metadata(str(tmp_path / "unet.keras"))["engine"] == "onnx"
+    classify_unet(image, str(tmp_path / "unet.keras"), str(tmp_path / "classes.tif"),
+                  overlap=0, blend="none")
+    ds = gdal.Open(str(tmp_path / "classes.tif"))
+    np.testing.assert_allclose(ds.ReadAsArray()[1:].transpose(1, 2, 0), expected, atol=1e-5)
+
+    k2 = legacy_models.keras2()
+    tiles = k2.Sequential([k2.Input((16, 16, 3)), k2.layers.Conv2D(4, 3, activation="relu"),
+                           k2.layers.GlobalAveragePooling2D(),
+                           k2.layers.Dense(2, activation="softmax")])
+    tiles.save(str(tmp_path / "tiles_savedmodel"), save_format="tf")
+    import_model(str(tmp_path / "tiles_savedmodel"), str(tmp_path / "tiles.keras"),
+                 bands="R,G,B", classes="1:x,2:y")
+    network, meta = load_model(str(tmp_path / "tiles.keras"), task="tiles")
+    batch = np.random.default_rng(2).random((5, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(network.predict(batch), tiles.predict(batch, verbose=0),
+                               atol=1e-5)
+    assert meta["tile_size"] == 16
+    with pytest.raises(FjordError, match="is not a TensorFlow SavedModel"):
+        import_model(str(tmp_path), str(tmp_path / "x.keras"), bands="a", classes="1:a,2:b")

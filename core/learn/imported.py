@@ -121,6 +121,10 @@ def _downsampling(model):
     the factor its windows must be a multiple of."""
     from ...models.imports import sublayers
 
+    if getattr(model, "data", None) is not None:  # ONNX
+        from ...models.onnx_files import onnx_downsampling
+
+        return onnx_downsampling(model)
     factor = 1
     for layer in sublayers(model).values():
         strides = getattr(layer, "strides", None) or getattr(layer, "pool_size", None)
@@ -151,11 +155,12 @@ def _schema(classes, preset, kind):
 def import_model(input, output, *, kind=0, bands="", tile_size=0, scaling=0, mean="", std="",
                  classes="", preset=None, progress=None, should_stop=None):
     """Make a Fjord model file (``output``) of a network made elsewhere (``input``: Keras 2
-    ``.h5``, Keras 3 ``.keras`` or ``.onnx``). ``kind``: 0 tile classifier (phase one), 1
-    segmentation; ``bands``: comma-separated names in the network's order; ``tile_size``: 0
-    reads it from the input shape; ``scaling``: index into :data:`SCALINGS` (``mean``, ``std``
-    comma lists for per band); ``classes``: ``value:name[:#colour]`` items in the network's
-    output order, or ``preset`` (a built-in schema name).
+    ``.h5``, Keras 3 ``.keras``, ``.onnx`` or a TensorFlow SavedModel folder, kept as ONNX).
+    ``kind``: 0 tile classifier (phase one), 1 segmentation; ``bands``: comma-separated names
+    in the network's order; ``tile_size``: 0 reads it from the input shape; ``scaling``: index
+    into :data:`SCALINGS` (``mean``, ``std`` comma lists for per band); ``classes``:
+    ``value:name[:#colour]`` items in the network's output order, or ``preset`` (a built-in
+    schema name).
 
     An ONNX file is read as Deepness reads it (:func:`onnx_settings`): its metadata gives what
     the parameters leave empty. Returns a summary of the description written."""
@@ -174,7 +179,8 @@ def import_model(input, output, *, kind=0, bands="", tile_size=0, scaling=0, mea
                     tile_size=int(tile_size), classes=parse_classes(classes), preset=preset,
                     scaling=SCALINGS[int(scaling)], mean=parse_list(mean, "MEAN", float),
                     std=parse_list(std, "STD", float), divisor=None)
-    if getattr(model, "data", None) is not None:  # ONNX
+    onnx = getattr(model, "data", None) is not None  # an ONNX file or a converted SavedModel
+    if onnx and model.layout == "nchw":  # an ONNX file: read as Deepness reads it
         settings = onnx_settings(model, settings)
     if not settings["bands"]:
         raise FjordError("Give BANDS: the band names in the network's input order, "
@@ -186,8 +192,9 @@ def import_model(input, output, *, kind=0, bands="", tile_size=0, scaling=0, mea
         scaling = (settings["divisor"],) + scaling[1:]
     meta = describe(model, settings["kind"], settings["bands"], settings["tile_size"], scaling,
                     schema, outputs, os.path.basename(input))
-    if getattr(model, "data", None) is not None:
-        meta.update(engine="onnx", resolution_cm=settings.get("resolution_cm"))
+    if onnx:
+        meta.update(engine="onnx", layout=model.layout,
+                    resolution_cm=settings.get("resolution_cm"))
     progress(0.8, f"{model.count_params():,} parameters, input {model.input_shape}, output "
                   f"{model.output_shape}")
     save_model(model, output, meta)

@@ -7,9 +7,11 @@ def predict_batch(model, x, shape=None):
     """The model's output for the batch ``x``, run as a compiled prediction step.
 
     ``shape``: the batch is zero-padded to it (and the output cropped back), so that every call
-    has the same input shape and the step is compiled once.
+    has the same input shape and the step is compiled once; a network on ONNX Runtime, which
+    compiles nothing per shape (``any_shape``), gets the batch as it is.
     """
-    if shape is not None and tuple(x.shape) != tuple(shape):
+    if shape is not None and tuple(x.shape) != tuple(shape) and not getattr(model, "any_shape",
+                                                                            False):
         n, rows, cols = x.shape[:3]
         x = np.pad(x, [(0, shape[i] - x.shape[i]) for i in range(x.ndim)])
         out = np.asarray(model.predict_on_batch(x), dtype=np.float32)

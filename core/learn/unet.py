@@ -445,9 +445,10 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
     if os.path.abspath(output) in {os.path.abspath(p) for p in [image] + models}:
         raise FjordError("The output would overwrite an input; choose another path.")
     check_writable(output, "class raster")
-    from ...models import distribute
+    if meta.get("engine") != "onnx":  # an ONNX network needs no deep-learning engine
+        from ...models import distribute
 
-    distribute.start(device, progress)
+        distribute.start(device, progress)
     predict, batch = unet_predictor(models, window, img.bands, tta)
     progress(0.0, f"{img.width} x {img.height} px in windows of {window} px overlapping by "
                   f"{overlap} px, {blend} blend" + (", averaged over flips" if tta else "")
@@ -509,7 +510,8 @@ def read_unet_metadata(models):
             raise FjordError(f"{os.path.basename(path)}: its outputs do not follow its class schema.")
     for path, meta in zip(paths[1:], metas[1:]):
         _check_member(path, meta, paths[0], metas[0])
-    meta = dict(metas[0], downsampling=max(int(m.get("downsampling", 1)) for m in metas))
+    meta = dict(metas[0], downsampling=max(int(m.get("downsampling", 1)) for m in metas),
+                engine="onnx" if all(m.get("engine") == "onnx" for m in metas) else "keras")
     return paths, meta
 
 
@@ -573,15 +575,15 @@ class _ClassWriter:
         classes = self.values[np.argmax(probs, axis=-1)]
         self.counts += np.bincount(classes[valid], minlength=len(self.counts))
         if self.probabilities == "float32":
-            band1 = np.where(valid, classes, np.nan).astype(np.float32)
+            self.bands[0].WriteArray(np.where(valid, classes, np.nan).astype(np.float32), 0, row)
             layers = np.where(valid[..., None], probs, np.nan).astype(np.float32)
         else:
-            band1 = np.where(valid, classes, self.nodata)
+            self.bands[0].WriteArray(np.where(valid, classes, self.nodata), 0, row)
+            if self.probabilities == "none":
+                return
             layers = np.where(valid[..., None], np.rint(probs * BYTE_SCALE), self.nodata)
-        self.bands[0].WriteArray(band1, 0, row)
-        if self.probabilities != "none":
-            for b, band in enumerate(self.bands[1:]):
-                band.WriteArray(layers[..., b], 0, row)
+        for b, band in enumerate(self.bands[1:]):
+            band.WriteArray(layers[..., b], 0, row)
 
     def flush(self):
         self.ds.FlushCache()

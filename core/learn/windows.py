@@ -60,8 +60,41 @@ def padded_rows(img, r0, r1, left, right):
     rows = reflect_index(np.arange(r0, r1), img.height)
     lo, hi = int(rows.min()), int(rows.max()) + 1
     data, valid = img.read(lo, hi - lo)
+    if not (0 <= r0 and r1 <= img.height):  # rows beyond the image: reflected
+        data, valid = data[rows - lo], valid[rows - lo]
+    if left <= img.width - 1 and right <= img.width - 1:  # one reflection at each side
+        return _reflect_columns(data, left, right), _reflect_columns(valid, left, right)
     cols = reflect_index(np.arange(-left, img.width + right), img.width)
-    return data[rows - lo][:, cols], valid[rows - lo][:, cols]
+    return data[:, cols], valid[:, cols]
+
+
+def _reflect_columns(a, left, right):
+    """``a`` with ``left`` and ``right`` columns reflected at its sides (edge not repeated),
+    one copy."""
+    if not left and not right:
+        return a
+    width = a.shape[1]
+    out = np.empty((a.shape[0], width + left + right) + a.shape[2:], a.dtype)
+    out[:, left:left + width] = a
+    if left:
+        out[:, :left] = a[:, np.arange(left, 0, -1)]
+    if right:
+        out[:, left + width:] = a[:, width - 2 - np.arange(right)]
+    return out
+
+
+def _prefetched(read, starts):
+    """``read(start)`` for each start in turn, the next one read in a thread while the caller
+    works on the current one (GDAL and numpy let go of the interpreter while they read)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        upcoming = pool.submit(read, starts[0])
+        for i in range(len(starts)):
+            current = upcoming.result()
+            if i + 1 < len(starts):
+                upcoming = pool.submit(read, starts[i + 1])
+            yield current
 
 
 def predict_windows(img, predict, window, overlap, n_out, write, *, blend="cosine", margin=0,
@@ -88,12 +121,13 @@ def predict_windows(img, predict, window, overlap, n_out, write, *, blend="cosin
     weight = np.outer(profile, profile).astype(np.float32)[..., None]
     acc = np.zeros((window, width, n_out), np.float32)
     total = np.zeros((window, width, 1), np.float32)
-    for i, y in enumerate(ys):
+    strips = _prefetched(lambda y: padded_rows(img, y - pad, y - pad + window, pad, pad + extra_c),
+                         ys)
+    for i, (y, (data, valid)) in enumerate(zip(ys, strips)):
         if should_stop and should_stop():
             from ..errors import Cancelled
 
             raise Cancelled("Classification was cancelled.")
-        data, valid = padded_rows(img, y - pad, y - pad + window, pad, pad + extra_c)
         for b in range(0, len(xs), batch):
             cols = xs[b:b + batch]
             x = np.stack([data[:, c:c + window] for c in cols]).astype(np.float32)
