@@ -115,6 +115,7 @@ def test_a_keras3_file_is_imported(tmp_path):
 def test_files_that_would_run_code_or_do_not_fit_are_refused(vgg_h5, tmp_path):
     h5, _ = vgg_h5
     legacy_models.lambda_model(tmp_path / "lambda.h5")
+    (tmp_path / "lambda.txt").write_text("not a model")
     out = tmp_path / "out.keras"
     cases = [
         (dict(input=str(tmp_path / "lambda.h5"), classes="1:a,2:b", bands="r,g,b"),
@@ -132,7 +133,9 @@ def test_files_that_would_run_code_or_do_not_fit_are_refused(vgg_h5, tmp_path):
         (dict(input=str(h5), classes="1:a,b", bands="r,g,b,n"), "must read value:name"),
         (dict(input=str(h5), bands="r,g,b,n"), "Give the classes"),
         (dict(input=str(tmp_path / "model.onnx"), classes=CLASSES5, bands="r,g,b,n"),
-         "Fjord imports Keras models saved as .h5"),
+         "model.onnx' does not exist"),
+        (dict(input=str(tmp_path / "lambda.txt"), classes=CLASSES5, bands="r,g,b,n"),
+         "give a .h5, .keras or .onnx model file"),
     ]
     for kwargs, words in cases:
         with pytest.raises(FjordError, match=words):
