@@ -24,28 +24,9 @@ TOLERANCE = 1e-4
 OPSET = 17
 
 
-class OnnxTwin:
-    """A Keras network's ONNX twin on ONNX Runtime (bands-last in and out, as the Keras one),
-    with the calls Fjord's classification makes: ``predict_on_batch`` and ``predict``."""
-
-    any_shape = True  # batches need no padding to one shape (nothing is compiled per shape)
-
-    def __init__(self, data, input_shape, output_shape):
-        import onnxruntime
-
-        self.session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-        self.name = self.session.get_inputs()[0].name
-        self.input_shape, self.output_shape = input_shape, output_shape
-
-    def predict_on_batch(self, x):
-        return self.session.run(None, {self.name: np.asarray(x, np.float32)})[0]
-
-    def predict(self, x, verbose=0, batch_size=None):
-        return self.predict_on_batch(x)
-
-
 def onnx_twin(model, sample_shape, path=None):
-    """The ONNX twin of the Keras ``model`` (called once on a zero batch of ``sample_shape``
+    """The ONNX twin of the Keras ``model`` (an :class:`~fjord.models.onnx_files.OnnxNetwork`,
+    bands-last like the Keras one) (called once on a zero batch of ``sample_shape``
     first, as the exporter needs); written to ``path`` (a temporary file by default)."""
     model.predict_on_batch(np.zeros((1,) + tuple(sample_shape), np.float32))
     with tempfile.TemporaryDirectory() as folder:
@@ -53,7 +34,9 @@ def onnx_twin(model, sample_shape, path=None):
         model.export(target, format="onnx", verbose=False, opset_version=OPSET)
         with open(target, "rb") as f:
             data = f.read()
-    return OnnxTwin(data, model.input_shape, model.output_shape)
+    from .onnx_files import OnnxNetwork
+
+    return OnnxNetwork(data, layout="nhwc")
 
 
 def engine_for(meta):

@@ -282,7 +282,15 @@ def load_keras(path):
 def load_saved_model(path):
     """A TensorFlow SavedModel folder as an ONNX network (bands-last), converted from its
     ``serving_default`` signature by tf2onnx: a graph of TensorFlow operations, no Python, is
-    what the folder holds and what runs."""
+    what the folder holds and what runs. The one place outside the engine where Fjord calls
+    TensorFlow itself: the format is TensorFlow's, and so needs its backend; the network that
+    comes out runs on ONNX Runtime under any backend."""
+    from .engine import keras
+
+    if keras.backend.backend() != "tensorflow":  # a SavedModel is TensorFlow's own format
+        raise FjordError("A TensorFlow SavedModel is read with TensorFlow: import it with the "
+                         "TensorFlow backend (KERAS_BACKEND=tensorflow, the default), or save "
+                         "the network as .keras or .onnx.")
     import tensorflow as tf
     import tf2onnx
 

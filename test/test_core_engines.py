@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
-from fjord.models.engines import OnnxTwin, engine_for, fastest  # noqa: E402
+from fjord.models.engines import engine_for, fastest  # noqa: E402
+from fjord.models.onnx_files import OnnxNetwork  # noqa: E402
 
 
 def test_the_rule_and_its_override(monkeypatch):
@@ -28,7 +29,7 @@ def test_a_compact_phase_one_runs_on_its_onnx_twin_with_the_same_map(glacier, gl
 
     model, meta = load_model(glacier_model)
     twin = fastest(model, meta)
-    assert isinstance(twin, OnnxTwin)
+    assert isinstance(twin, OnnxNetwork)
     x = np.random.default_rng(0).normal(0, 1, (8,) + tuple(model.input_shape[1:]))
     np.testing.assert_allclose(twin.predict_on_batch(x.astype(np.float32)),
                                model.predict_on_batch(x.astype(np.float32)), atol=1e-4)
@@ -36,7 +37,7 @@ def test_a_compact_phase_one_runs_on_its_onnx_twin_with_the_same_map(glacier, gl
     for engine in ("onnx", "keras"):
         monkeypatch.setenv("FJORD_ENGINE", engine)
         net = cached_model(glacier_model, task="tiles")[0]
-        assert isinstance(net, OnnxTwin) == (engine == "onnx")
+        assert isinstance(net, OnnxNetwork) == (engine == "onnx")
         out = tmp_path / engine
         classify_csc(glacier["image"], glacier_model, str(out / "csc.tif"), patch_size=1,
                      max_epochs=1, samples_per_class=200, smoothing=0,
