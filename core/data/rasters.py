@@ -293,12 +293,17 @@ class Metres:
     azimuthal equidistant projection centred on the raster, and a pixel's size is measured there
     at the centre (its area varies across a large scene: for a geographic raster by 1.5 % over
     1 degree of latitude at 60 degrees north). No CRS: the coordinates are taken as metres.
+
+    ``srs`` is the raster's CRS (None without one); ``local_srs`` the azimuthal equidistant
+    projection, None when the raster's own units are metres; ``pixel_axes`` a pixel's column
+    and row steps in metres at the centre (2 x 2), ``pixel_size`` their lengths.
     """
 
     def __init__(self, ds):
         self.gt = gt = ds.GetGeoTransform()
         wkt = ds.GetProjection()
         self.geographic, self.unit, self._local = False, 1.0, None
+        self.srs = self.local_srs = None
         width, height = ds.RasterXSize, ds.RasterYSize
         cx = gt[0] + gt[1] * width / 2 + gt[2] * height / 2
         cy = gt[3] + gt[4] * width / 2 + gt[5] * height / 2
@@ -306,16 +311,17 @@ class Metres:
             srs = osr.SpatialReference()
             srs.ImportFromWkt(wkt)
             srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-            self.geographic = bool(srs.IsGeographic())
+            self.srs, self.geographic = srs, bool(srs.IsGeographic())
             if srs.IsProjected() and true_to_scale(srs, cx, cy):
                 self.unit = srs.GetLinearUnits() or 1.0
             elif srs.IsGeographic() or srs.IsProjected():
                 lon, lat = osr.CoordinateTransformation(srs, wgs84()).TransformPoint(cx, cy)[:2]
-                self._local = osr.CoordinateTransformation(srs, local_projection(lon, lat))
+                self.local_srs = local_projection(lon, lat)
+                self._local = osr.CoordinateTransformation(srs, self.local_srs)
         corner = np.array([[cx, cy], [cx + gt[1], cy + gt[4]], [cx + gt[2], cy + gt[5]]])
         local = self.to_metres(corner)
-        self.pixel_size = (float(np.hypot(*(local[1] - local[0]))),
-                           float(np.hypot(*(local[2] - local[0]))))
+        self.pixel_axes = local[1:] - local[0]
+        self.pixel_size = tuple(float(np.hypot(*axis)) for axis in self.pixel_axes)
         self.pixel_area = self.pixel_size[0] * self.pixel_size[1]
 
     def to_metres(self, xy):

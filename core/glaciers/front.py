@@ -31,6 +31,14 @@ The valley margins are the outlines of the rock classes where they run within 10
 glacier (pieces of at least 100 contour points). Lines are in the raster's CRS, vertices at
 sub-pixel positions of the contours. Everything runs on the whole class raster in memory (one
 byte per pixel; the morphology works on the glacier's bounding box).
+
+The pixel constants above (7, 10, 30 px, the active contour) assume square pixels. A raster
+whose pixels are not squares on the ground (degrees beyond 25 degrees of latitude) is traced on
+a :class:`TracingGrid`: warped (nearest neighbour) into a local azimuthal equidistant
+projection, in square pixels of the same true area. The lines go back to the raster's CRS; the
+burned raster stays on the raster's grid. A conformal CRS (Web Mercator, a far UTM zone) has
+square pixels and is traced on its own grid: warping it north up would resample the class
+edges a second time.
 """
 
 import datetime
@@ -280,9 +288,87 @@ def to_map(points, gt):
     return np.column_stack([gt[0] + col * gt[1] + row * gt[2], gt[3] + col * gt[4] + row * gt[5]])
 
 
-def write_lines(out, path, layer_name, lines, gt, wkt, fields, qml):
-    """A GeoPackage line layer (one feature per line, ``fields`` = {name: list of values}) and
-    its QML sidecar, through AtomicOutputs ``out``; an empty layer when there are no lines."""
+def from_map(xy, gt):
+    """Map (x, y) to (row, col) pixel-index positions: the inverse of :func:`to_map`."""
+    inv = gdal.InvGeoTransform(gt)
+    x, y = xy[:, 0], xy[:, 1]
+    col = inv[0] + x * inv[1] + y * inv[2]
+    row = inv[3] + x * inv[4] + y * inv[5]
+    return np.column_stack([row - 0.5, col - 0.5])
+
+
+def square_pixels(metres, tolerance=0.1):
+    """Whether a raster's pixels are squares in true metres (``metres``: its
+    :class:`~fjord.core.data.rasters.Metres`): sides equal and at a right angle, to
+    ``tolerance`` (10 %: the extraction's pixel constants then mean nearly the same distance in
+    every direction). So are those of any conformal CRS (Web Mercator, UTM in any zone) and,
+    nearly, of LAEA Europe at Greenland (1 % and 3 degrees off); not those of a geographic raster
+    beyond 25 degrees of latitude."""
+    (a, b), (w, h) = metres.pixel_axes, metres.pixel_size
+    return abs(w / h - 1) <= tolerance and abs(np.dot(a, b)) / (w * h) <= tolerance
+
+
+class TracingGrid:
+    """The class raster on the grid where fronts are traced.
+
+    The raster's own grid when its pixels are squares in true metres (:func:`square_pixels`:
+    any CRS true to scale at the data, and any conformal one such as Web Mercator, whose scale
+    :class:`~fjord.core.data.rasters.Metres` corrects); otherwise (degrees beyond 25 degrees of
+    latitude) the raster warped (nearest neighbour) into the azimuthal
+    equidistant projection of its Metres, north up, in square pixels of the raster's true
+    pixel area, so that the pixel constants of the extraction mean the same distance in every
+    direction.
+
+    ``classes`` (int64 array), ``gt`` and ``pixel_area`` (m²) are those of the tracing grid;
+    ``source_xy(points)`` and ``source_rc(points)`` take its (row, col) positions to map
+    coordinates and pixel positions of the raster; ``length_m(points)`` measures a line.
+    """
+
+    def __init__(self, ds):
+        metres = Metres(ds)
+        self.source_gt = ds.GetGeoTransform()
+        self.warped = metres.local_srs is not None and not square_pixels(metres)
+        self._back = None
+        grid = ds
+        if self.warped:
+            size = math.sqrt(metres.pixel_area)
+            grid = gdal.Warp("", ds, format="MEM", dstSRS=metres.local_srs.ExportToWkt(),
+                             xRes=size, yRes=size, resampleAlg="near", targetAlignedPixels=True)
+            self._back = osr.CoordinateTransformation(metres.local_srs, metres.srs)
+            metres = Metres(grid)
+        self.gt, self.metres, self.pixel_area = grid.GetGeoTransform(), metres, metres.pixel_area
+        self.shape = (grid.RasterYSize, grid.RasterXSize)
+        self.classes = read_classes(grid, 0, grid.RasterYSize)
+        grid = None
+
+    def describe(self):
+        """A sentence for the log: which grid the front is traced on."""
+        if not self.warped:
+            return None
+        return (f"The raster's pixels are not squares on the ground: the front is traced on it "
+                f"warped to a local azimuthal equidistant grid of {self.shape[1]} x "
+                f"{self.shape[0]} square pixels of {math.sqrt(self.pixel_area):.4g} m.")
+
+    def source_xy(self, points):
+        """Map coordinates, in the raster's CRS, of (row, col) positions on this grid."""
+        xy = to_map(points, self.gt)
+        if self._back is None:
+            return xy
+        return np.array(self._back.TransformPoints(xy.tolist()), np.float64)[:, :2]
+
+    def source_rc(self, points):
+        """(row, col) positions on the raster's own grid of positions on this grid."""
+        return points if self._back is None else from_map(self.source_xy(points), self.source_gt)
+
+    def length_m(self, points):
+        """Length in metres of a line of (row, col) positions on this grid."""
+        return self.metres.length(to_map(points, self.gt))
+
+
+def write_lines(out, path, layer_name, lines, wkt, fields, qml):
+    """A GeoPackage line layer (one feature per line of map coordinates, ``fields`` = {name:
+    list of values}) and its QML sidecar, through AtomicOutputs ``out``; an empty layer when
+    there are no lines."""
     style = out.add(os.path.splitext(path)[0] + ".qml")
     path = out.add(path)
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
@@ -297,7 +383,7 @@ def write_lines(out, path, layer_name, lines, gt, wkt, fields, qml):
     for i, points in enumerate(lines):
         feature = ogr.Feature(layer.GetLayerDefn())
         geom = ogr.Geometry(ogr.wkbLineString)
-        for x, y in to_map(points, gt):
+        for x, y in points:
             geom.AddPoint_2D(float(x), float(y))
         feature.SetGeometry(geom)
         for name, values in fields.items():
@@ -314,12 +400,6 @@ def write_lines(out, path, layer_name, lines, gt, wkt, fields, qml):
         f.write(qml)
 
 
-def line_length_m(points, gt, metres):
-    """Length in metres of a line of (row, col) pixel positions (``metres``: the raster's
-    :class:`~fjord.core.data.rasters.Metres`, so that a geographic raster is measured in metres)."""
-    return metres.length(to_map(points, gt))
-
-
 def burn_front(classes, front, value):
     """Front pixels (the polyline's cells, gaps between vertices drawn) set to ``value``."""
     from skimage.draw import line
@@ -328,7 +408,8 @@ def burn_front(classes, front, value):
     pts = np.round(front).astype(int)
     for (r0, c0), (r1, c1) in zip(pts[:-1], pts[1:]):
         rr, cc = line(r0, c0, r1, c1)
-        out[rr, cc] = value
+        inside = (rr >= 0) & (rr < out.shape[0]) & (cc >= 0) & (cc < out.shape[1])
+        out[rr[inside], cc[inside]] = value
     return out
 
 
@@ -354,38 +435,40 @@ def calving_front(input, output, *, output_margins=None, output_raster=None, gla
             check_writable(path)
             if os.path.abspath(path) == os.path.abspath(input):
                 raise FjordError("An output would overwrite the input; choose another path.")
-    gt, wkt = ds.GetGeoTransform(), ds.GetProjection()
-    metres = Metres(ds)
-    pixel_area = metres.pixel_area
+    wkt = ds.GetProjection()
     progress(0.05, f"Reading {ds.RasterXSize} x {ds.RasterYSize} classes; glacier {glacier}, "
                    f"ocean {ocean}, rock {rock}")
-    classes = read_classes(ds, 0, ds.RasterYSize)
+    grid = TracingGrid(ds)
+    if grid.describe():
+        progress(None, grid.describe())
     front, main, status = find_front(
-        classes, glacier, ocean, rock=rock, pixel_area=pixel_area, min_ocean_area=float(min_ocean_area),
-        iterations=iterations, balloon=balloon, smoothing=smoothing, threshold=threshold,
-        should_stop=should_stop)
+        grid.classes, glacier, ocean, rock=rock, pixel_area=grid.pixel_area,
+        min_ocean_area=float(min_ocean_area), iterations=iterations, balloon=balloon,
+        smoothing=smoothing, threshold=threshold, should_stop=should_stop)
     progress(0.7, status[0].upper() + status[1:] + ".")
     if front is None:
         progress(None, "Writing an empty front layer.")
-    margins = find_margins(classes, rock, main) if output_margins else []
+    margins = find_margins(grid.classes, rock, main) if output_margins else []
     image_name = os.path.basename(input)
     day = image_date(ds, input)
     progress(None, f"Acquisition date: {day.isoformat()}" if day else
              "No acquisition date in the raster's metadata or name: the front's date is empty.")
-    length = line_length_m(front, gt, metres) if front is not None else 0.0
+    length = grid.length_m(front) if front is not None else 0.0
     with AtomicOutputs() as out:
-        lines = [front] if front is not None else []
-        write_lines(out, output, "front", lines, gt, wkt,
+        lines = [grid.source_xy(front)] if front is not None else []
+        write_lines(out, output, "front", lines, wkt,
                     {"length_m": [length] if lines else [], "image": [image_name] if lines else [],
                      "date": [day] if lines else []},
                     line_qml(FRONT_QML_COLOR, "1.2"))
         if output_margins:
-            write_lines(out, output_margins, "margins", margins, gt, wkt,
-                        {"length_m": [line_length_m(m, gt, metres) for m in margins],
+            write_lines(out, output_margins, "margins", [grid.source_xy(m) for m in margins], wkt,
+                        {"length_m": [grid.length_m(m) for m in margins],
                          "image": [image_name] * len(margins), "date": [day] * len(margins)},
                         line_qml(MARGIN_QML_COLOR, "0.8"))
         if output_raster:
-            burned = burn_front(classes, front, FRONT_VALUE) if front is not None else classes
+            classes = read_classes(ds, 0, ds.RasterYSize) if grid.warped else grid.classes
+            burned = (classes if front is None else
+                      burn_front(classes, grid.source_rc(front), FRONT_VALUE))
             out_schema = _with_front(schema, classes)
             target = create_class_raster(out.add(output_raster), ds, out_schema, nodata=False,
                                          description="class")
@@ -441,7 +524,7 @@ def calving_fronts(inputs, output, *, glacier_classes=None, ocean_classes=None,
         ds = open_raster(path, "class raster")
         _, glacier, ocean, rock = _roles(ds, path, glacier_classes, ocean_classes, rock_classes,
                                          iterations)
-        gt, wkt = ds.GetGeoTransform(), ds.GetProjection()
+        wkt = ds.GetProjection()
         srs = osr.SpatialReference()
         if wkt:
             srs.ImportFromWkt(wkt)
@@ -451,16 +534,15 @@ def calving_fronts(inputs, output, *, glacier_classes=None, ocean_classes=None,
         elif bool(wkt) != (target is not None):
             raise FjordError(f"{os.path.basename(path)} has {'a' if wkt else 'no'} CRS unlike the "
                              "first raster; give rasters that all have a CRS.")
-        classes = read_classes(ds, 0, ds.RasterYSize)
-        metres = Metres(ds)
+        grid = TracingGrid(ds)
         front, _, status = find_front(
-            classes, glacier, ocean, rock=rock,
-            pixel_area=metres.pixel_area, min_ocean_area=float(min_ocean_area),
+            grid.classes, glacier, ocean, rock=rock,
+            pixel_area=grid.pixel_area, min_ocean_area=float(min_ocean_area),
             iterations=iterations, balloon=balloon, smoothing=smoothing, threshold=threshold,
             should_stop=should_stop)
         day = image_date(ds, path)
         name = os.path.basename(path)
-        length = line_length_m(front, gt, metres) if front is not None else 0.0
+        length = grid.length_m(front) if front is not None else 0.0
         scenes.append({"image": name, "date": day.isoformat() if day else None,
                        "found": front is not None, "status": status, "length_m": length})
         progress((i + 1) / len(inputs),
@@ -468,7 +550,7 @@ def calving_fronts(inputs, output, *, glacier_classes=None, ocean_classes=None,
                  + (f"front {length:,.0f} m long" if front is not None else status))
         if front is not None:
             geom = ogr.Geometry(ogr.wkbLineString)
-            for x, y in to_map(front, gt):
+            for x, y in grid.source_xy(front):
                 geom.AddPoint_2D(float(x), float(y))
             if wkt and target is not None and not srs.IsSame(target):
                 geom.Transform(osr.CoordinateTransformation(srs, target))
