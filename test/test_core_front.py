@@ -266,23 +266,23 @@ FAR_CRSS = ["EPSG:3857", "EPSG:32612", "EPSG:3035", "EPSG:4326"]  # Web Mercator
 @pytest.fixture(scope="module")
 def fjord_front(tmp_path_factory):
     folder = tmp_path_factory.mktemp("metres")
-    scene = write_synthetic_scene(str(folder / "scene"), shape=(384, 512), seed=1)
+    # the issue's fjord: 768 x 1024 px of 10 m, its front some 2,400 m long
+    scene = write_synthetic_scene(str(folder / "scene"), seed=1)
     scene["length_m"] = calving_front(scene["classes"], str(folder / "utm.gpkg"))["length_m"]
     return scene
 
 
-@pytest.mark.parametrize("crs, tolerance", [("EPSG:3857", 0.02), ("EPSG:32612", 0.07),
-                                            ("EPSG:3035", 0.07), ("EPSG:4326", 0.02)])
+@pytest.mark.parametrize("crs, tolerance", [("EPSG:3857", 0.02), ("EPSG:32612", 0.02),
+                                            ("EPSG:3035", 0.02), ("EPSG:4326", 0.02)])
 def test_a_front_of_a_raster_in_any_crs_has_its_true_length(fjord_front, tmp_path, crs,
                                                             tolerance):
-    """Web Mercator's pixels are UTM's, scaled: the same front, its length within 2 % (it was
-    2.2 times too long before). The geographic raster's pixels are twice as tall as wide on the
-    ground at 63 N: it is traced warped to square pixels, within 2 % (6 % short on its own
-    grid). The far UTM zone and LAEA turn the grid by 40-70 degrees: the nearest-neighbour warp
-    leaves a saw-tooth edge of a pixel or two that the traced front follows, up to 7 % longer
-    here (measured 1,149 and 1,164 m against 1,093 m), a difference of the traced line, not of
-    the metres (the lines' own lengths are true metres, as the vector test below shows within
-    1 %)."""
+    """Each raster is the UTM one warped (nearest neighbour): Web Mercator's pixels are UTM's,
+    scaled (its front was 2.2 times too long before); the geographic raster's are twice as tall
+    as wide on the ground at 63 N and it is traced warped again, to square pixels; the far UTM
+    zone and LAEA turn the grid by 40-70 degrees. The one-pixel notches of a resampled class
+    edge are filtered out before tracing (they made the front 4-10 % longer). Measured: +0.2,
+    +0.5, +0.8 and -0.0 % of the UTM length. A front of some 100 px (a 384 x 512 scene) varies
+    by up to 3 %, as its two ends move by a pixel or two."""
     warped = str(tmp_path / "classes.tif")
     # the class schema (metadata) and colour table go with it; closed before it is read
     gdal.Warp(warped, fjord_front["classes"], dstSRS=crs, resampleAlg="near").FlushCache()
