@@ -280,46 +280,41 @@ def load_keras(path):
 
 
 def load_saved_model(path):
-    """A TensorFlow SavedModel folder as an ONNX network (bands-last), converted from its
-    ``serving_default`` signature by tf2onnx: a graph of TensorFlow operations, no Python, is
-    what the folder holds and what runs. The one place outside the engine where Fjord calls
-    TensorFlow itself: the format is TensorFlow's, and so needs its backend; the network that
-    comes out runs on ONNX Runtime under any backend."""
+    """A TensorFlow SavedModel folder as an ONNX network (bands-last): its ``serving_default``
+    signature (a graph of TensorFlow operations, no Python) wrapped by Keras's ``TFSMLayer``
+    and exported to ONNX by Keras (:func:`~fjord.models.engines.onnx_twin`). The format is
+    TensorFlow's, so reading it needs the TensorFlow backend; the network that comes out runs
+    on ONNX Runtime under any backend."""
     from .engine import keras
+    from .engines import onnx_twin
 
     if keras.backend.backend() != "tensorflow":  # a SavedModel is TensorFlow's own format
         raise FjordError("A TensorFlow SavedModel is read with TensorFlow: import it with the "
                          "TensorFlow backend (KERAS_BACKEND=tensorflow, the default), or save "
                          "the network as .keras or .onnx.")
-    import tensorflow as tf
-    import tf2onnx
-
-    from .onnx_files import OPSET, OnnxNetwork
-
     try:
-        loaded = tf.saved_model.load(path)
-        signature = loaded.signatures["serving_default"]
-    except KeyError:
+        layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default")
+    except ValueError:
         raise FjordError(f"The SavedModel {os.path.basename(path)} has no serving_default "
                          "signature to classify with.") from None
     except Exception as exc:
         raise FjordError(f"Cannot read the SavedModel {path!r}: {type(exc).__name__}: "
                          f"{str(exc).strip()[:200]}") from None
-    _, inputs = signature.structured_input_signature
-    outputs = signature.structured_outputs
+    _, inputs = layer.call_endpoint_fn.structured_input_signature
+    outputs = layer.call_endpoint_fn.structured_outputs
     if len(inputs) != 1 or len(outputs) != 1:
         raise FjordError(f"The SavedModel takes {len(inputs)} input(s) and gives {len(outputs)} "
                          "output(s); Fjord imports networks of one image input and one class "
                          "output.")
-    (name, spec), (key, _) = next(iter(inputs.items())), next(iter(outputs.items()))
-    spec = tf.TensorSpec(spec.shape, tf.float32, name="image")
-    function = tf.function(lambda x: signature(**{name: x})[key], input_signature=[spec])
+    spec, key = next(iter(inputs.values())), next(iter(outputs))
+    image = keras.Input(shape=tuple(spec.shape[1:]), name="image")
+    model = keras.Model(image, layer(image)[key])
+    sample = tuple(32 if size is None else size for size in spec.shape[1:])  # any size: 32 px
     try:
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=OPSET)
+        return onnx_twin(model, sample)
     except Exception as exc:
         raise FjordError(f"Cannot convert the SavedModel {os.path.basename(path)} to ONNX: "
                          f"{type(exc).__name__}: {str(exc).strip()[:200]}") from None
-    return OnnxNetwork(proto.SerializeToString(), layout="nhwc")
 
 
 def load_network(path):
