@@ -29,6 +29,10 @@ Methods (the core functions the algorithms run, with their defaults unless named
   own statistics) instead of 'dataset'.
 - ``[radiometric]`` after a name: the U-Net trained with a random gain and offset per window
   and band on top of its rotations, flips and crops (``rotations+flips+crops+radiometric``).
+- ``[crossentropy]``, ``[depth 4]``, ``[constant LR]`` (or several, joined by +): the U-Net
+  trained with cross-entropy alone, depth 4 with 32 base filters, or a constant learning rate
+  of 1e-3 (together: ``train_unet``'s defaults before the Everest-blocks tuning).
+  ``[30 epochs]``: ``train_unet``'s default number of epochs, also in ``--quick``.
 - ``U-Net x3``: ``trainunet ENSEMBLE=3``, the three members' probabilities averaged.
 
 Scores per case, pooled over its test images: macro F1 over the classes of the truth (plus
@@ -75,8 +79,18 @@ METHODS = ("random forest", "CSC K=1", "CSC K=7", "U-Net", "U-Net + TTA",
            "U-Net > CSC K=1", "U-Net > CSC K=7", "U-Net > CSC K=7 margin 3",
            "U-Net [image]", "U-Net [image] > CSC K=7", "U-Net [image] > CSC K=7 margin 3",
            "CSC K=7 [image]", "U-Net [radiometric]", "U-Net [radiometric] + TTA",
-           "U-Net [radiometric] > CSC K=7", "U-Net x3")
+           "U-Net [radiometric] > CSC K=7", "U-Net [crossentropy]", "U-Net [depth 4]",
+           "U-Net [constant LR]", "U-Net [depth 4 + crossentropy + constant LR]",
+           "U-Net [30 epochs]", "U-Net x3")
 QUICK_METHODS = METHODS[:-1]
+# The training options a tag in brackets stands for ('image' is the normalisation).
+TAGS = {
+    "radiometric": dict(augment="rotations+flips+crops+radiometric"),
+    "crossentropy": dict(loss="crossentropy"),
+    "depth 4": dict(depth=4, filters=32),
+    "constant LR": dict(schedule="constant", learning_rate=1e-3),
+    "30 epochs": dict(epochs=30),
+}
 
 
 # ------------------------------------------------------------------------------------- data
@@ -236,15 +250,17 @@ class Runner:
                             learning_rate=1e-3, patience=0, target_accuracy=0, seed=self.seed)
         return model
 
-    def unet(self, normalisation="dataset", ensemble=1, augment="rotations+flips+crops"):
+    def unet(self, normalisation="dataset", ensemble=1, tags=()):
+        """A U-Net trained with ``train_unet``'s defaults but for the options of ``tags``."""
         from fjord.core.learn.unet import train_unet
 
-        tag = "-radiometric" if augment.endswith("radiometric") else ""
-        model = self.path(f"unet-{normalisation}{tag}"
+        options = dict(epochs=self.s["epochs"], batch_size=8, seed=self.seed, ensemble=ensemble)
+        options.update({k: v for tag in tags for k, v in TAGS[tag].items()})
+        suffix = "".join("-" + re.sub(r"\W+", "_", tag) for tag in tags)
+        model = self.path(f"unet-{normalisation}{suffix}"
                           f"{f'-x{ensemble}' if ensemble > 1 else ''}.keras")
         if not os.path.isfile(model):
-            train_unet(self.dataset("segmentation", normalisation), model, augment=augment,
-                       epochs=self.s["epochs"], batch_size=8, seed=self.seed, ensemble=ensemble)
+            train_unet(self.dataset("segmentation", normalisation), model, **options)
         return model
 
     def classify_unet(self, model, tag, tta=False):
@@ -295,9 +311,10 @@ class Runner:
 
     def run(self, method):
         """The maps of ``method`` for the case's test images."""
-        norm = "image" if "[image]" in method else "dataset"
-        augment = ("rotations+flips+crops+radiometric" if "[radiometric]" in method
-                   else "rotations+flips+crops")
+        bracket = re.search(r"\[(.*)\]", method)
+        tags = [t.strip() for t in bracket.group(1).split("+")] if bracket else []
+        norm = "image" if "image" in tags else "dataset"
+        tags = tuple(t for t in tags if t != "image")
         margin = 3 if method.endswith("margin 3") else 0
         k = 7 if "K=7" in method else 1
         tag = re.sub(r"[^a-z0-9]+", "_", method.lower()).strip("_")
@@ -308,8 +325,8 @@ class Runner:
         if method == "U-Net x3":
             return self.classify_unet(self.unet(norm, ensemble=3), tag)
         if " > CSC" in method:
-            return self.classify_csc(self.unet(norm, augment=augment), tag, k, margin)
-        return self.classify_unet(self.unet(norm, augment=augment), tag,
+            return self.classify_csc(self.unet(norm, tags=tags), tag, k, margin)
+        return self.classify_unet(self.unet(norm, tags=tags), tag,
                                   tta=method.endswith("TTA"))
 
 
@@ -342,20 +359,21 @@ def _fmt(value, digits=3):
 
 
 def print_tables(results, cases, methods):
+    w = max(34, *(len(m) for m in methods))
     for name in cases:
         print(f"\n{name}")
         extra = " sediment F1" if any("sediment_f1" in r for r in results.get(name, {}).values()) else ""
-        print(f"  {'method':<34} {'macro F1':>8} {'bound. F1':>9} {'bound. px':>9}{extra} {'s':>7}")
+        print(f"  {'method':<{w}} {'macro F1':>8} {'bound. F1':>9} {'bound. px':>9}{extra} {'s':>7}")
         for method in methods:
             r = results.get(name, {}).get(method)
             if r is None:
                 continue
             sed = f" {_fmt(r.get('sediment_f1')):>11}" if extra else ""
-            print(f"  {method:<34} {_fmt(r['macro_f1']):>8} {_fmt(r['boundary_f1']):>9} "
+            print(f"  {method:<{w}} {_fmt(r['macro_f1']):>8} {_fmt(r['boundary_f1']):>9} "
                   f"{_fmt(r['boundary_distance'], 1):>9}{sed} {r['seconds']:>7.0f}")
     print("\nOver the cases (against the random forest; worst = the case where the method "
           "is furthest below it)")
-    print(f"  {'method':<34} {'mean F1':>8} {'mean Δ':>7} {'worst Δ':>8} {'worst case':<16} "
+    print(f"  {'method':<{w}} {'mean F1':>8} {'mean Δ':>7} {'worst Δ':>8} {'worst case':<16} "
           f"{'b. F1':>6} {'b. px':>6} {'cases':>5}")
     for method in methods:
         done = [c for c in cases if method in results.get(c, {}) and
@@ -370,7 +388,7 @@ def print_tables(results, cases, methods):
               if results[c][method]["boundary_f1"] is not None]
         bd = [results[c][method]["boundary_distance"] for c in done
               if results[c][method]["boundary_distance"] is not None]
-        print(f"  {method:<34} {np.mean(f1):>8.3f} {np.mean(delta):>+7.3f} {delta[worst]:>+8.3f} "
+        print(f"  {method:<{w}} {np.mean(f1):>8.3f} {np.mean(delta):>+7.3f} {delta[worst]:>+8.3f} "
               f"{done[worst]:<16} {_fmt(np.mean(bf) if bf else None):>6} "
               f"{_fmt(np.mean(bd) if bd else None, 1):>6} {len(done):>5}")
 
