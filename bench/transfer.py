@@ -32,7 +32,8 @@ Methods (the core functions the algorithms run, with their defaults unless named
 - ``[crossentropy]``, ``[depth 4]``, ``[constant LR]`` (or several, joined by +): the U-Net
   trained with cross-entropy alone, depth 4 with 32 base filters, or a constant learning rate
   of 1e-3 (together: ``train_unet``'s defaults before the Everest-blocks tuning).
-  ``[30 epochs]``: ``train_unet``'s default number of epochs, also in ``--quick``.
+  ``[16 filters]``: 16 base filters (after ``depth 4``). ``[30 epochs]``: ``train_unet``'s
+  default number of epochs, also in ``--quick``.
 - ``U-Net x3``: ``trainunet ENSEMBLE=3``, the three members' probabilities averaged.
 
 Scores per case, pooled over its test images: macro F1 over the classes of the truth (plus
@@ -81,7 +82,7 @@ METHODS = ("random forest", "CSC K=1", "CSC K=7", "U-Net", "U-Net + TTA",
            "CSC K=7 [image]", "U-Net [radiometric]", "U-Net [radiometric] + TTA",
            "U-Net [radiometric] > CSC K=7", "U-Net [crossentropy]", "U-Net [depth 4]",
            "U-Net [constant LR]", "U-Net [depth 4 + crossentropy + constant LR]",
-           "U-Net [30 epochs]", "U-Net x3")
+           "U-Net [depth 4 + 16 filters]", "U-Net [30 epochs]", "U-Net x3")
 QUICK_METHODS = METHODS[:-1]
 # The training options a tag in brackets stands for ('image' is the normalisation).
 TAGS = {
@@ -89,6 +90,7 @@ TAGS = {
     "crossentropy": dict(loss="crossentropy"),
     "depth 4": dict(depth=4, filters=32),
     "constant LR": dict(schedule="constant", learning_rate=1e-3),
+    "16 filters": dict(filters=16),
     "30 epochs": dict(epochs=30),
 }
 
