@@ -73,7 +73,9 @@ class MakeTiles(FjordAlgorithm):
             "classification with a model trained on the dataset: <i>dataset</i> scales them by the "
             "dataset's rule and the training statistics; <i>image</i> standardises every image by "
             "its own median and 2-98 % spread per band, which cancels the gain and offset that "
-            "another date, sensor or processing gives a whole scene.\n\n"
+            "another date, sensor or processing gives a whole scene; <i>range</i> does the same "
+            "but centres on the middle of the 2-98 % range, which moves less than the median "
+            "when the images' class mix differs (mostly rock in one, mostly ice in another).\n\n"
             "The folder holds dataset.json (bands, scaling rule, training statistics, class schema, "
             "counts), one .npy shard per source and split, and preview.png.")
 
@@ -116,7 +118,8 @@ class MakeTiles(FjordAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.NORMALISATION, self.tr("Normalisation"),
             options=[self.tr("dataset: the training data's statistics"),
-                     self.tr("image: each image by its own robust statistics")], defaultValue=0))
+                     self.tr("image: each image by its own robust statistics"),
+                     self.tr("range: each image by its own 2-98 % range")], defaultValue=0))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, self.tr("Dataset folder")))
         self.addOutput(QgsProcessingOutputFile(self.PREVIEW, self.tr("Preview figure")))
         self.addOutput(QgsProcessingOutputNumber(self.TRAIN_COUNT, self.tr("Training windows")))

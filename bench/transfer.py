@@ -26,7 +26,8 @@ Methods (the core functions the algorithms run, with their defaults unless named
 - ``U-Net > CSC K=1``, ``U-Net > CSC K=7``: that U-Net as CSC's phase one; ``... margin 3``:
   phase two trains only on pixels at least 3 px from a phase-one class change.
 - ``[image]`` after a name: the same with NORMALISATION 'image' (each image standardised by its
-  own statistics) instead of 'dataset'.
+  own statistics) instead of 'dataset'; ``[range]``: NORMALISATION 'range' (centred on the middle
+  of each image's 2-98 % range instead of its median; a row run only when named).
 - ``[radiometric]`` after a name: the U-Net trained with a random gain and offset per window
   and band on top of its rotations, flips and crops (``rotations+flips+crops+radiometric``).
 - ``[crossentropy]``, ``[depth 4]``, ``[constant LR]`` (or several, joined by +): the U-Net
@@ -86,8 +87,8 @@ QUICK_METHODS = METHODS[:-1]
 # Rows run only when named in --methods: today's U-Net defaults undone one at a time.
 VARIANTS = ("U-Net [crossentropy]", "U-Net [depth 4]", "U-Net [constant LR]",
             "U-Net [depth 4 + crossentropy + constant LR]", "U-Net [depth 4 + 16 filters]",
-            "U-Net [30 epochs]")
-# The training options a tag in brackets stands for ('image' is the normalisation).
+            "U-Net [30 epochs]", "U-Net [range]", "U-Net [range] + TTA")
+# The training options a tag in brackets stands for ('image' and 'range' are normalisations).
 TAGS = {
     "radiometric": dict(augment="rotations+flips+crops+radiometric"),
     "crossentropy": dict(loss="crossentropy"),
@@ -316,10 +317,11 @@ class Runner:
 
     def run(self, method):
         """The maps of ``method`` for the case's test images."""
+        from fjord.core.prepare.normalise import PER_IMAGE
         bracket = re.search(r"\[(.*)\]", method)
         tags = [t.strip() for t in bracket.group(1).split("+")] if bracket else []
-        norm = "image" if "image" in tags else "dataset"
-        tags = tuple(t for t in tags if t != "image")
+        norm = next((t for t in tags if t in PER_IMAGE), "dataset")
+        tags = tuple(t for t in tags if t not in PER_IMAGE)
         margin = 3 if method.endswith("margin 3") else 0
         k = 7 if "K=7" in method else 1
         tag = re.sub(r"[^a-z0-9]+", "_", method.lower()).strip("_")

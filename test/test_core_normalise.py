@@ -31,11 +31,12 @@ def darker(glacier, tmp_path_factory):
     return _brightened(glacier["image"], tmp_path_factory.mktemp("darker") / "darker.tif")
 
 
-def test_image_statistics_cancel_a_gain_and_an_offset(glacier, darker):
+@pytest.mark.parametrize("rule", ["image", "range"])
+def test_image_statistics_cancel_a_gain_and_an_offset(glacier, darker, rule):
     from fjord.core.data.rasters import ImageStrips
     from fjord.core.prepare.normalise import image_statistics, normaliser
 
-    meta = {"normalisation": "image"}
+    meta = {"normalisation": rule}
     out = []
     for path in (glacier["image"], darker):
         img = ImageStrips(path)
@@ -43,21 +44,42 @@ def test_image_statistics_cancel_a_gain_and_an_offset(glacier, darker):
         assert len(stats["median"]) == img.bands and all(s > 0 for s in stats["spread"])
         out.append(normaliser(meta, stats)(img.read(100, 50)[0].astype(np.float32)))
         img.close()
-    assert abs(float(np.median(out[0]))) < 1.0
+    assert abs(float(np.median(out[0]))) < (1.0 if rule == "image" else 2.0)  # within the range
     # The same pixels, up to the rounding of the darker copy to whole DN.
     assert np.abs(out[0] - out[1]).max() < 0.05
 
 
-def test_dataset_records_the_rule_and_every_image_statistics(glacier, darker, tmp_path):
+def test_range_rule_does_not_follow_the_class_mix():
+    """Two images of the same materials in other proportions (mostly dark, mostly bright): the
+    median rule reads the same material differently in each, the range rule alike."""
+    from fjord.core.prepare.normalise import normalise_image
+
+    rng = np.random.default_rng(0)
+    dark, bright = rng.normal(100, 10, 10_000), rng.normal(200, 10, 10_000)
+    rocky = np.concatenate([dark[:8000], bright[:2000]])[:, None]
+    icy = np.concatenate([dark[:2000], bright[:8000]])[:, None]
+    ice = np.float32([[200.0]])
+    read = {}
+    for rule in ("image", "range"):
+        for name, x in (("rocky", rocky), ("icy", icy)):
+            p2, p50, p98 = np.percentile(x, [2, 50, 98], axis=0)
+            stats = {"median": p50, "midrange": (p2 + p98) / 2, "spread": p98 - p2}
+            read[rule, name] = float(normalise_image(ice.copy(), stats, rule)[0, 0])
+    assert abs(read["range", "rocky"] - read["range", "icy"]) < 0.3
+    assert abs(read["image", "rocky"] - read["image", "icy"]) > 2.0
+
+
+@pytest.mark.parametrize("rule", ["image", "range"])
+def test_dataset_records_the_rule_and_every_image_statistics(glacier, darker, tmp_path, rule):
     from fjord.core.learn.sequence import TileDataset
     from fjord.core.prepare.tiles import build_dataset
 
     folder = str(tmp_path / "ds")
     options = dict(mode="segmentation", tile_size=64, stride=64, min_labelled=0.05, seed=0,
-                   normalisation="image")
+                   normalisation=rule)
     build_dataset(glacier["image"], glacier["classes"], folder, **options)
     meta = build_dataset(darker, glacier["classes"], folder, append=True, **options)
-    assert meta["normalisation"] == "image"
+    assert meta["normalisation"] == rule
     medians = [s["image_statistics"]["median"] for s in meta["sources"]]
     assert len(medians) == 2 and medians[0] != medians[1]
     with open(os.path.join(folder, "dataset.json")) as f:

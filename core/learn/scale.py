@@ -16,7 +16,7 @@ of the same kind (snow here, none there) moves a band or two, not the whole imag
 import numpy as np
 
 from ..errors import FjordError
-from ..prepare.normalise import normalisation_of
+from ..prepare.normalise import per_image
 
 FACTOR = 10.0
 SAMPLE = 256
@@ -41,9 +41,9 @@ def check_scale(img, meta, ignore=False, progress=None):
     """FjordError when the image ``img`` (an ImageStrips) is not on the scale of the model
     whose description is ``meta``; with ``ignore``, a log line instead. Models without
     percentile statistics are not checked, nor models that standardise every image by its own
-    statistics (``normalisation`` 'image'): a gain and an offset, which is what reflectance
+    statistics (``normalisation`` 'image' or 'range'): a gain and an offset, which is what reflectance
     against digital numbers or an 8-bit export amounts to, do not reach their network."""
-    if normalisation_of(meta) == "image":
+    if per_image(meta):
         return None
     stats = meta.get("statistics") or {}
     if not all(k in stats for k in ("p2", "median", "p98")) or len(stats["median"]) != img.bands:

@@ -36,7 +36,7 @@ from ..data.rasters import (
 from ..data.schema import METADATA_KEY
 from ..errors import Cancelled, FjordError, never_stop, no_progress, span_progress
 from ..outputs import AtomicOutputs, check_writable
-from ..prepare.normalise import normalisation_of, normaliser_for
+from ..prepare.normalise import normalisation_of, normaliser_for, per_image
 from .predict import predict_batch
 from .session import CLASS_WEIGHTS, TrainingJob, balanced_weights, check_choices
 from .windows import BLENDS, predict_windows
@@ -527,15 +527,15 @@ def _check_member(path, meta, first_path, first):
         raise FjordError(f"The ensemble's members need the same class schema; {name} and "
                          f"{other} differ.")
     rule = normalisation_of(meta)
-    same_input = rule == normalisation_of(first) and (rule == "image" or (
+    same_input = rule == normalisation_of(first) and (per_image(meta) or (
         meta["scaling"] == first["scaling"]
         and np.allclose(meta["statistics"]["mean"], first["statistics"]["mean"])
         and np.allclose(meta["statistics"]["std"], first["statistics"]["std"])))
     if not same_input:
         raise FjordError(f"The ensemble's members must read images the same way: {name} and "
                          f"{other} differ in normalisation or training statistics. Train the "
-                         "members on one dataset (trainunet ENSEMBLE), or with NORMALISATION "
-                         "'image'.")
+                         "members on one dataset (trainunet ENSEMBLE), or with a per-image "
+                         "NORMALISATION ('image' or 'range').")
 
 
 def unet_predictor(models, window, bands, tta):

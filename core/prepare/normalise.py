@@ -14,6 +14,13 @@
     image's valid pixels (at most 512 x 512). For normally distributed values this is the usual
     z-score (the 2-98 % range of a normal distribution is 4.1075 standard deviations), and it
     cancels any gain and offset of the whole image. A band without spread becomes 0.
+``range`` (2)
+    As ``image``, but centred on the middle of the 2-98 % range rather than on the median:
+    ``(value - (p2 + p98) / 2) / (spread / 4.1075)``. The median moves with the class mix (on
+    the Everest scene it is 156 in the western half, mostly rock, and 254 in the eastern half,
+    mostly snow and ice), while the darkest and brightest 2 % (shadow, snow) are found in most
+    scenes of a glacier or a river whatever their mix; the range still cancels a gain and an
+    offset.
 
 A gain that is not the same over the scene (haze in one corner) is not cancelled, and an image
 whose class mix differs much from the training images' (all snow) gets other statistics: the
@@ -24,7 +31,9 @@ import numpy as np
 
 from ..errors import FjordError
 
-NORMALISATIONS = ("dataset", "image")
+NORMALISATIONS = ("dataset", "image", "range")
+#: The rules that standardise every image by its own statistics.
+PER_IMAGE = ("image", "range")
 #: Sample side of the image statistics (a decimated read of at most this many pixels squared).
 SAMPLE = 512
 #: The 2..98 % range of a standard normal distribution, in standard deviations.
@@ -51,22 +60,24 @@ def check_normalisation(name):
 
 def image_statistics(img, size=SAMPLE):
     """The robust per-band statistics of an image (an ``ImageStrips``), in its own units:
-    ``{"median": [...], "spread": [...], "pixels": n}``, spread = 98th - 2nd percentile, over the
-    valid pixels of a decimated read."""
+    ``{"median": [...], "midrange": [...], "spread": [...], "pixels": n}``: spread = 98th - 2nd
+    percentile, midrange = their mean, over the valid pixels of a decimated read."""
     sample = img.sample(size).astype(np.float64)
     if len(sample) < 16:
         raise FjordError("The image has too few valid pixels to compute its own statistics "
                          "(NORMALISATION 'image'); give a larger image or area.")
     p2, p50, p98 = np.percentile(sample, [2, 50, 98], axis=0)
-    return {"median": p50.tolist(), "spread": (p98 - p2).tolist(), "pixels": int(len(sample))}
+    return {"median": p50.tolist(), "midrange": ((p2 + p98) / 2).tolist(),
+            "spread": (p98 - p2).tolist(), "pixels": int(len(sample))}
 
 
-def normalise_image(x, stats):
-    """``x`` (..., bands) float32 standardised in place by an image's own ``stats``."""
-    median = np.asarray(stats["median"], np.float32)
+def normalise_image(x, stats, rule="image"):
+    """``x`` (..., bands) float32 standardised in place by an image's own ``stats``, centred on
+    their median (rule ``image``) or on their midrange (rule ``range``)."""
+    centre = np.asarray(stats["median" if rule == "image" else "midrange"], np.float32)
     spread = np.asarray(stats["spread"], np.float32)
     gain = np.where(spread > 0, NORMAL_SPREAD / np.where(spread > 0, spread, 1.0), 0.0)
-    x -= median
+    x -= centre
     x *= gain.astype(np.float32)
     return x
 
@@ -77,12 +88,13 @@ def normaliser(meta, image_stats=None, z_scores=False):
 
     ``z_scores``: the dataset rule's U-Net input (z-scores with the training statistics)
     rather than its tile-classifier input (scaled values). ``image_stats``: the image's own
-    statistics (:func:`image_statistics`), needed under the ``image`` rule.
+    statistics (:func:`image_statistics`), needed under the per-image rules.
     """
-    if normalisation_of(meta) == "image":
+    rule = normalisation_of(meta)
+    if rule in PER_IMAGE:
         if image_stats is None:
-            raise ValueError("the image rule needs the image's statistics")
-        return lambda x: normalise_image(x, image_stats)
+            raise ValueError(f"the {rule} rule needs the image's statistics")
+        return lambda x: normalise_image(x, image_stats, rule)
     divisor = float(meta["scaling"]["divisor"])
     if z_scores or meta.get("standardise"):  # an imported network's per-band standardisation
         stats = meta["statistics"]
@@ -98,10 +110,16 @@ def normaliser(meta, image_stats=None, z_scores=False):
 def normalisation_of(meta):
     """The rule of a dataset or model description: ``dataset`` when it predates the choice
     (U-Net model files then said ``zscore``, the dataset rule's U-Net input)."""
-    return "image" if meta.get("normalisation") == "image" else "dataset"
+    rule = meta.get("normalisation")
+    return rule if rule in PER_IMAGE else "dataset"
+
+
+def per_image(meta):
+    """Whether the description ``meta`` standardises every image by its own statistics."""
+    return normalisation_of(meta) in PER_IMAGE
 
 
 def normaliser_for(img, meta, z_scores=False):
     """:func:`normaliser` of the image ``img`` (an ``ImageStrips``) under ``meta``'s rule."""
-    stats = image_statistics(img) if normalisation_of(meta) == "image" else None
+    stats = image_statistics(img) if per_image(meta) else None
     return normaliser(meta, stats, z_scores)

@@ -43,7 +43,7 @@ from ..data.npyio import NpyWriter
 from ..data.rasters import ImageStrips, open_raster, read_classes, same_grid
 from ..errors import Cancelled, FjordError, never_stop, no_progress
 from ..outputs import AtomicOutputs
-from .normalise import check_normalisation, image_statistics, normalisation_of
+from .normalise import PER_IMAGE, check_normalisation, image_statistics, normalisation_of
 
 gdal.UseExceptions()
 
@@ -395,7 +395,7 @@ def build_dataset(image, labels, output, *, mode="tiles", tile_size=None, stride
     seed : int
     append : bool
         Add this image/label pair to the dataset already in ``output``.
-    normalisation : {'dataset', 'image'}
+    normalisation : {'dataset', 'image', 'range'}
         How values become network input (:mod:`.normalise`): the training data's statistics,
         or each image's own robust statistics (stored per image in ``sources``).
 
@@ -479,7 +479,7 @@ class _DatasetBuild:
 
     def run(self):
         self.check_image()
-        self.image_stats = (image_statistics(self.img) if self.s.normalisation == "image"
+        self.image_stats = (image_statistics(self.img) if self.s.normalisation in PER_IMAGE
                             else None)
         self.scan()
         self.choose_windows()
