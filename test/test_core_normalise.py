@@ -175,3 +175,32 @@ def test_a_float32_dataset_reads_under_either_rule(glacier, tmp_path):
         for standardise in (False, True):
             x, _ = TileDataset(folder, batch_size=8, standardise=standardise)[0]
             assert x.dtype == np.float32 and np.isfinite(x).all()
+
+
+def test_index_bands_keep_the_training_statistics_under_per_image_rules(glacier, tmp_path):
+    """NDWI means the same in every image: a per-image rule standardises the other bands by each
+    image's own statistics and the index by the training statistics (``fixed_bands``)."""
+    from fjord.core.data.rasters import ImageStrips
+    from fjord.core.prepare.normalise import fixed_bands, image_statistics, normaliser
+    from fjord.core.prepare.tiles import build_dataset
+
+    assert fixed_bands(["B3", "B8", "NDWI"], "range") == [2]
+    assert fixed_bands(["B3", "B8", "NDWI"], "dataset") == []
+    ds = gdal.Open(glacier["image"])
+    green, nir = (ds.GetRasterBand(b).ReadAsArray().astype(np.float32) for b in (2, 4))
+    ndwi = (green - nir) / np.maximum(green + nir, 1)
+    stack = write_raster(tmp_path / "stack.tif", [green, nir, ndwi], dtype=gdal.GDT_Float32,
+                         geotransform=ds.GetGeoTransform(), projection=ds.GetProjection(),
+                         names=["B3", "B8", "NDWI"])
+    meta = build_dataset(str(stack), glacier["classes"], str(tmp_path / "ds"),
+                         mode="segmentation", tile_size=64, stride=64, min_labelled=0.05,
+                         seed=0, normalisation="range")
+    assert meta["fixed_bands"] == [2]
+    img = ImageStrips(str(stack))
+    x = img.read(0, 40)[0].astype(np.float32)
+    out = normaliser(meta, image_statistics(img))(x.copy())
+    img.close()
+    mean, std = meta["statistics"]["mean"][2], meta["statistics"]["std"][2]
+    assert np.allclose(out[..., 2], (x[..., 2] - mean) / std, atol=1e-4)
+    own = normaliser(dict(meta, fixed_bands=[]), image_statistics(ImageStrips(str(stack))))
+    assert np.allclose(out[..., :2], own(x.copy())[..., :2])  # the other bands: their own

@@ -265,6 +265,7 @@ class TrainingJob:
                            "band_names": meta["band_names"], "tile_size": meta["tile_size"],
                            "scaling": meta["scaling"], "statistics": meta["statistics"],
                            "normalisation": normalisation_of(meta),
+                           "fixed_bands": meta.get("fixed_bands") or [],
                            "schema": meta["schema"], "outputs": self.values},
                           **self.model_metadata(scores))
         model_meta.update(training=training,

@@ -527,7 +527,8 @@ def _check_member(path, meta, first_path, first):
         raise FjordError(f"The ensemble's members need the same class schema; {name} and "
                          f"{other} differ.")
     rule = normalisation_of(meta)
-    same_input = rule == normalisation_of(first) and (per_image(meta) or (
+    own_only = per_image(meta) and not (meta.get("fixed_bands") or first.get("fixed_bands"))
+    same_input = rule == normalisation_of(first) and (own_only or (
         meta["scaling"] == first["scaling"]
         and np.allclose(meta["statistics"]["mean"], first["statistics"]["mean"])
         and np.allclose(meta["statistics"]["std"], first["statistics"]["std"])))

@@ -22,6 +22,13 @@
     scenes of a glacier or a river whatever their mix; the range still cancels a gain and an
     offset.
 
+Under both per-image rules the spectral-index bands of a stack (NDVI, NDWI, ... by band name,
+listed in the dataset's ``fixed_bands``) keep the training statistics, as under ``dataset``: an
+index is a ratio that a gain common to its two bands does not change, and its value means
+something (NDWI above 0 is water), which an image's own statistics would move with the class
+mix. On the Everest halves the western half's NDWI 2-98 % spread is 0.43 and the eastern
+half's 0.34; standardising it per image cost a U-Net 0.3 macro F1.
+
 A gain that is not the same over the scene (haze in one corner) is not cancelled, and an image
 whose class mix differs much from the training images' (all snow) gets other statistics: the
 per-image rule trades that for robustness to calibration, sensor and season.
@@ -30,6 +37,7 @@ per-image rule trades that for robustness to calibration, sensor and season.
 import numpy as np
 
 from ..errors import FjordError
+from .stack import INDEX_NAMES
 
 NORMALISATIONS = ("dataset", "image", "range")
 #: The rules that standardise every image by its own statistics.
@@ -71,6 +79,29 @@ def image_statistics(img, size=SAMPLE):
             "spread": (p98 - p2).tolist(), "pixels": int(len(sample))}
 
 
+def fixed_bands(band_names, rule):
+    """The bands that keep the training statistics under ``rule``: the spectral indices of a
+    per-image rule (by name), none under ``dataset``."""
+    if rule not in PER_IMAGE:
+        return []
+    return [b for b, name in enumerate(band_names) if str(name).upper() in INDEX_NAMES]
+
+
+def with_training_statistics(stats, meta):
+    """An image's ``stats`` with the bands of ``meta['fixed_bands']`` set to the training
+    statistics, so that :func:`normalise_image` reads them as ``(value / divisor - mean) / std``."""
+    fixed = meta.get("fixed_bands") or []
+    if not fixed:
+        return stats
+    divisor = float(meta["scaling"]["divisor"])
+    mean, std = meta["statistics"]["mean"], meta["statistics"]["std"]
+    stats = {k: list(v) if isinstance(v, list) else v for k, v in stats.items()}
+    for b in fixed:
+        stats["median"][b] = stats["midrange"][b] = divisor * mean[b]
+        stats["spread"][b] = divisor * std[b] * NORMAL_SPREAD
+    return stats
+
+
 def normalise_image(x, stats, rule="image"):
     """``x`` (..., bands) float32 standardised in place by an image's own ``stats``, centred on
     their median (rule ``image``) or on their midrange (rule ``range``)."""
@@ -94,7 +125,8 @@ def normaliser(meta, image_stats=None, z_scores=False):
     if rule in PER_IMAGE:
         if image_stats is None:
             raise ValueError(f"the {rule} rule needs the image's statistics")
-        return lambda x: normalise_image(x, image_stats, rule)
+        stats = with_training_statistics(image_stats, meta)
+        return lambda x: normalise_image(x, stats, rule)
     divisor = float(meta["scaling"]["divisor"])
     if z_scores or meta.get("standardise"):  # an imported network's per-band standardisation
         stats = meta["statistics"]

@@ -43,7 +43,7 @@ from ..data.npyio import NpyWriter
 from ..data.rasters import ImageStrips, open_raster, read_classes, same_grid
 from ..errors import Cancelled, FjordError, never_stop, no_progress
 from ..outputs import AtomicOutputs
-from .normalise import PER_IMAGE, check_normalisation, image_statistics, normalisation_of
+from .normalise import PER_IMAGE, check_normalisation, fixed_bands, image_statistics, normalisation_of
 
 gdal.UseExceptions()
 
@@ -715,6 +715,8 @@ class _DatasetBuild:
             "labels": ("one class value per tile" if s.tiles
                        else "class mask per window, 0 = unlabelled"),
             "fill_value": 0, "scaling": self.scaling, "normalisation": s.normalisation,
+            "fixed_bands": fixed_bands(existing["band_names"] if existing else img.band_names,
+                                       s.normalisation),
             "statistics": summarise_stats(n, total, sumsq, sample, self.scaling["divisor"]),
             "schema": self.schema, "counts": self.total_counts(),
             "counts_unit": "tiles" if s.tiles else "labelled pixels",
