@@ -106,6 +106,14 @@ def test_export_refusals(glacier_unet, tmp_path):
     with pytest.raises(FjordError, match="must end in .onnx"):
         export_model(glacier_unet["path"], str(tmp_path / "x.keras"))
     assert not list(tmp_path.iterdir())
+    from fjord.models.modelfile import load_model, save_model
+
+    model, meta = load_model(glacier_unet["path"])
+    own = str(tmp_path / "own.keras")
+    save_model(model, own, dict(meta, normalisation="range"))
+    with pytest.raises(FjordError, match="Deepness cannot do"):
+        export_model(own, str(tmp_path / "own.onnx"))
+    assert not os.path.exists(tmp_path / "own.onnx")
 
 
 DEEPNESS_DATA = os.path.join(os.path.dirname(DEEPNESS), "test", "data")

@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from ..errors import FjordError, never_stop, no_progress
+from ..prepare.normalise import normalisation_of, per_image
 
 FORMATS = ("onnx",)
 #: Largest difference allowed between the ONNX network's probabilities and Keras's.
@@ -31,6 +32,10 @@ def export_model(input, output, *, format=0, progress=None, should_stop=None):
     if meta["task"] not in ("tiles", "segmentation"):
         raise FjordError(f"{os.path.basename(input)} is a {meta['task']} model; export a "
                          "phase-one tile classifier or a U-Net.")
+    if per_image(meta):
+        raise FjordError(f"{os.path.basename(input)} standardises every image by its own "
+                         f"statistics (NORMALISATION {normalisation_of(meta)}), which Deepness "
+                         "cannot do; export a model trained with NORMALISATION dataset.")
     from ...models.engine import keras
 
     network = deepness_network(model, meta, keras)
