@@ -97,7 +97,9 @@ def with_training_statistics(stats, meta):
     mean, std = meta["statistics"]["mean"], meta["statistics"]["std"]
     stats = {k: list(v) if isinstance(v, list) else v for k, v in stats.items()}
     for b in fixed:
-        stats["median"][b] = stats["midrange"][b] = divisor * mean[b]
+        for centre in ("median", "midrange"):
+            if centre in stats:
+                stats[centre][b] = divisor * mean[b]
         stats["spread"][b] = divisor * std[b] * NORMAL_SPREAD
     return stats
 

@@ -715,8 +715,8 @@ class _DatasetBuild:
             "labels": ("one class value per tile" if s.tiles
                        else "class mask per window, 0 = unlabelled"),
             "fill_value": 0, "scaling": self.scaling, "normalisation": s.normalisation,
-            "fixed_bands": fixed_bands(existing["band_names"] if existing else img.band_names,
-                                       s.normalisation),
+            "fixed_bands": (existing.get("fixed_bands", []) if existing  # read as before
+                            else fixed_bands(img.band_names, s.normalisation)),
             "statistics": summarise_stats(n, total, sumsq, sample, self.scaling["divisor"]),
             "schema": self.schema, "counts": self.total_counts(),
             "counts_unit": "tiles" if s.tiles else "labelled pixels",
