@@ -84,7 +84,7 @@ METHODS = ("random forest", "CSC K=1", "CSC K=7", "U-Net", "U-Net + TTA",
            "CSC K=7 [image]", "U-Net [radiometric]", "U-Net [radiometric] + TTA",
            "U-Net [radiometric] > CSC K=7", "U-Net x3")
 QUICK_METHODS = METHODS[:-1]
-# Rows run only when named in --methods: today's U-Net defaults undone one at a time.
+# Rows run only when named in --methods: U-Net defaults undone one at a time, and the range rule.
 VARIANTS = ("U-Net [crossentropy]", "U-Net [depth 4]", "U-Net [constant LR]",
             "U-Net [depth 4 + crossentropy + constant LR]", "U-Net [depth 4 + 16 filters]",
             "U-Net [30 epochs]", "U-Net [range]", "U-Net [range] + TTA")
