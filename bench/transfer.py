@@ -30,6 +30,7 @@ Methods (the core functions the algorithms run, with their defaults unless named
   of each image's 2-98 % range instead of its median; a row run only when named).
 - ``[radiometric]`` after a name: the U-Net trained with a random gain and offset per window
   and band on top of its rotations, flips and crops (``rotations+flips+crops+radiometric``).
+  ``[range + radiometric]``: both, the augmentation applied to the range-normalised values.
 - ``[crossentropy]``, ``[depth 4]``, ``[constant LR]`` (or several, joined by +): the U-Net
   trained with cross-entropy alone, depth 4 with 32 base filters, or a constant learning rate
   of 1e-3 (together: ``train_unet``'s defaults before the Everest-blocks tuning).
@@ -84,10 +85,12 @@ METHODS = ("random forest", "CSC K=1", "CSC K=7", "U-Net", "U-Net + TTA",
            "CSC K=7 [image]", "U-Net [radiometric]", "U-Net [radiometric] + TTA",
            "U-Net [radiometric] > CSC K=7", "U-Net x3")
 QUICK_METHODS = METHODS[:-1]
-# Rows run only when named in --methods: U-Net defaults undone one at a time, and the range rule.
+# Rows run only when named in --methods: U-Net defaults undone one at a time, and the range rule
+# (for the U-Net and for CSC's phase one).
 VARIANTS = ("U-Net [crossentropy]", "U-Net [depth 4]", "U-Net [constant LR]",
             "U-Net [depth 4 + crossentropy + constant LR]", "U-Net [depth 4 + 16 filters]",
-            "U-Net [30 epochs]", "U-Net [range]", "U-Net [range] + TTA")
+            "U-Net [30 epochs]", "U-Net [range]", "U-Net [range] + TTA", "CSC K=7 [range]",
+            "U-Net [range + radiometric]", "U-Net [range + radiometric] + TTA")
 # The training options a tag in brackets stands for ('image' and 'range' are normalisations).
 TAGS = {
     "radiometric": dict(augment="rotations+flips+crops+radiometric"),
