@@ -204,3 +204,34 @@ def test_index_bands_keep_the_training_statistics_under_per_image_rules(glacier,
     assert np.allclose(out[..., 2], (x[..., 2] - mean) / std, atol=1e-4)
     own = normaliser(dict(meta, fixed_bands=[]), image_statistics(ImageStrips(str(stack))))
     assert np.allclose(out[..., :2], own(x.copy())[..., :2])  # the other bands: their own
+
+
+def test_a_dataset_made_before_fixed_bands_keeps_its_reading_when_appended(glacier, tmp_path):
+    """A dataset.json without ``fixed_bands`` (made before index bands kept the training
+    statistics) still has none after an append, so its models read every band as before."""
+    from fjord.core.prepare.normalise import with_training_statistics
+    from fjord.core.prepare.tiles import build_dataset
+
+    ds = gdal.Open(glacier["image"])
+    green, nir = (ds.GetRasterBand(b).ReadAsArray().astype(np.float32) for b in (2, 4))
+    stack = write_raster(tmp_path / "stack.tif", [green, nir, (green - nir) / (green + nir + 1)],
+                         dtype=gdal.GDT_Float32, geotransform=ds.GetGeoTransform(),
+                         projection=ds.GetProjection(), names=["B3", "B8", "NDWI"])
+    folder, options = str(tmp_path / "ds"), dict(mode="segmentation", tile_size=64, stride=64,
+                                                 min_labelled=0.05, normalisation="image")
+    meta = build_dataset(str(stack), glacier["classes"], folder, **options)
+    assert meta["fixed_bands"] == [2]
+    path = os.path.join(folder, "dataset.json")
+    with open(path) as f:
+        old = json.load(f)
+    del old["fixed_bands"]
+    with open(path, "w") as f:
+        json.dump(old, f)
+    meta = build_dataset(str(stack), glacier["classes"], folder, append=True, **options)
+    assert meta["fixed_bands"] == []
+    # image statistics from before the range rule have no midrange; the index still gets the
+    # training statistics
+    stats = {"median": [1.0, 2.0, 3.0], "spread": [1.0, 1.0, 1.0]}
+    fixed = with_training_statistics(stats, dict(meta, fixed_bands=[2]))
+    assert "midrange" not in fixed and fixed["median"][:2] == [1.0, 2.0]
+    assert fixed["median"][2] != 3.0
