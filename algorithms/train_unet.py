@@ -73,7 +73,11 @@ class TrainUnet(FjordAlgorithm):
             "Unlabelled pixels take no part in the loss or the accuracy. LOSS: cross-entropy, "
             "weighted cross-entropy (balanced class weights), soft Dice, or cross-entropy + "
             "Dice; CLASS_WEIGHTS balanced weights any of them by the dataset's pixel counts. "
-            "AUGMENT applies random rotations, flips and crops anew every epoch.\n\n"
+            "AUGMENT applies random rotations, flips and crops anew every epoch; radiometric "
+            "changes add a random gain and offset per window and band; sub-area statistics "
+            "(per-image datasets) standardise each window by the statistics of its whole image "
+            "or of one of 8 random quarter-size areas of it, so the network also sees the shifts "
+            "an image's own statistics take when its class mix changes.\n\n"
             "LR_SCHEDULE cosine (default) lowers the learning rate from LEARNING_RATE to 0 along a "
             "half cosine over the EPOCHS, so the last epochs settle instead of jumping between "
             "solutions; constant keeps it.\n\n"
@@ -112,7 +116,9 @@ class TrainUnet(FjordAlgorithm):
             self.AUGMENT, self.tr("On-the-fly augmentation"),
             options=[self.tr("none"), self.tr("rotations and flips"),
                      self.tr("rotations, flips and random crops"),
-                     self.tr("rotations, flips, random crops and radiometric changes")],
+                     self.tr("rotations, flips, random crops and radiometric changes"),
+                     self.tr("rotations, flips, random crops and sub-area statistics "
+                             "(datasets made with NORMALISATION image or range)")],
             defaultValue=2))
         self.addParameter(num(self.EPOCHS, self.tr("Most epochs"), num.Integer, defaultValue=30, minValue=1))
         self.addParameter(num(self.BATCH_SIZE, self.tr("Batch size"), num.Integer, defaultValue=8, minValue=1))

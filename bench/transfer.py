@@ -31,6 +31,8 @@ Methods (the core functions the algorithms run, with their defaults unless named
 - ``[radiometric]`` after a name: the U-Net trained with a random gain and offset per window
   and band on top of its rotations, flips and crops (``rotations+flips+crops+radiometric``).
   ``[range + radiometric]``: both, the augmentation applied to the range-normalised values.
+  ``[range + areas]``: range, with each training window standardised by the statistics of its
+  whole image or of one of 8 random quarter-size areas of it (``rotations+flips+crops+areas``).
 - ``[crossentropy]``, ``[depth 4]``, ``[constant LR]`` (or several, joined by +): the U-Net
   trained with cross-entropy alone, depth 4 with 32 base filters, or a constant learning rate
   of 1e-3 (together: ``train_unet``'s defaults before the Everest-blocks tuning).
@@ -86,14 +88,16 @@ METHODS = ("random forest", "CSC K=1", "CSC K=7", "U-Net", "U-Net + TTA",
            "U-Net [radiometric] > CSC K=7", "U-Net x3")
 QUICK_METHODS = METHODS[:-1]
 # Rows run only when named in --methods: U-Net defaults undone one at a time, and the range rule
-# (for the U-Net and for CSC's phase one).
+# (for the U-Net and for CSC's phase one), and range with sub-area statistics.
 VARIANTS = ("U-Net [crossentropy]", "U-Net [depth 4]", "U-Net [constant LR]",
             "U-Net [depth 4 + crossentropy + constant LR]", "U-Net [depth 4 + 16 filters]",
             "U-Net [30 epochs]", "U-Net [range]", "U-Net [range] + TTA", "CSC K=7 [range]",
-            "U-Net [range + radiometric]", "U-Net [range + radiometric] + TTA")
+            "U-Net [range + radiometric]", "U-Net [range + radiometric] + TTA",
+            "U-Net [range + areas]", "U-Net [range + areas] + TTA")
 # The training options a tag in brackets stands for ('image' and 'range' are normalisations).
 TAGS = {
     "radiometric": dict(augment="rotations+flips+crops+radiometric"),
+    "areas": dict(augment="rotations+flips+crops+areas"),
     "crossentropy": dict(loss="crossentropy"),
     "depth 4": dict(depth=4, filters=32),
     "constant LR": dict(schedule="constant", learning_rate=1e-3),

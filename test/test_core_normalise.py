@@ -235,3 +235,71 @@ def test_a_dataset_made_before_fixed_bands_keeps_its_reading_when_appended(glaci
     fixed = with_training_statistics(stats, dict(meta, fixed_bands=[2]))
     assert "midrange" not in fixed and fixed["median"][:2] == [1.0, 2.0]
     assert fixed["median"][2] != 3.0
+
+
+def test_area_statistics_follow_the_class_mix_of_their_area(tmp_path):
+    """A scene dark on the left and bright on the right: quarter-size areas see other mixes,
+    so their statistics spread around the whole image's; areas as large as the image are it."""
+    from fjord.core.data.rasters import ImageStrips
+    from fjord.core.prepare.normalise import AREAS, area_statistics, image_statistics
+
+    rng = np.random.default_rng(0)
+    bands = rng.normal(100, 5, (2, 200, 300))
+    bands[:, :, 150:] += 100
+    img = ImageStrips(write_raster(str(tmp_path / "mix.tif"), bands.astype(np.float32)))
+    whole = image_statistics(img)
+    areas = area_statistics(img)
+    assert len(areas) == AREAS
+    medians = np.array([a["median"][0] for a in areas])
+    assert medians.min() < whole["median"][0] - 20 and medians.max() > whole["median"][0] + 20
+    for a in area_statistics(img, side=1.0):
+        np.testing.assert_allclose(a["midrange"], whole["midrange"])
+        np.testing.assert_allclose(a["spread"], whole["spread"])
+    img.close()
+
+
+@pytest.mark.parametrize("rule", ["image", "range"])
+def test_training_under_area_statistics_reads_each_window_by_one_of_them(glacier, tmp_path, rule):
+    from fjord.core.learn.sequence import TileDataset
+    from fjord.core.prepare.normalise import normaliser
+    from fjord.core.prepare.tiles import build_dataset
+
+    folder = str(tmp_path / "ds")
+    meta = build_dataset(glacier["image"], glacier["classes"], folder, mode="segmentation",
+                         tile_size=64, stride=64, min_labelled=0.05, seed=0, normalisation=rule)
+    source = meta["sources"][0]
+    candidates = [source["image_statistics"]] + source["area_statistics"]
+    assert len(candidates) == 9
+    n = source["windows"]["train"]
+    plain = TileDataset(folder, batch_size=n, shuffle=False, standardise=True)[0][0]
+    data = TileDataset(folder, batch_size=n, shuffle=False, standardise=True,
+                       area_statistics=True)
+    raw = TileDataset(folder, batch_size=n, shuffle=False)._images[0]
+    chosen = []
+    for _ in range(2):
+        x = data[0][0]
+        for i in range(n):
+            reads = [normaliser(meta, s)(np.array(raw[i], np.float32)) for s in candidates]
+            matches = [k for k, r in enumerate(reads) if np.allclose(x[i], r, atol=1e-5)]
+            assert matches, "a window read by none of the image's or its areas' statistics"
+            chosen.append(matches[0])
+        data.on_epoch_end()
+    assert len(set(chosen)) > 2 and not np.allclose(x, plain)
+    # A dataset normalised by its training statistics records no areas: a clear error.
+    other = str(tmp_path / "other")
+    build_dataset(glacier["image"], glacier["classes"], other, mode="segmentation",
+                  tile_size=64, stride=64, min_labelled=0.05, seed=0)
+    with pytest.raises(FjordError, match="NORMALISATION image or range"):
+        TileDataset(other, standardise=True, area_statistics=True)
+    # trainunet's AUGMENT 'sub-area statistics': recorded, and refused without a trace.
+    from fjord.core.learn.unet import train_unet
+    from fjord.models.modelfile import read_metadata
+
+    areas = "rotations+flips+crops+areas"
+    path = str(tmp_path / "u.keras")
+    train_unet(folder, path, depth=2, filters=4, epochs=1, augment=areas)
+    assert read_metadata(path)["training"]["augment"] == areas
+    refused = str(tmp_path / "refused.keras")
+    with pytest.raises(FjordError, match="NORMALISATION image or range"):
+        train_unet(other, refused, depth=2, filters=4, epochs=1, augment=areas)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("refused")]

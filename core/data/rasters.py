@@ -102,11 +102,13 @@ class ImageStrips:
             data = np.where(valid[..., None], data, 0).astype(data.dtype, copy=False)
         return np.ascontiguousarray(data), valid
 
-    def sample(self, size=256):
-        """The valid pixels of a decimated read of the whole image (at most ``size`` x ``size``
-        pixels), as (pixels, bands) in the image's type: a cheap look at its values."""
-        data = self.ds.ReadAsArray(buf_xsize=min(self.width, size),
-                                   buf_ysize=min(self.height, size))
+    def sample(self, size=256, window=None):
+        """The valid pixels of a decimated read of the whole image, or of its ``window``
+        (col, row, width, height), at most ``size`` x ``size`` pixels, as (pixels, bands) in
+        the image's type: a cheap look at its values."""
+        col, row, width, height = window or (0, 0, self.width, self.height)
+        data = self.ds.ReadAsArray(col, row, width, height, buf_xsize=min(width, size),
+                                   buf_ysize=min(height, size))
         self.ds.FlushCache()
         if data.ndim == 2:
             data = data[None]

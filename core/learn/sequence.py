@@ -12,6 +12,7 @@ import numpy as np
 
 from ...models.engine import keras
 from ..data.npyio import open_npy
+from ..errors import FjordError
 from ..prepare.normalise import normaliser
 from ..prepare.tiles import SPLIT_NAMES, dihedral, read_dataset, variants
 
@@ -50,6 +51,11 @@ class TileDataset(keras.utils.PyDataset):
         times a gain and plus an offset (log-gain and offset normal, 0.2 and 0.3 standard
         deviations, half shared by all bands, half per band), as another date, sensor or
         atmosphere gives. Meant for standardised input (``standardise``).
+    area_statistics : bool
+        Under a per-image rule: each window standardised, anew every epoch, by the statistics
+        of its whole image or of one of the image's random sub-areas recorded in the dataset
+        (:func:`fjord.core.prepare.normalise.area_statistics`), as if the image's class mix
+        were another.
     shard : (int, int), optional
         ``(index, count)``: this process's share in a multi-process run, every ``count``-th
         tile of the (shuffled) order from ``index`` on. Every share has the same length and
@@ -60,7 +66,7 @@ class TileDataset(keras.utils.PyDataset):
 
     def __init__(self, folder, split="train", batch_size=50, shuffle=True, augment="none",
                  one_hot=True, seed=0, shard=None, standardise=False, crops=None,
-                 radiometric=False, **kwargs):
+                 radiometric=False, area_statistics=False, **kwargs):
         super().__init__(**kwargs)
         if split not in SPLIT_NAMES:
             raise ValueError(f"split must be one of {SPLIT_NAMES}")
@@ -73,9 +79,13 @@ class TileDataset(keras.utils.PyDataset):
         self.one_hot = one_hot
         self.seed = seed
         self.shard = shard
-        # One normaliser per shard: shard i of a split holds the windows of source image i.
-        self._normalise = [normaliser(self.meta, source.get("image_statistics"), standardise)
-                           for source in self.meta["sources"]]
+        # Normalisers per shard (shard i of a split holds the windows of source image i): the
+        # whole image's, then those of its sub-areas when windows draw among them.
+        self._normalise = [
+            [normaliser(self.meta, stats, standardise)
+             for stats in [source.get("image_statistics")]
+             + (_areas_of(source) if area_statistics else [])]
+            for source in self.meta["sources"]]
         self.crops = [int(c) for c in crops] if crops else None
         self.radiometric = bool(radiometric)
         self.values = [c["value"] for c in self.meta["schema"]["classes"]]
@@ -119,7 +129,9 @@ class TileDataset(keras.utils.PyDataset):
         xs, ys = [], []
         for p in picks:
             s, i = self._shard[p], self._index[p]
-            x = self._normalise[s](np.array(self._images[s][i], np.float32))  # a copy
+            choices = self._normalise[s]
+            normalise = choices[int(rng.integers(len(choices)))] if len(choices) > 1 else choices[0]
+            x = normalise(np.array(self._images[s][i], np.float32))  # a copy
             y = np.asarray(self._labels[s][i])
             if len(self.transforms) > 1:
                 k = int(rng.choice(self.transforms))
@@ -143,6 +155,15 @@ class TileDataset(keras.utils.PyDataset):
         if self.one_hot:
             return x, np.eye(max(self.values) + 1, dtype=np.float32)[y][..., self.values]
         return x, np.where(y > 0, self._lookup[y] + 1, 0)
+
+
+def _areas_of(source):
+    """The sub-area statistics of a dataset source, which only per-image datasets record."""
+    if "area_statistics" not in source:
+        raise FjordError("Training under sub-area statistics needs a dataset made with "
+                         "NORMALISATION image or range (by this version of maketiles); make the "
+                         "dataset again with one of those, or choose another AUGMENT.")
+    return source["area_statistics"]
 
 
 #: Standard deviations of the radiometric change's log-gain and offset (standardised units).

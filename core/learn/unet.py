@@ -51,7 +51,8 @@ LOSSES = {"crossentropy": ("crossentropy", False),
 LOSS_NAMES = {"crossentropy": "categorical cross-entropy",
               "weighted_crossentropy": "weighted categorical cross-entropy",
               "dice": "soft Dice", "crossentropy_dice": "cross-entropy + soft Dice"}
-AUGMENTS = ("none", "rotations+flips", "rotations+flips+crops", "rotations+flips+crops+radiometric")
+AUGMENTS = ("none", "rotations+flips", "rotations+flips+crops", "rotations+flips+crops+radiometric",
+            "rotations+flips+crops+areas")
 #: LR_SCHEDULE (the Toolbox enum's order): the learning rate held, or decayed along a half
 #: cosine from LEARNING_RATE to 0 over the EPOCHS (Loshchilov & Hutter 2017, without restarts).
 SCHEDULES = ("cosine", "constant")
@@ -215,7 +216,8 @@ class UnetTraining(TrainingJob):
         return TileDataset(self.dataset, split, batch_size=batch, shuffle=training, augment=turns,
                            seed=self.seed, shard=shard, standardise=True,
                            crops=self.crops if training else None,
-                           radiometric=training and self.augment.endswith("radiometric"))
+                           radiometric=training and self.augment.endswith("radiometric"),
+                           area_statistics=training and self.augment.endswith("areas"))
 
     def build(self):
         from ...models.unet import build_unet

@@ -44,6 +44,9 @@ NORMALISATIONS = ("dataset", "image", "range")
 PER_IMAGE = ("image", "range")
 #: Sample side of the image statistics (a decimated read of at most this many pixels squared).
 SAMPLE = 512
+#: Sub-areas per image whose statistics a U-Net may train under, and their side as a share of
+#: the image's width and height (:func:`area_statistics`).
+AREAS, AREA_SIDE = 8, 0.5
 #: The 2..98 % range of a standard normal distribution, in standard deviations.
 NORMAL_SPREAD = 4.1075
 
@@ -66,17 +69,39 @@ def check_normalisation(name):
     return name
 
 
-def image_statistics(img, size=SAMPLE):
-    """The robust per-band statistics of an image (an ``ImageStrips``), in its own units:
-    ``{"median": [...], "midrange": [...], "spread": [...], "pixels": n}``: spread = 98th - 2nd
-    percentile, midrange = their mean, over the valid pixels of a decimated read."""
-    sample = img.sample(size).astype(np.float64)
+def image_statistics(img, size=SAMPLE, window=None):
+    """The robust per-band statistics of an image (an ``ImageStrips``) or of its ``window``
+    (col, row, width, height), in its own units: ``{"median": [...], "midrange": [...],
+    "spread": [...], "pixels": n}``: spread = 98th - 2nd percentile, midrange = their mean, over
+    the valid pixels of a decimated read."""
+    sample = img.sample(size, window).astype(np.float64)
     if len(sample) < 16:
         raise FjordError("The image has too few valid pixels to compute its own statistics "
                          "(NORMALISATION 'image'); give a larger image or area.")
     p2, p50, p98 = np.percentile(sample, [2, 50, 98], axis=0)
     return {"median": p50.tolist(), "midrange": ((p2 + p98) / 2).tolist(),
             "spread": (p98 - p2).tolist(), "pixels": int(len(sample))}
+
+
+def area_statistics(img, seed=0, count=AREAS, side=AREA_SIDE):
+    """The :func:`image_statistics` of ``count`` random sub-areas of ``img``, each ``side`` of
+    its width and height (areas without enough valid pixels are left out).
+
+    They are what the image's own statistics would be with another class mix, drawn from the
+    image itself: a U-Net trained under them (``AUGMENT`` sub-area statistics) learns the
+    shifts that a per-image rule gives an image with more snow or more shadow.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = (max(1, round(n * side)) for n in (img.width, img.height))
+    areas = []
+    for _ in range(count):
+        col = int(rng.integers(0, img.width - width + 1))
+        row = int(rng.integers(0, img.height - height + 1))
+        try:
+            areas.append(image_statistics(img, window=(col, row, width, height)))
+        except FjordError:  # an area of nodata
+            continue
+    return areas
 
 
 def fixed_bands(band_names, rule):

@@ -43,7 +43,7 @@ from ..data.npyio import NpyWriter
 from ..data.rasters import ImageStrips, open_raster, read_classes, same_grid
 from ..errors import Cancelled, FjordError, never_stop, no_progress
 from ..outputs import AtomicOutputs
-from .normalise import PER_IMAGE, check_normalisation, fixed_bands, image_statistics, normalisation_of
+from .normalise import PER_IMAGE, area_statistics, check_normalisation, fixed_bands, image_statistics, normalisation_of
 
 gdal.UseExceptions()
 
@@ -479,8 +479,9 @@ class _DatasetBuild:
 
     def run(self):
         self.check_image()
-        self.image_stats = (image_statistics(self.img) if self.s.normalisation in PER_IMAGE
-                            else None)
+        per_image = self.s.normalisation in PER_IMAGE
+        self.image_stats = image_statistics(self.img) if per_image else None
+        self.area_stats = area_statistics(self.img, self.s.seed) if per_image else None
         self.scan()
         self.choose_windows()
         self.choose_types()
@@ -743,7 +744,8 @@ class _DatasetBuild:
                 "counts": self.added,
                 "windows": {SPLIT_NAMES[s]: n for s, n in self.sizes.items()},
                 "dropped_at_block_borders": self.dropped,
-                **({"image_statistics": self.image_stats} if self.image_stats else {})}
+                **({"image_statistics": self.image_stats,
+                    "area_statistics": self.area_stats} if self.image_stats else {})}
 
     def statistics(self):
         """Sums and sample of the training split, the dataset's own added when appending."""
