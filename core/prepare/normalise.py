@@ -31,7 +31,11 @@ half's 0.34; standardising it per image cost a U-Net 0.3 macro F1.
 
 A gain that is not the same over the scene (haze in one corner) is not cancelled, and an image
 whose class mix differs much from the training images' (all snow) gets other statistics: the
-per-image rule trades that for robustness to calibration, sensor and season.
+per-image rule trades that for robustness to calibration, sensor and season. To soften that, a
+per-image dataset also records the statistics of random quarter-size areas of each image
+(:func:`area_statistics`), and a U-Net trained with ``AUGMENT`` sub-area statistics reads each
+training window by its whole image's statistics or by one area's, so it has seen the shifts
+another class mix gives.
 """
 
 import numpy as np
