@@ -51,7 +51,7 @@ from ..outputs import AtomicOutputs, check_writable, work_dir
 from ..prepare.normalise import normaliser_for
 from .predict import predict_batch
 from .unet import StandardisedStrips, blend_margin, check_window, read_unet_metadata, unet_predictor
-from .windows import padded_rows, predict_windows
+from .windows import padded_rows, predict_windows, windows_per_row
 from .windows import window_positions as tile_positions
 
 gdal.UseExceptions()
@@ -158,14 +158,15 @@ def phase_one(img, model, meta, out_ds, stride, threshold, progress, should_stop
     band = out_ds.GetRasterBand(1)
     strips = []
     total = np.zeros(top + 1, np.int64)
+    size = min(TILE_BATCH, len(xs))  # every call padded to one shape, no larger than a row
     for i, y in enumerate(ys):
         _check_stop(should_stop, "phase one")
         data, valid = img.read(y, tile)
         picks = [x for x in xs if valid[:, x:x + tile].any()]
-        for b in range(0, len(picks), TILE_BATCH):
-            batch = picks[b:b + TILE_BATCH]
+        for b in range(0, len(picks), size):
+            batch = picks[b:b + size]
             x = normalise(np.stack([data[:, c:c + tile] for c in batch]).astype(np.float32))
-            probs = predict_batch(model, x, (TILE_BATCH,) + x.shape[1:])
+            probs = predict_batch(model, x, (size,) + x.shape[1:])
             for c, p in zip(batch, probs):
                 acc[:, c:c + tile] += p
                 hits[:, c:c + tile] += 1
@@ -719,8 +720,9 @@ class _CscJob:
         self.keras = keras = distribute.start(device, self.progress)
         if self.members:
             self.meta = self.unet_meta
-            self.net, self.windows_batch = unet_predictor(self.members, self.tile,
-                                                          self.img.bands, tta=False)
+            self.net, self.windows_batch = unet_predictor(
+                self.members, self.tile, self.img.bands, tta=False,
+                columns=windows_per_row(self.img.width, self.tile, self.overlap))
         else:
             self.net, self.meta = cached_model(self.model, task="tiles")
         keras.utils.set_random_seed(self.seed)

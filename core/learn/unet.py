@@ -39,7 +39,7 @@ from ..outputs import AtomicOutputs, check_writable
 from ..prepare.normalise import normalisation_of, normaliser_for, per_image
 from .predict import predict_batch
 from .session import CLASS_WEIGHTS, TrainingJob, balanced_weights, check_choices
-from .windows import BLENDS, predict_windows
+from .windows import BLENDS, predict_windows, windows_per_row
 
 gdal.UseExceptions()
 
@@ -451,7 +451,8 @@ def classify_unet(image, model, output, *, window=0, overlap=-1, blend="cosine",
         from ...models import distribute
 
         distribute.start(device, progress)
-    predict, batch = unet_predictor(models, window, img.bands, tta)
+    predict, batch = unet_predictor(models, window, img.bands, tta,
+                                    windows_per_row(img.width, window, overlap))
     progress(0.0, f"{img.width} x {img.height} px in windows of {window} px overlapping by "
                   f"{overlap} px, {blend} blend" + (", averaged over flips" if tta else "")
                   + (f", averaged over {len(models)} models" if len(models) > 1 else "") + ".")
@@ -541,14 +542,16 @@ def _check_member(path, meta, first_path, first):
                          "NORMALISATION ('image' or 'range').")
 
 
-def unet_predictor(models, window, bands, tta):
+def unet_predictor(models, window, bands, tta, columns):
     """``(predict, batch)``: a function from a batch of normalised windows to per-pixel
     probabilities, averaged over the model files ``models`` and (with ``tta``) over flips; and
-    the windows per batch. The engine must be started (``distribute.start``)."""
+    the windows per batch: about a million pixels, but no more than the ``columns`` windows of
+    one row (a batch is padded to that one shape, so a larger one would be wasted work). The
+    engine must be started (``distribute.start``)."""
     from ...models.modelfile import cached_model
 
     nets = [cached_model(path, task="segmentation")[0] for path in models]
-    batch = window_batch(window)
+    batch = min(window_batch(window), columns)
     shape = (batch * (4 if tta else 1), window, window, bands)
 
     def run(x):

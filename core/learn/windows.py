@@ -31,6 +31,18 @@ def window_positions(length, window, step):
     return starts
 
 
+def padded_length(length, window, overlap):
+    """The length of one axis as ``predict_windows`` covers it: reflect-padded by half the
+    overlap on each side, and up to one window when it is shorter than that."""
+    return max(length + 2 * (overlap // 2), window)
+
+
+def windows_per_row(width, window, overlap):
+    """How many windows ``predict_windows`` puts side by side across an image ``width`` px wide
+    (the largest useful prediction batch: a row of windows is predicted at a time)."""
+    return len(window_positions(padded_length(width, window, overlap), window, window - overlap))
+
+
 def blend_profile(window, overlap, blend="cosine", margin=0):
     """The 1-D weight of each position of a window (the 2-D weight is the outer product)."""
     if blend not in BLENDS:
@@ -113,9 +125,8 @@ def predict_windows(img, predict, window, overlap, n_out, write, *, blend="cosin
         raise ValueError("the overlap must be larger than twice the margin")
     step = window - overlap
     pad = overlap // 2
-    height, width = img.height + 2 * pad, img.width + 2 * pad
-    extra_r, extra_c = max(0, window - height), max(0, window - width)
-    height, width = height + extra_r, width + extra_c
+    height, width = padded_length(img.height, window, overlap), padded_length(img.width, window, overlap)
+    extra_c = width - (img.width + 2 * pad)
     ys, xs = window_positions(height, window, step), window_positions(width, window, step)
     profile = blend_profile(window, overlap, blend, margin)
     weight = np.outer(profile, profile).astype(np.float32)[..., None]
