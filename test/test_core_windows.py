@@ -6,7 +6,14 @@ from helpers import write_raster
 from osgeo import gdal
 
 from fjord.core.data.rasters import ImageStrips
-from fjord.core.learn.windows import BLENDS, blend_profile, predict_windows, reflect_index, window_positions
+from fjord.core.learn.windows import (
+    BLENDS,
+    blend_profile,
+    predict_windows,
+    reflect_index,
+    window_positions,
+    windows_per_row,
+)
 
 
 def _image(path, array):
@@ -78,3 +85,20 @@ def test_windowed_toy_network_equals_the_whole_image_away_from_the_border(tmp_pa
     out, write, _ = _collect(150, 170, 4)
     predict_windows(img, lambda b: np.asarray(model(b)), 48, 0, 4, write, blend="none")
     assert np.abs(out[3:-3, 3:-3] - whole[3:-3, 3:-3]).max() > 1e-3
+
+
+@pytest.mark.parametrize("shape, window, overlap", [((70, 90), 32, 8), ((19, 23), 32, 8),
+                                                    ((40, 300), 64, 16), ((64, 64), 64, 0)])
+def test_windows_per_row_is_the_largest_batch_predict_windows_asks_for(tmp_path, shape, window,
+                                                                       overlap):
+    """The batch cap of classification: a row of windows is predicted at a time, so a larger
+    padded batch would only predict empty windows."""
+    img = _image(tmp_path / "img.tif", np.zeros(shape + (2,), np.float32))
+    sizes = []
+
+    def predict(x):
+        sizes.append(len(x))
+        return np.zeros(x.shape[:3] + (1,), np.float32)
+
+    predict_windows(img, predict, window, overlap, 1, lambda *a: None, batch=10 ** 6)
+    assert max(sizes) == windows_per_row(shape[1], window, overlap)
