@@ -28,13 +28,6 @@ _PROFILE = tempfile.mkdtemp(prefix="fjord-profile-")
 os.environ["QGIS_CUSTOM_CONFIG_PATH"] = _PROFILE
 # The worker runs in the interpreter that runs the tests.
 os.environ.setdefault("FJORD_PYTHON", sys.executable)
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # One core per test process (make test runs one per core): TensorFlow's and OpenMP's
-    # thread pools sized to the whole machine in each process fought over the cores (a pair of
-    # test files ran 8 % slower). Set before any test imports TensorFlow; children inherit it.
-    for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-        os.environ.setdefault(_name, "1")
-
 # The longest test files, longest first (their seconds on 2 cores, 2026-12-08). pytest-xdist's
 # --dist loadfile hands out whole files in collection order: started first, they no longer
 # leave one process running alone at the end.
