@@ -28,7 +28,7 @@ _PROFILE = tempfile.mkdtemp(prefix="fjord-profile-")
 os.environ["QGIS_CUSTOM_CONFIG_PATH"] = _PROFILE
 # The worker runs in the interpreter that runs the tests.
 os.environ.setdefault("FJORD_PYTHON", sys.executable)
-# The longest test files, longest first (their seconds on 2 cores, 2026-12-08). pytest-xdist's
+# The longest test files, longest first (as measured on 2 cores, 2026-12-08). pytest-xdist's
 # --dist loadfile hands out whole files in collection order: started first, they no longer
 # leave one process running alone at the end.
 LONGEST_FIRST = ("test_e2e_demo.py", "test_core_unet.py", "test_core_normalise.py",
